@@ -1,0 +1,73 @@
+import Koa from 'koa';
+import Router from '@koa/router';
+import type { Knex } from 'knex';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Config } from './config.ts';
+import { SessionSealer } from './lib/session.ts';
+import { errorHandler } from './middleware/errors.ts';
+import { requestLog } from './middleware/request-log.ts';
+import { jsonBody } from './middleware/body.ts';
+import { authenticate } from './middleware/auth.ts';
+import { DEFAULT_RATE_LIMITS, rateLimits, type RateLimits } from './middleware/rate-limit.ts';
+import type { Deps } from './routes/deps.ts';
+import { healthRoutes } from './routes/health/index.ts';
+import { authRoutes } from './routes/auth/index.ts';
+import { meRoutes } from './routes/me/index.ts';
+import { tokenRoutes } from './routes/tokens/index.ts';
+import { teamRoutes } from './routes/teams/index.ts';
+import { memberRoutes } from './routes/members/index.ts';
+import { invitationRoutes } from './routes/invitations/index.ts';
+import { appRoutes } from './routes/apps/index.ts';
+import { envRoutes } from './routes/env/index.ts';
+import { auditRoutes } from './routes/audit/index.ts';
+import { spa } from './routes/spa.ts';
+
+export interface AppOptions {
+  config: Config;
+  knex: Knex;
+  redis: Redis;
+  log: Logger;
+  rateLimits?: RateLimits;
+}
+
+export function createApp({ config, knex, redis, log, rateLimits: limitsConfig = DEFAULT_RATE_LIMITS }: AppOptions): Koa {
+  const app = new Koa({ proxy: !config.isLocal });
+  const sealer = new SessionSealer(config.sessionSecret);
+  const limits = rateLimits(redis, limitsConfig);
+  const deps: Deps = { config, knex, redis, sealer, limits };
+
+  app.use(requestLog(log));
+  app.use(errorHandler());
+  app.use(jsonBody());
+
+  const api = new Router({ prefix: '/api' });
+  api.use(authenticate(sealer), limits.writes());
+  for (const routes of [meRoutes(), tokenRoutes(deps), teamRoutes(deps), memberRoutes(deps), invitationRoutes(deps), appRoutes(deps), envRoutes(deps), auditRoutes()]) {
+    api.use(routes.routes(), routes.allowedMethods({ throw: true }));
+  }
+
+  const top = [healthRoutes(deps), authRoutes(deps), api];
+  for (const router of top) {
+    app.use(router.routes());
+    app.use(router.allowedMethods({ throw: true }));
+  }
+  app.use(spa());
+  routersOf.set(app, top);
+  return app;
+}
+
+const routersOf = new WeakMap<Koa, Router[]>();
+
+/** Every route the app serves, as "METHOD /path" (HEAD omitted), for the authorization table test. */
+export function listRoutes(app: Koa): string[] {
+  const routes = new Set<string>();
+  for (const router of routersOf.get(app) ?? []) {
+    for (const layer of router.stack) {
+      for (const method of layer.methods) {
+        if (method !== 'HEAD') routes.add(`${method} ${layer.path}`);
+      }
+    }
+  }
+  return [...routes].sort();
+}

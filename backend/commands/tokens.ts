@@ -1,0 +1,27 @@
+import type { Knex } from 'knex';
+import { ApiToken } from '../models/index.ts';
+import { randomToken, sha256 } from '../lib/crypto.ts';
+import { NotFoundError } from '../lib/errors.ts';
+import { TOKEN_PREFIX, type Actor } from '../middleware/auth.ts';
+
+export async function createToken(knex: Knex, actor: Actor, input: { name: string; expiresInDays?: number }) {
+  const token = `${TOKEN_PREFIX}${randomToken(32)}`;
+  const row = await ApiToken.query(knex).insertAndFetch({
+    userId: actor.user.id,
+    name: input.name,
+    tokenHash: sha256(token),
+    prefix: token.slice(0, TOKEN_PREFIX.length + 6),
+    expiresAt: input.expiresInDays ? new Date(Date.now() + input.expiresInDays * 86_400_000) : null,
+  });
+  // The only time the secret leaves the server: the caller must copy it now.
+  return { row, token };
+}
+
+export async function listTokens(actor: Actor) {
+  return ApiToken.query().where({ userId: actor.user.id }).whereNull('revokedAt').orderBy('createdAt', 'desc');
+}
+
+export async function revokeToken(knex: Knex, actor: Actor, id: string): Promise<void> {
+  const n = await ApiToken.query(knex).patch({ revokedAt: new Date() }).where({ id, userId: actor.user.id }).whereNull('revokedAt');
+  if (n === 0) throw new NotFoundError('API token');
+}

@@ -1,0 +1,234 @@
+// The one place that reads the environment. Parsed once at start with zod; a bad or missing
+// setting stops the process with one message listing every problem.
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+
+const emptyToUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
+const optionalString = z.preprocess(emptyToUndefined, z.string().optional());
+const port = (fallback: number) =>
+  z.preprocess(emptyToUndefined, z.coerce.number().int().min(0).max(65535).default(fallback));
+
+const schema = z.object({
+  RHONE_MODE: z.preprocess(emptyToUndefined, z.enum(['local', 'production']).default('local')),
+  PORT: port(3000),
+  RHONE_PUBLIC_URL: z.preprocess(emptyToUndefined, z.url().optional()),
+  DATABASE_URL: z.preprocess(emptyToUndefined, z.string().default('postgres://postgres@127.0.0.1:5432/rhone')),
+  REDIS_URL: z.preprocess(emptyToUndefined, z.string().default('redis://127.0.0.1:6379/0')),
+  RHONE_DATA_DIR: z.preprocess(emptyToUndefined, z.string().default('./.rhone')),
+  RHONE_SESSION_SECRET: z.preprocess(emptyToUndefined, z.string().min(32, 'must be at least 32 characters').optional()),
+  RHONE_ENCRYPTION_KEYS: optionalString,
+  RHONE_APPS_DOMAIN: optionalString,
+  RHONE_ROUTER_PORT: port(8080),
+  RHONE_MACHINES_PORT: port(4280),
+  LOG_LEVEL: z.preprocess(
+    emptyToUndefined,
+    z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  ),
+  FLY_API_TOKEN: optionalString,
+  FLY_API_URL: z.preprocess(emptyToUndefined, z.url().default('https://api.machines.dev')),
+  FLY_ORG: optionalString,
+  GITHUB_APP_ID: optionalString,
+  GITHUB_APP_PRIVATE_KEY: optionalString,
+  GITHUB_CLIENT_ID: optionalString,
+  GITHUB_CLIENT_SECRET: optionalString,
+  GITHUB_WEBHOOK_SECRET: optionalString,
+  GITHUB_API_URL: z.preprocess(emptyToUndefined, z.url().default('https://api.github.com')),
+  STRIPE_SECRET_KEY: optionalString,
+  STRIPE_WEBHOOK_SECRET: optionalString,
+  STRIPE_API_URL: z.preprocess(emptyToUndefined, z.url().default('https://api.stripe.com')),
+});
+
+/** Settings production cannot run without; local mode replaces each with a working local part. */
+export const REQUIRED_IN_PRODUCTION = [
+  'RHONE_PUBLIC_URL',
+  'DATABASE_URL',
+  'REDIS_URL',
+  'RHONE_SESSION_SECRET',
+  'RHONE_ENCRYPTION_KEYS',
+  'FLY_API_TOKEN',
+  'FLY_ORG',
+  'GITHUB_APP_ID',
+  'GITHUB_APP_PRIVATE_KEY',
+  'GITHUB_CLIENT_ID',
+  'GITHUB_CLIENT_SECRET',
+  'GITHUB_WEBHOOK_SECRET',
+  'STRIPE_SECRET_KEY',
+  'STRIPE_WEBHOOK_SECRET',
+] as const;
+
+export interface EncryptionKey {
+  id: string;
+  key: Buffer;
+}
+
+export interface Config {
+  mode: 'local' | 'production';
+  isLocal: boolean;
+  port: number;
+  publicUrl: string;
+  secureCookies: boolean;
+  databaseUrl: string;
+  redisUrl: string;
+  dataDir: string;
+  sessionSecret: string;
+  /** The first key encrypts; every key decrypts what was written under its id. */
+  encryptionKeys: EncryptionKey[];
+  appsDomain: string;
+  routerPort: number;
+  machinesPort: number;
+  logLevel: string;
+  fly: { token?: string; apiUrl: string; org?: string };
+  github: {
+    appId?: string;
+    privateKey?: string;
+    clientId?: string;
+    clientSecret?: string;
+    webhookSecret?: string;
+    apiUrl: string;
+  };
+  stripe: { secretKey?: string; webhookSecret?: string; apiUrl: string };
+  /** Names of settings local mode made up because they were not given. */
+  generatedSecrets: string[];
+}
+
+export class ConfigError extends Error {
+  constructor(public readonly problems: string[]) {
+    super(`Rhone cannot start. Fix these settings:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** RHONE_ENCRYPTION_KEYS: "id:base64key,id2:base64key"; each key is 32 bytes (AES-256). */
+export function parseEncryptionKeys(raw: string): EncryptionKey[] {
+  const keys = raw
+    .split(',')
+    .map((part) => part.trim())
+    .filter(Boolean)
+    .map((part) => {
+      const sep = part.indexOf(':');
+      if (sep <= 0) throw new Error(`"${part.slice(0, 8)}…" is not of the form id:base64key`);
+      const id = part.slice(0, sep);
+      if (!/^[A-Za-z0-9_-]{1,32}$/.test(id)) throw new Error(`key id "${id}" must be 1-32 letters, digits, _ or -`);
+      const key = Buffer.from(part.slice(sep + 1), 'base64');
+      if (key.length !== 32) throw new Error(`key "${id}" must decode from base64 to 32 bytes, got ${key.length}`);
+      return { id, key };
+    });
+  if (keys.length === 0) throw new Error('at least one key is needed');
+  const ids = new Set(keys.map((k) => k.id));
+  if (ids.size !== keys.length) throw new Error('key ids must be distinct');
+  return keys;
+}
+
+interface DevSecrets {
+  sessionSecret: string;
+  encryptionKeys: string;
+}
+
+// Local mode keeps its made-up secrets on disk so sessions and encrypted env vars survive a restart.
+function loadDevSecrets(dataDir: string): { secrets: DevSecrets; file: string } {
+  const file = path.join(dataDir, 'dev-secrets.json');
+  try {
+    return { secrets: JSON.parse(readFileSync(file, 'utf8')) as DevSecrets, file };
+  } catch {
+    const secrets: DevSecrets = {
+      sessionSecret: randomBytes(32).toString('base64url'),
+      encryptionKeys: `dev1:${randomBytes(32).toString('base64')}`,
+    };
+    mkdirSync(dataDir, { recursive: true });
+    writeFileSync(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });
+    return { secrets, file };
+  }
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = schema.safeParse(env);
+  const problems: string[] = [];
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) problems.push(`${issue.path.join('.')}: ${issue.message}`);
+    throw new ConfigError(problems);
+  }
+  const e = parsed.data;
+  const isLocal = e.RHONE_MODE === 'local';
+  if (!isLocal) {
+    for (const name of REQUIRED_IN_PRODUCTION) {
+      if (emptyToUndefined(env[name]) === undefined) problems.push(`${name} is required in production`);
+    }
+  }
+
+  let encryptionKeys: EncryptionKey[] = [];
+  if (e.RHONE_ENCRYPTION_KEYS) {
+    try {
+      encryptionKeys = parseEncryptionKeys(e.RHONE_ENCRYPTION_KEYS);
+    } catch (err) {
+      problems.push(`RHONE_ENCRYPTION_KEYS: ${(err as Error).message}`);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const dataDir = path.resolve(e.RHONE_DATA_DIR);
+  const generatedSecrets: string[] = [];
+  let sessionSecret = e.RHONE_SESSION_SECRET ?? '';
+  if (isLocal && (!e.RHONE_SESSION_SECRET || !e.RHONE_ENCRYPTION_KEYS)) {
+    const { secrets } = loadDevSecrets(dataDir);
+    if (!e.RHONE_SESSION_SECRET) {
+      sessionSecret = secrets.sessionSecret;
+      generatedSecrets.push('RHONE_SESSION_SECRET');
+    }
+    if (!e.RHONE_ENCRYPTION_KEYS) {
+      encryptionKeys = parseEncryptionKeys(secrets.encryptionKeys);
+      generatedSecrets.push('RHONE_ENCRYPTION_KEYS');
+    }
+  }
+
+  const publicUrl = (e.RHONE_PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, '');
+  return {
+    mode: e.RHONE_MODE,
+    isLocal,
+    port: e.PORT,
+    publicUrl,
+    secureCookies: publicUrl.startsWith('https://'),
+    databaseUrl: e.DATABASE_URL,
+    redisUrl: e.REDIS_URL,
+    dataDir,
+    sessionSecret,
+    encryptionKeys,
+    appsDomain: e.RHONE_APPS_DOMAIN ?? (isLocal ? 'localhost' : 'rhone.app'),
+    routerPort: e.RHONE_ROUTER_PORT,
+    machinesPort: e.RHONE_MACHINES_PORT,
+    logLevel: e.LOG_LEVEL,
+    fly: { token: e.FLY_API_TOKEN, apiUrl: e.FLY_API_URL, org: e.FLY_ORG },
+    github: {
+      appId: e.GITHUB_APP_ID,
+      privateKey: e.GITHUB_APP_PRIVATE_KEY,
+      clientId: e.GITHUB_CLIENT_ID,
+      clientSecret: e.GITHUB_CLIENT_SECRET,
+      webhookSecret: e.GITHUB_WEBHOOK_SECRET,
+      apiUrl: e.GITHUB_API_URL,
+    },
+    stripe: { secretKey: e.STRIPE_SECRET_KEY, webhookSecret: e.STRIPE_WEBHOOK_SECRET, apiUrl: e.STRIPE_API_URL },
+    generatedSecrets,
+  };
+}
+
+let cached: Config | undefined;
+
+/** The process's configuration, parsed on first use. */
+export function getConfig(): Config {
+  cached ??= loadConfig();
+  return cached;
+}
+
+/** What entry points print when the configuration is unusable. */
+export function configOrExit(): Config {
+  try {
+    return getConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exit(78); // EX_CONFIG
+    }
+    throw err;
+  }
+}

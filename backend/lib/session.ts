@@ -1,0 +1,55 @@
+// The session is a cookie sealed with AES-256-GCM under a key derived from RHONE_SESSION_SECRET:
+// encrypted and tamper-proof, holding only the user id, the CSRF token and the expiry.
+import type { Context } from 'koa';
+import type { Config } from '../config.ts';
+import { DecryptionError, decrypt, deriveKey, encrypt, randomToken } from './crypto.ts';
+
+export const SESSION_COOKIE = 'rhone_session';
+export const CSRF_COOKIE = 'rhone_csrf';
+export const SESSION_TTL_MS = 14 * 24 * 60 * 60 * 1000;
+
+export interface SessionData {
+  userId: string;
+  csrf: string;
+  expiresAt: number;
+}
+
+export class SessionSealer {
+  private readonly keys;
+
+  constructor(secret: string) {
+    this.keys = [{ id: 's1', key: deriveKey(secret, 'session-cookie') }];
+  }
+
+  seal(data: SessionData): string {
+    return encrypt(JSON.stringify(data), this.keys, SESSION_COOKIE).data.toString('base64url');
+  }
+
+  unseal(value: string | undefined, now = Date.now()): SessionData | null {
+    if (!value) return null;
+    try {
+      const raw = decrypt({ keyId: 's1', data: Buffer.from(value, 'base64url') }, this.keys, SESSION_COOKIE);
+      const data = JSON.parse(raw.toString('utf8')) as SessionData;
+      if (typeof data.userId !== 'string' || typeof data.csrf !== 'string' || !(data.expiresAt > now)) return null;
+      return data;
+    } catch (err) {
+      if (err instanceof DecryptionError || err instanceof SyntaxError) return null;
+      throw err;
+    }
+  }
+}
+
+export function startSession(ctx: Context, config: Config, sealer: SessionSealer, userId: string): SessionData {
+  const data = { userId, csrf: randomToken(24), expiresAt: Date.now() + SESSION_TTL_MS };
+  const common = { sameSite: 'lax' as const, secure: config.secureCookies, path: '/', maxAge: SESSION_TTL_MS, overwrite: true };
+  ctx.cookies.set(SESSION_COOKIE, sealer.seal(data), { ...common, httpOnly: true });
+  // Readable by the dashboard's script, which echoes it in X-CSRF-Token (double submit).
+  ctx.cookies.set(CSRF_COOKIE, data.csrf, { ...common, httpOnly: false });
+  return data;
+}
+
+export function endSession(ctx: Context, config: Config): void {
+  for (const name of [SESSION_COOKIE, CSRF_COOKIE]) {
+    ctx.cookies.set(name, '', { path: '/', maxAge: 0, expires: new Date(0), secure: config.secureCookies, overwrite: true });
+  }
+}

@@ -1,0 +1,17 @@
+import { TimestampedModel } from './BaseModel.ts';
+
+export const PLANS = ['free', 'starter', 'pro', 'enterprise'] as const;
+export type Plan = (typeof PLANS)[number];
+
+export class Team extends TimestampedModel {
+  static tableName = 'teams';
+
+  id!: string;
+  slug!: string;
+  name!: string;
+  personal!: boolean;
+  plan!: Plan;
+  stripeCustomerId!: string | null;
+  stripeSubscriptionId!: string | null;
+  subscriptionStatus!: string | null;
+}

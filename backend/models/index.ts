@@ -1,0 +1,13 @@
+export { ApiToken } from './ApiToken.ts';
+export { App, type AppSource } from './App.ts';
+export { AuditEvent } from './AuditEvent.ts';
+export { Deployment, DeploymentEvent, ACTIVE_STATUSES, TERMINAL_STATUSES, type DeploymentStatus } from './Deployment.ts';
+export { Domain } from './Domain.ts';
+export { EnvVar } from './EnvVar.ts';
+export { GithubInstallation, GithubInstallationRepository } from './GithubInstallation.ts';
+export { Invitation } from './Invitation.ts';
+export { Team, PLANS, type Plan } from './Team.ts';
+export { TeamMember, ROLES, type Role } from './TeamMember.ts';
+export { UsageRecord } from './UsageRecord.ts';
+export { User } from './User.ts';
+export { WebhookDelivery } from './WebhookDelivery.ts';

@@ -1,0 +1,72 @@
+// Who may do what. A team's resources are invisible (404) to non-members; within a team, each
+// action needs at least a role. Owner > admin > member.
+import { ForbiddenError } from '../lib/errors.ts';
+import type { Role } from '../models/index.ts';
+
+const RANK: Record<Role, number> = { member: 1, admin: 2, owner: 3 };
+
+export const MIN_ROLE = {
+  'team:read': 'member',
+  'team:update': 'owner',
+  'team:delete': 'owner',
+  'billing:manage': 'owner',
+  'member:list': 'member',
+  'member:invite': 'admin',
+  'member:update': 'admin',
+  'member:remove': 'admin',
+  'invitation:list': 'admin',
+  'invitation:revoke': 'admin',
+  'app:read': 'member',
+  'app:create': 'admin',
+  'app:update': 'admin',
+  'app:delete': 'admin',
+  'env:read': 'member',
+  'env:reveal': 'admin',
+  'env:write': 'admin',
+  'domain:read': 'member',
+  'domain:write': 'admin',
+  'deployment:read': 'member',
+  'deployment:create': 'member',
+  'deployment:cancel': 'member',
+  'deployment:rollback': 'member',
+  'audit:read': 'admin',
+} as const satisfies Record<string, Role>;
+
+export type Action = keyof typeof MIN_ROLE;
+
+const WORDS: Partial<Record<Action, string>> = {
+  'team:update': 'change this team',
+  'team:delete': 'delete this team',
+  'billing:manage': 'manage billing',
+  'member:invite': 'invite members',
+  'member:update': 'change roles',
+  'member:remove': 'remove members',
+  'invitation:list': 'see invitations',
+  'invitation:revoke': 'revoke invitations',
+  'app:create': 'create apps',
+  'app:update': 'change app settings',
+  'app:delete': 'delete apps',
+  'env:reveal': 'reveal env var values',
+  'env:write': 'change env vars',
+  'domain:write': 'change domains',
+  'audit:read': 'read the audit log',
+};
+
+export function atLeast(role: Role, min: Role): boolean {
+  return RANK[role] >= RANK[min];
+}
+
+export function can(role: Role, action: Action): boolean {
+  return atLeast(role, MIN_ROLE[action]);
+}
+
+export function authorize(role: Role, action: Action): void {
+  if (can(role, action)) return;
+  const needed = MIN_ROLE[action] === 'owner' ? 'an owner' : 'an admin or owner';
+  throw new ForbiddenError(`Your role (${role}) may not ${WORDS[action] ?? action}; ask ${needed} of the team.`);
+}
+
+/** Whether someone with `actorRole` may give or take away `targetRole` (admins never touch owners). */
+export function canManageRole(actorRole: Role, targetRole: Role): boolean {
+  return actorRole === 'owner' || (actorRole === 'admin' && targetRole !== 'owner');
+}

@@ -1,0 +1,82 @@
+// Every field the API exposes, listed explicitly. Models are never serialised directly.
+import type { ApiToken, App, AuditEvent, EnvVar, Invitation, Team, TeamMember, User, Role } from '../models/index.ts';
+import type { Config } from '../config.ts';
+
+const iso = (d: Date | string | null | undefined) => (d ? new Date(d).toISOString() : null);
+
+export function presentUser(u: User) {
+  return { id: u.id, login: u.login, name: u.name, email: u.email, avatarUrl: u.avatarUrl, createdAt: iso(u.createdAt) };
+}
+
+export function presentTeam(t: Team, role?: Role) {
+  return { slug: t.slug, name: t.name, plan: t.plan, personal: t.personal, ...(role ? { role } : {}), createdAt: iso(t.createdAt) };
+}
+
+export function presentMember(m: TeamMember) {
+  return {
+    login: m.user?.login,
+    name: m.user?.name ?? null,
+    avatarUrl: m.user?.avatarUrl ?? null,
+    role: m.role,
+    joinedAt: iso(m.createdAt),
+  };
+}
+
+export function presentInvitation(i: Invitation) {
+  return {
+    id: i.id,
+    team: i.team ? { slug: i.team.slug, name: i.team.name } : null,
+    login: i.login,
+    role: i.role,
+    invitedBy: i.inviter?.login ?? null,
+    createdAt: iso(i.createdAt),
+    expiresAt: iso(i.expiresAt),
+  };
+}
+
+export function appUrl(config: Config, slug: string): string {
+  return config.isLocal ? `http://${slug}.${config.appsDomain}:${config.routerPort}` : `https://${slug}.${config.appsDomain}`;
+}
+
+export function presentApp(config: Config, a: App, team: Pick<Team, 'slug'>) {
+  return {
+    id: a.id,
+    team: team.slug,
+    name: a.name,
+    slug: a.slug,
+    url: appUrl(config, a.slug),
+    source: a.source,
+    rootDirectory: a.rootDirectory,
+    buildCommand: a.buildCommand,
+    startCommand: a.startCommand,
+    region: a.region,
+    machineSize: a.machineSize,
+    internalPort: a.internalPort,
+    healthCheckPath: a.healthCheckPath,
+    instanceCount: a.instanceCount,
+    autoDeploy: a.autoDeploy,
+    createdAt: iso(a.createdAt),
+    updatedAt: iso(a.updatedAt),
+  };
+}
+
+/** A value is present only when the caller asked to reveal and may. */
+export function presentEnvVar(v: EnvVar, value: string | null) {
+  return { name: v.name, value, revealed: value !== null, updatedAt: iso(v.updatedAt) };
+}
+
+export function presentToken(t: ApiToken) {
+  return { id: t.id, name: t.name, prefix: t.prefix, lastUsedAt: iso(t.lastUsedAt), expiresAt: iso(t.expiresAt), createdAt: iso(t.createdAt) };
+}
+
+export function presentAudit(e: AuditEvent) {
+  return {
+    id: String(e.id),
+    actor: e.actorLogin,
+    action: e.action,
+    subjectType: e.subjectType,
+    subjectId: e.subjectId,
+    data: e.data,
+    createdAt: iso(e.createdAt),
+  };
+}

@@ -1,0 +1,15 @@
+import Router from '@koa/router';
+import type { Context } from 'koa';
+import { teamsOf } from '../../commands/users.ts';
+import { auth, requireActor } from '../../middleware/auth.ts';
+import { presentUser } from '../../presenters/index.ts';
+
+export function meRoutes(): Router {
+  const router = new Router();
+  router.get('/me', auth(), async (ctx: Context) => {
+    const actor = requireActor(ctx);
+    const teams = await teamsOf(actor.user.id);
+    ctx.body = { user: presentUser(actor.user), teams: teams.map(({ slug, name, role, plan, personal }) => ({ slug, name, role, plan, personal })) };
+  });
+  return router;
+}

@@ -1,0 +1,42 @@
+// The api process: `node --import tsx backend/server.ts`.
+import type { Server } from 'node:http';
+import { configOrExit } from './config.ts';
+import { closeDb, db } from './db.ts';
+import { closeRedis, redis } from './redis.ts';
+import { logger } from './lib/logger.ts';
+import { createApp } from './app.ts';
+
+export async function startServer(port: number): Promise<Server> {
+  const config = configOrExit();
+  const log = logger();
+  const app = createApp({ config, knex: db(), redis: redis(), log });
+  return new Promise((resolve, reject) => {
+    const server = app.listen(port, () => resolve(server));
+    server.once('error', reject);
+    // Longer than Fly's proxy idle timeout, so the proxy closes idle keep-alive sockets first.
+    server.keepAliveTimeout = 65_000;
+  });
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const config = configOrExit();
+  const log = logger();
+  const server = await startServer(config.port);
+  log.info({ url: config.publicUrl }, `Rhone api listening on ${config.publicUrl}`);
+  // Graceful shutdown: stop accepting, finish what is in flight, then close pools.
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down api');
+    const force = setTimeout(() => process.exit(1), 10_000).unref();
+    server.close(async () => {
+      await Promise.allSettled([closeDb(), closeRedis()]);
+      clearTimeout(force);
+      process.exit(0);
+    });
+    server.closeIdleConnections();
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}

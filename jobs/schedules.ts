@@ -1,0 +1,18 @@
+// Repeatable work, registered with BullMQ job schedulers. Upserting is idempotent, so every
+// scheduler process (and every restart) may run it.
+import { queue, type QueueContext, type QueueKey } from './queues.ts';
+
+export const SCHEDULES: { id: string; queue: QueueKey; every?: number; pattern?: string }[] = [
+  // 03:17 UTC: away from the hour, when everyone else's cron runs.
+  { id: 'housekeeping-daily', queue: 'housekeeping', pattern: '17 3 * * *' },
+];
+
+export async function registerSchedules(ctx: QueueContext): Promise<string[]> {
+  for (const s of SCHEDULES) {
+    await queue(ctx, s.queue).upsertJobScheduler(s.id, s.every ? { every: s.every } : { pattern: s.pattern!, tz: 'UTC' }, {
+      name: s.queue,
+      data: {},
+    });
+  }
+  return SCHEDULES.map((s) => s.id);
+}
