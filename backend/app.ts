@@ -32,7 +32,10 @@ export interface AppOptions {
 }
 
 export function createApp({ config, knex, redis, log, rateLimits: limitsConfig = DEFAULT_RATE_LIMITS }: AppOptions): Koa {
-  const app = new Koa({ proxy: !config.isLocal });
+  // Behind a proxy (production on Fly, or any https public URL) trust X-Forwarded-Proto, so Secure
+  // cookies can be set, and take the client address from the one hop we trust: the rightmost
+  // X-Forwarded-For entry, which the proxy appended. Entries to its left are whatever the client sent.
+  const app = new Koa({ proxy: !config.isLocal || config.secureCookies, maxIpsCount: 1 });
   const sealer = new SessionSealer(config.sessionSecret);
   const limits = rateLimits(redis, limitsConfig);
   const deps: Deps = { config, knex, redis, sealer, limits };

@@ -147,25 +147,26 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const problems: string[] = [];
   if (!parsed.success) {
     for (const issue of parsed.error.issues) problems.push(`${issue.path.join('.')}: ${issue.message}`);
-    throw new ConfigError(problems);
   }
-  const e = parsed.data;
-  const isLocal = e.RHONE_MODE === 'local';
-  if (!isLocal) {
+  // Checked on the raw environment, so one bad value does not hide the rest of the list.
+  if (emptyToUndefined(env.RHONE_MODE) === 'production') {
     for (const name of REQUIRED_IN_PRODUCTION) {
       if (emptyToUndefined(env[name]) === undefined) problems.push(`${name} is required in production`);
     }
   }
 
   let encryptionKeys: EncryptionKey[] = [];
-  if (e.RHONE_ENCRYPTION_KEYS) {
+  const rawKeys = emptyToUndefined(env.RHONE_ENCRYPTION_KEYS);
+  if (typeof rawKeys === 'string') {
     try {
-      encryptionKeys = parseEncryptionKeys(e.RHONE_ENCRYPTION_KEYS);
+      encryptionKeys = parseEncryptionKeys(rawKeys);
     } catch (err) {
       problems.push(`RHONE_ENCRYPTION_KEYS: ${(err as Error).message}`);
     }
   }
-  if (problems.length > 0) throw new ConfigError(problems);
+  if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
+  const e = parsed.data;
+  const isLocal = e.RHONE_MODE === 'local';
 
   const dataDir = path.resolve(e.RHONE_DATA_DIR);
   const generatedSecrets: string[] = [];

@@ -1,6 +1,7 @@
 // A real api on an ephemeral port and a small client that keeps cookies and sends the CSRF header
 // the way the dashboard does.
-import type { AddressInfo, Server } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
 import type Koa from 'koa';
 import { pino } from 'pino';
 import { getConfig, type Config } from '../backend/config.ts';

@@ -16,7 +16,7 @@ export async function prepareDatabase(databaseUrl: string, log: (line: string) =
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const config = configOrExit();
-  const problem = await preflight(config);
+  const problem = await preflight(config, { redis: false });
   if (problem) {
     console.error(problem);
     process.exit(1);

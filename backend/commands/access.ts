@@ -29,7 +29,8 @@ export async function appAccess(actor: Actor, slug: string): Promise<AppAccess> 
   const app = await App.query()
     .withGraphJoined('team')
     .join('team_members', 'team_members.team_id', 'apps.team_id')
-    .select('team_members.role as memberRole')
+    // An explicit select replaces the root's columns in a joined graph, so name them too.
+    .select('apps.*', 'team_members.role as memberRole')
     .where({ 'apps.slug': slug, 'team_members.user_id': actor.user.id })
     .first();
   if (!app?.team) throw new NotFoundError(`App "${slug}"`);

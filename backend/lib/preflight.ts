@@ -43,10 +43,11 @@ async function checkRedis(redisUrl: string): Promise<string | null> {
   }
 }
 
-export async function preflight(config: Config): Promise<string | null> {
-  const [pgError, redisError] = await Promise.all([checkPostgres(config.databaseUrl), checkRedis(config.redisUrl)]);
+/** Checks Postgres, and Redis unless told not to (migrations need only Postgres). */
+export async function preflight(config: Config, { redis = true } = {}): Promise<string | null> {
+  const [pgError, redisError] = await Promise.all([checkPostgres(config.databaseUrl), redis ? checkRedis(config.redisUrl) : null]);
   if (!pgError && !redisError) return null;
-  const lines = ['Rhone needs PostgreSQL and Redis, and could not reach:'];
+  const lines = [`Rhone needs PostgreSQL${redis ? ' and Redis' : ''}, and could not reach:`];
   if (pgError) lines.push(`  - PostgreSQL at DATABASE_URL=${redactUrl(config.databaseUrl)} (${pgError})`);
   if (redisError) lines.push(`  - Redis at REDIS_URL=${redactUrl(config.redisUrl)} (${redisError})`);
   lines.push(

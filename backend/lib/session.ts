@@ -1,6 +1,8 @@
 // The session is a cookie sealed with AES-256-GCM under a key derived from RHONE_SESSION_SECRET:
-// encrypted and tamper-proof, holding only the user id, the CSRF token and the expiry.
+// encrypted and tamper-proof, holding only the session's id, the CSRF token and the expiry. The
+// session row in Postgres is what makes it valid, so signing out ends it everywhere at once.
 import type { Context } from 'koa';
+import type { Knex } from 'knex';
 import type { Config } from '../config.ts';
 import { DecryptionError, decrypt, deriveKey, encrypt, randomToken } from './crypto.ts';
 
@@ -9,7 +11,7 @@ export const CSRF_COOKIE = 'rhone_csrf';
 export const SESSION_TTL_MS = 14 * 24 * 60 * 60 * 1000;
 
 export interface SessionData {
-  userId: string;
+  sessionId: string;
   csrf: string;
   expiresAt: number;
 }
@@ -30,7 +32,7 @@ export class SessionSealer {
     try {
       const raw = decrypt({ keyId: 's1', data: Buffer.from(value, 'base64url') }, this.keys, SESSION_COOKIE);
       const data = JSON.parse(raw.toString('utf8')) as SessionData;
-      if (typeof data.userId !== 'string' || typeof data.csrf !== 'string' || !(data.expiresAt > now)) return null;
+      if (typeof data.sessionId !== 'string' || typeof data.csrf !== 'string' || !(data.expiresAt > now)) return null;
       return data;
     } catch (err) {
       if (err instanceof DecryptionError || err instanceof SyntaxError) return null;
@@ -39,8 +41,10 @@ export class SessionSealer {
   }
 }
 
-export function startSession(ctx: Context, config: Config, sealer: SessionSealer, userId: string): SessionData {
-  const data = { userId, csrf: randomToken(24), expiresAt: Date.now() + SESSION_TTL_MS };
+export async function startSession(ctx: Context, knex: Knex, config: Config, sealer: SessionSealer, userId: string): Promise<SessionData> {
+  const expiresAt = Date.now() + SESSION_TTL_MS;
+  const [row] = (await knex('sessions').insert({ userId, expiresAt: new Date(expiresAt) }).returning('id')) as { id: string }[];
+  const data = { sessionId: row.id, csrf: randomToken(24), expiresAt };
   const common = { sameSite: 'lax' as const, secure: config.secureCookies, path: '/', maxAge: SESSION_TTL_MS, overwrite: true };
   ctx.cookies.set(SESSION_COOKIE, sealer.seal(data), { ...common, httpOnly: true });
   // Readable by the dashboard's script, which echoes it in X-CSRF-Token (double submit).
@@ -48,7 +52,8 @@ export function startSession(ctx: Context, config: Config, sealer: SessionSealer
   return data;
 }
 
-export function endSession(ctx: Context, config: Config): void {
+export async function endSession(ctx: Context, knex: Knex, config: Config, sessionId?: string): Promise<void> {
+  if (sessionId) await knex('sessions').where({ id: sessionId }).whereNull('revokedAt').update({ revokedAt: new Date() });
   for (const name of [SESSION_COOKIE, CSRF_COOKIE]) {
     ctx.cookies.set(name, '', { path: '/', maxAge: 0, expires: new Date(0), secure: config.secureCookies, overwrite: true });
   }

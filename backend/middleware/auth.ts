@@ -8,6 +8,7 @@ export interface Actor {
   user: User;
   via: 'session' | 'token';
   tokenId?: string;
+  sessionId?: string;
 }
 
 export const TOKEN_PREFIX = 'rhone_';
@@ -47,7 +48,13 @@ export function authenticate(sealer: SessionSealer) {
     }
     const session = sealer.unseal(ctx.cookies.get(SESSION_COOKIE));
     if (session) {
-      const user = await User.query().findById(session.userId);
+      const user = await User.query()
+        .select('users.*')
+        .join('sessions', 'sessions.user_id', 'users.id')
+        .where('sessions.id', session.sessionId)
+        .whereNull('sessions.revoked_at')
+        .where('sessions.expires_at', '>', new Date())
+        .first();
       if (user) {
         if (!SAFE_METHODS.has(ctx.method)) {
           const sent = ctx.get('X-CSRF-Token');
@@ -56,7 +63,7 @@ export function authenticate(sealer: SessionSealer) {
             throw new ForbiddenError('This write needs the X-CSRF-Token header set to the rhone_csrf cookie. Reload the page and try again.', 'csrf_failed');
           }
         }
-        ctx.state.actor = { user, via: 'session' } satisfies Actor;
+        ctx.state.actor = { user, via: 'session', sessionId: session.sessionId } satisfies Actor;
       }
     }
     return next();

@@ -18,6 +18,10 @@ function describe(issues: z.core.$ZodIssue[], where: string) {
     if (issue.code === 'unrecognized_keys') {
       return { field, message: `unknown field${issue.keys.length > 1 ? 's' : ''}: ${issue.keys.join(', ')}` };
     }
+    // A bad record key (an env var name): zod's own message says only "Invalid key in record".
+    if (issue.code === 'invalid_key' && issue.issues.length > 0) {
+      return { field, message: issue.issues.map((i) => i.message).join('; ') };
+    }
     return { field, message: issue.message };
   });
 }

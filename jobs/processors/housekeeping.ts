@@ -13,6 +13,7 @@ export interface HousekeepingResult {
   expiredInvitations: number;
   oldWebhookDeliveries: number;
   revokedTokens: number;
+  endedSessions: number;
 }
 
 export async function housekeeping(knex: Knex, now = new Date()): Promise<HousekeepingResult> {
@@ -25,7 +26,11 @@ export async function housekeeping(knex: Knex, now = new Date()): Promise<Housek
   const revokedTokens = await knex('apiTokens')
     .where('revokedAt', '<', new Date(now.getTime() - REVOKED_TOKEN_RETENTION_DAYS * DAY_MS))
     .delete();
-  return { expiredInvitations, oldWebhookDeliveries, revokedTokens };
+  const endedSessions = await knex('sessions')
+    .where('expiresAt', '<', now)
+    .orWhere('revokedAt', '<', new Date(now.getTime() - DAY_MS))
+    .delete();
+  return { expiredInvitations, oldWebhookDeliveries, revokedTokens, endedSessions };
 }
 
 export function processor(knex: Knex) {

@@ -80,7 +80,7 @@ export function githubOAuth(router: Router, { config, knex, sealer, limits }: De
     const { user } = await signIn(knex, {
       login: profile.login, githubId: Number(profile.id), name: profile.name ?? null, email: primary, avatarUrl: profile.avatar_url ?? null,
     });
-    startSession(ctx, config, sealer, user.id);
+    await startSession(ctx, knex, config, sealer, user.id);
     ctx.redirect('/');
   });
 }

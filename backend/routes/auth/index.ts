@@ -19,14 +19,14 @@ export function authRoutes(deps: Deps): Router {
     if (!config.isLocal) throw new NotFoundError('Route');
     const { body } = inputOf(ctx, devLogin);
     const { user, created } = await signIn(knex, { login: body.login });
-    startSession(ctx, config, sealer, user.id);
+    await startSession(ctx, knex, config, sealer, user.id);
     ctx.status = created ? 201 : 200;
     ctx.body = presentUser(user);
   });
 
   router.post('/logout', authenticate(sealer), async (ctx: Context) => {
-    requireActor(ctx);
-    endSession(ctx, config);
+    const actor = requireActor(ctx);
+    await endSession(ctx, knex, config, actor.sessionId);
     ctx.status = 204;
   });
 

@@ -1,0 +1,244 @@
+// A blue/green release through the Machines API, as flyctl does it, one code path for Fly and the
+// local runtime: new ("green") machines are born cordoned, must start and pass every health check,
+// then take traffic; only then are the old ("blue") ones cordoned, drained with SIGTERM, stopped
+// and destroyed. Every step finds its machines by metadata, so running it again after a crash
+// picks up where it stopped and never makes twins.
+import { setTimeout as delay } from 'node:timers/promises';
+import type { FlyClient } from '../providers/fly/client.ts';
+import { realChecks } from '../providers/fly/client.ts';
+import { FlyApiError } from '../providers/fly/errors.ts';
+import { META, type Machine } from '../providers/fly/types.ts';
+import { durationMs, healthCheck, machineConfig, STOP_TIMEOUT, VANGO_CHECK, type CheckTiming, type RuntimeSettings } from './machine-config.ts';
+
+export interface ReleaseInput {
+  /** The Fly app's name (flyAppNameForSlug). */
+  flyApp: string;
+  /** Rhone's app id: every machine of the app carries it. */
+  appId: string;
+  /** The deployment this release belongs to: its machines carry it, which makes retries find them. */
+  deploymentId: string;
+  image: string;
+  settings: RuntimeSettings;
+  /** Env vars, sent as Fly app secrets (never in the machine config, never logged). */
+  secrets: Record<string, string>;
+  /** Non-secret env for the machine config, e.g. the release label. */
+  env?: Record<string, string>;
+}
+
+export interface ReleaseTiming {
+  /** How long a new machine may take to reach "started". */
+  startTimeoutMs: number;
+  /** How long checks may take to pass, on top of the check's grace period. */
+  healthDeadlineMs: number;
+  /** How often to look at the checks. */
+  pollMs: number;
+  /** Pauses that let Fly's proxy learn about new machines and forget old ones. */
+  proxyLearnMs: number;
+  proxyForgetMs: number;
+  checks: CheckTiming;
+}
+
+export const FLY_TIMING: ReleaseTiming = {
+  startTimeoutMs: 5 * 60_000,
+  healthDeadlineMs: 60_000,
+  pollMs: 2000,
+  proxyLearnMs: 10_000,
+  proxyForgetMs: 10_000,
+  checks: VANGO_CHECK,
+};
+
+export interface ReleaseOptions {
+  client: FlyClient;
+  org: string;
+  timing?: Partial<ReleaseTiming>;
+  /** A line for the deployment's log: words a user reads. */
+  log?: (line: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface ReleaseResult {
+  machines: string[];
+  replaced: string[];
+}
+
+/** A release that failed before traffic moved: the old machines still serve. `message` is for the user. */
+export class ReleaseError extends Error {
+  constructor(message: string, readonly phase: 'create' | 'start' | 'health' | 'canceled') {
+    super(message);
+    this.name = 'ReleaseError';
+  }
+}
+
+const isGone = (m: Machine) => m.state === 'destroyed' || m.state === 'destroying';
+const short = (id: string) => id.slice(0, 8);
+
+function checkFailure(machine: Machine | null): string {
+  if (!machine) return 'the machine disappeared';
+  if (machine.state !== 'started') return `the machine is ${machine.state}`;
+  const checks = realChecks(machine);
+  if (checks.length === 0) return 'no check result yet';
+  return checks
+    .filter((c) => c.status !== 'passing')
+    .map((c) => `${c.status}${c.output ? `: ${c.output.trim().slice(0, 200)}` : ''}`)
+    .join('; ');
+}
+
+export async function release(input: ReleaseInput, options: ReleaseOptions): Promise<ReleaseResult> {
+  const timing = { ...FLY_TIMING, ...options.timing };
+  const { client } = options;
+  const log = options.log ?? (() => undefined);
+  const app = input.flyApp;
+  const aborted = () => {
+    if (options.signal?.aborted) throw new ReleaseError('The deployment was canceled before traffic moved; the previous release keeps serving.', 'canceled');
+  };
+
+  // 1. The Fly app. The idempotency key makes a retried create return the app the first one made.
+  if (!(await client.getApp(app))) {
+    log(`Creating Fly app ${app}`);
+    try {
+      await client.createApp({ name: app, org_slug: options.org, idempotency_key: `rhone-app-${input.appId}` });
+    } catch (err) {
+      if (!(err instanceof FlyApiError && err.code === 'name_taken' && (await client.getApp(app)))) throw err;
+    }
+  }
+
+  // 2. Env vars as app secrets: machines created with min_secrets_version see exactly these.
+  const existing = await client.listSecrets(app);
+  const values: Record<string, string | null> = { ...input.secrets };
+  for (const s of existing) if (!(s.name in values)) values[s.name] = null;
+  let minSecretsVersion: number | undefined;
+  if (Object.keys(values).length > 0) {
+    minSecretsVersion = (await client.setSecrets(app, values)).version;
+    log(`Set ${Object.keys(input.secrets).length} env var${Object.keys(input.secrets).length === 1 ? '' : 's'} as app secrets`);
+  }
+
+  // 3. What is there: machines of this deployment (a retry) and the ones serving now.
+  const all = (await client.listMachines(app, { metadata: { [META.app]: input.appId } })).filter((m) => !isGone(m));
+  const green = new Map(all.filter((m) => m.config.metadata?.[META.deployment] === input.deploymentId).map((m) => [m.config.metadata?.[META.launchId], m]));
+  const blue = all.filter((m) => m.config.metadata?.[META.deployment] !== input.deploymentId);
+
+  // A retry that finds greens already taking traffic has passed the point of no return.
+  const alreadySwitched = [...green.values()].some((m) => m.cordoned === false);
+  const greens: Machine[] = [];
+  try {
+    // 4. Create the missing green machines, born cordoned.
+    const { internalPort, healthCheckPath, region, machineSize, instanceCount } = input.settings;
+    const missing = instanceCount - green.size;
+    if (missing > 0) log(`Creating ${missing} new machine${missing === 1 ? '' : 's'} in ${region} (${machineSize})`);
+    for (let i = 0; i < instanceCount; i++) {
+      aborted();
+      const launchId = `${input.deploymentId}:${i}`;
+      const found = green.get(launchId);
+      if (found) {
+        greens.push(found);
+        continue;
+      }
+      const config = machineConfig({ ...input, launchId, checkTiming: timing.checks });
+      const machine = await client.createMachine(app, {
+        region,
+        config,
+        skip_service_registration: true,
+        min_secrets_version: minSecretsVersion,
+      });
+      log(`Machine ${short(machine.id)} created`);
+      greens.push(machine);
+    }
+    // Greens past the wanted count (instance count lowered between attempts) are not needed.
+    for (const [launchId, m] of green) {
+      if (!greens.includes(m)) {
+        await client.destroyMachine(app, m.id, { force: true });
+        green.delete(launchId);
+      }
+    }
+
+    // 5. Every green machine started.
+    for (const m of greens) {
+      aborted();
+      try {
+        await client.waitForState(app, m.id, 'started', { version: m.version, timeoutMs: timing.startTimeoutMs });
+      } catch (err) {
+        if (err instanceof FlyApiError && err.status === 408) {
+          const now = await client.getMachine(app, m.id);
+          throw new ReleaseError(
+            `The new machine ${short(m.id)} did not start within ${Math.round(timing.startTimeoutMs / 1000)} s (it is ${now?.state ?? 'gone'}). Check that the start command runs the app in the foreground.`,
+            'start',
+          );
+        }
+        throw err;
+      }
+    }
+    log(`${greens.length} machine${greens.length === 1 ? '' : 's'} started; waiting for GET ${healthCheckPath} on port ${internalPort} to pass`);
+
+    // 6. Every green machine healthy: all checks passing, at least one check.
+    const graceMs = durationMs(timing.checks.gracePeriod);
+    const deadline = Date.now() + graceMs + timing.healthDeadlineMs;
+    const pending = new Set(greens.map((m) => m.id));
+    let last = new Map<string, Machine | null>();
+    while (pending.size > 0) {
+      aborted();
+      for (const id of [...pending]) {
+        const m = await client.getMachine(app, id);
+        last.set(id, m);
+        if (m?.state === 'failed' || m?.state === 'stopped' || !m) {
+          throw new ReleaseError(
+            `The new machine ${short(id)} stopped before it became healthy (${m ? m.state : 'destroyed'}). The app probably crashed at start: look at the machine's log lines above.`,
+            'health',
+          );
+        }
+        const checks = realChecks(m);
+        if (m.state === 'started' && checks.length > 0 && checks.every((c) => c.status === 'passing')) {
+          pending.delete(id);
+          log(`Machine ${short(id)} is healthy`);
+        }
+      }
+      if (pending.size === 0) break;
+      if (Date.now() > deadline) {
+        const id = [...pending][0];
+        const check = healthCheck(input.settings, timing.checks);
+        throw new ReleaseError(
+          `The new machine ${short(id)} did not pass its health check (GET ${check.path} on port ${check.port}) within ${Math.round((graceMs + timing.healthDeadlineMs) / 1000)} s: ${checkFailure(last.get(id) ?? null)}. Make sure the app listens on $PORT (${internalPort}) and answers ${check.path} with a 2xx status.`,
+          'health',
+        );
+      }
+      await delay(timing.pollMs);
+    }
+  } catch (err) {
+    // Before traffic moves, a failure removes only what this release made; the blues keep serving.
+    if (!alreadySwitched) {
+      const made = [...new Set([...greens, ...green.values()])];
+      if (made.length > 0) log(`Removing the ${made.length} new machine${made.length === 1 ? '' : 's'}; the previous release keeps serving`);
+      await Promise.allSettled(made.map((m) => client.destroyMachine(app, m.id, { force: true })));
+    }
+    throw err;
+  }
+
+  // 7. Traffic moves: greens take requests. From here on we never remove them.
+  for (const m of greens) await client.uncordon(app, m.id);
+  log('Traffic is moving to the new release');
+  // Mark blues so that a crashed run knows they are only waiting to be removed.
+  for (const m of blue) await client.patchMetadata(app, m.id, { [META.role]: 'safe_to_destroy' }).catch(() => undefined);
+
+  // 8. Drain the blues: cordon, let the proxy forget them, SIGTERM with time to drain, destroy.
+  if (blue.length > 0) {
+    await delay(timing.proxyLearnMs);
+    for (const m of blue) await client.cordon(app, m.id).catch(ignoreGone);
+    await delay(timing.proxyForgetMs);
+    log(`Stopping ${blue.length} old machine${blue.length === 1 ? '' : 's'} (SIGTERM, ${STOP_TIMEOUT} to drain connections)`);
+    await Promise.all(
+      blue.map(async (m) => {
+        if (m.state === 'started' || m.state === 'starting') {
+          await client.stopMachine(app, m.id, { signal: 'SIGTERM', timeout: STOP_TIMEOUT }).catch(ignoreGone);
+          await client.waitForState(app, m.id, 'stopped', { version: m.version, timeoutMs: durationMs(STOP_TIMEOUT) + 15_000 }).catch(ignoreGone);
+        }
+        await client.destroyMachine(app, m.id, { force: true });
+      }),
+    );
+  }
+  log(`Release complete: ${greens.length} machine${greens.length === 1 ? '' : 's'} serving`);
+  return { machines: greens.map((m) => m.id), replaced: blue.map((m) => m.id) };
+}
+
+function ignoreGone(err: unknown): void {
+  if (err instanceof FlyApiError && (err.status === 404 || err.status === 408)) return;
+  throw err;
+}

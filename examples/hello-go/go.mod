@@ -1,0 +1,3 @@
+module github.com/rhone/examples/hello-go
+
+go 1.19

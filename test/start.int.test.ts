@@ -1,0 +1,108 @@
+// `npm start` end to end: the real bootstrap script, a database it creates and migrates itself,
+// the api + worker + scheduler processes, the printed URL, /healthz, and a clean stop.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function dropDatabase(name: string) {
+  const client = new pg.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres' });
+  await client.connect();
+  await client.query(`drop database if exists "${name}" with (force)`);
+  await client.end();
+}
+
+function baseEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, ...extra };
+  return env;
+}
+
+describe('npm start', function () {
+  this.timeout(90_000);
+  const dbName = 'rhone_start_test';
+
+  beforeEach(() => dropDatabase(dbName));
+  afterEach(() => dropDatabase(dbName));
+
+  it('creates and migrates its database, runs every process, prints the URL, answers /healthz and stops cleanly', async () => {
+    const port = await freePort();
+    const child = spawn('npm', ['start'], {
+      cwd: path.resolve(import.meta.dirname, '..'),
+      env: baseEnv({
+        PORT: String(port),
+        DATABASE_URL: `postgres://postgres@127.0.0.1:5432/${dbName}`,
+        REDIS_URL: 'redis://127.0.0.1:6379/9',
+        RHONE_DATA_DIR: mkdtempSync(path.join(os.tmpdir(), 'rhone-start-')),
+        LOG_LEVEL: 'warn',
+      }),
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    const exited = new Promise<string>((resolve) => child.on('exit', (code, signal) => resolve(signal ?? `exit ${code}`)));
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no URL printed within 60 s:\n${output}`)), 60_000);
+        const check = () => {
+          const m = /Rhone is running in local mode at (\S+)/.exec(output);
+          if (m) {
+            clearTimeout(timer);
+            resolve(m[1]);
+          }
+        };
+        child.stdout.on('data', check);
+        void exited.then((how) => reject(new Error(`npm start ended (${how}) before printing the URL:\n${output}`)));
+      });
+      assert.equal(url, `http://localhost:${port}`);
+      assert.match(output, /applied \d+ migrations/);
+      assert.match(output, /development secrets/);
+      const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+      assert.equal(health.status, 200);
+      const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+      assert.deepEqual(await ready.json(), { ok: true, postgres: 'ok', redis: 'ok' });
+    } finally {
+      // What Ctrl-C does: SIGINT to the whole process group.
+      process.kill(-child.pid!, 'SIGINT');
+    }
+    // npm re-raises the signal its script ended on; what matters is that every process stopped
+    // on its own, none reported a crash, and the port is free again.
+    assert.match(await exited, /^(exit 0|SIGINT)$/);
+    assert.doesNotMatch(output, /process stopped/);
+    await assert.rejects(fetch(`http://127.0.0.1:${port}/healthz`));
+  });
+
+  it('says which service it cannot reach and how to start it', async () => {
+    const deadPort = await freePort();
+    const child = spawn('npm', ['start'], {
+      cwd: path.resolve(import.meta.dirname, '..'),
+      env: baseEnv({
+        DATABASE_URL: `postgres://postgres@127.0.0.1:${deadPort}/${dbName}`,
+        REDIS_URL: 'redis://127.0.0.1:6379/9',
+        RHONE_DATA_DIR: mkdtempSync(path.join(os.tmpdir(), 'rhone-start-')),
+      }),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    assert.equal(code, 1);
+    assert.match(output, new RegExp(`PostgreSQL at DATABASE_URL=postgres://postgres@127.0.0.1:${deadPort}/`));
+    assert.doesNotMatch(output, /Redis at REDIS_URL/);
+    assert.match(output, /docker compose up -d/);
+  });
+});
