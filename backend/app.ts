@@ -47,13 +47,13 @@ export function createApp({ config, knex, redis, log, rateLimits: limitsConfig =
   const api = new Router({ prefix: '/api' });
   api.use(authenticate(sealer), limits.writes());
   for (const routes of [meRoutes(), tokenRoutes(deps), teamRoutes(deps), memberRoutes(deps), invitationRoutes(deps), appRoutes(deps), envRoutes(deps), auditRoutes()]) {
-    api.use(routes.routes(), routes.allowedMethods({ throw: true }));
+    api.use(routes.routes(), routes.allowedMethods());
   }
 
   const top = [healthRoutes(deps), authRoutes(deps), api];
   for (const router of top) {
     app.use(router.routes());
-    app.use(router.allowedMethods({ throw: true }));
+    app.use(router.allowedMethods());
   }
   app.use(spa());
   routersOf.set(app, top);

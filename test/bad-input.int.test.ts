@@ -160,8 +160,10 @@ describe('bad input', () => {
       assert.match(res.body.message, new RegExp(`${method} ${path}`));
     }
     for (const [method, path] of [['PUT', '/api/me'], ['DELETE', '/healthz'], ['PATCH', '/api/teams'], ['POST', '/api/apps/web'], ['DELETE', '/api/apps/web/env']]) {
-      await refused(() => ada.request(method, path, {}), 405, 'method_not_allowed', new RegExp(`${method} is not allowed`));
+      const res = await refused(() => ada.request(method, path, {}), 405, 'method_not_allowed', new RegExp(`${method} is not allowed`));
+      assert.ok(res.headers.get('allow'), `${method} ${path}: a 405 names the allowed methods in Allow`);
     }
+    assert.equal((await ada.request('PUT', '/api/me', {})).headers.get('allow'), 'HEAD, GET');
   });
 
   it('refuses a pagination cursor it did not give out, and limits out of range', async () => {

@@ -42,6 +42,10 @@ export function errorHandler() {
       if (ctx.status === 404 && ctx.body === undefined) {
         ctx.status = 404;
         ctx.body = { error: 'not_found', message: `No route for ${ctx.method} ${ctx.path}.` };
+      } else if (ctx.status === 405) {
+        // The router has set Allow; say it in the body too.
+        ctx.body = { error: 'method_not_allowed', message: `${ctx.method} is not allowed on ${ctx.path}; allowed: ${ctx.response.get('Allow')}.` };
+        ctx.status = 405;
       }
     } catch (err) {
       const { status, ...body } = errorBody(err);
@@ -53,9 +57,6 @@ export function errorHandler() {
       }
       ctx.status = status;
       if (err instanceof RateLimitedError) ctx.set('Retry-After', String(err.retryAfterSeconds));
-      if (status === 405) {
-        ctx.body = { error: 'method_not_allowed', message: `${ctx.method} is not allowed on ${ctx.path}.` };
-      }
     }
   };
 }
