@@ -3,7 +3,7 @@
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import type Koa from 'koa';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { getConfig, type Config } from '../backend/config.ts';
 import { db } from '../backend/db.ts';
 import { redis } from '../backend/redis.ts';
@@ -16,9 +16,9 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startTestServer(options: { config?: Partial<Config>; rateLimits?: RateLimits } = {}): Promise<TestServer> {
+export async function startTestServer(options: { config?: Partial<Config>; rateLimits?: RateLimits; log?: Logger } = {}): Promise<TestServer> {
   const config = { ...getConfig(), ...options.config };
-  const app = createApp({ config, knex: db(), redis: redis(), log: pino({ level: 'silent' }), rateLimits: options.rateLimits ?? { signInPerMinute: 1000, writesPerMinute: 10_000 } });
+  const app = createApp({ config, knex: db(), redis: redis(), log: options.log ?? pino({ level: 'silent' }), rateLimits: options.rateLimits ?? { signInPerMinute: 1000, writesPerMinute: 10_000 } });
   const server: Server = await new Promise((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
   });

@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import { Team, TeamMember, User } from '../models/index.ts';
 import { RESERVED_SLUGS } from '../lib/slugs.ts';
 import { recordAudit } from './audit.ts';
+import { ConflictError } from '../lib/errors.ts';
 
 export interface Profile {
   login: string;
@@ -27,21 +28,45 @@ async function insertPersonalTeam(trx: Knex.Transaction, user: User): Promise<Te
 }
 
 /**
+ * A GitHub login names one account only at a time: accounts get renamed and their old login taken by
+ * someone else. A row still holding `login` under another GitHub id is stale, so it is renamed aside
+ * (to a name GitHub never issues; its owner's next sign-in, matched by id, restores their login) and
+ * never signed into. A holder with no GitHub id at all (made by local mode's sign-in by login) is
+ * returned to be claimed when `claim` is set, else renamed aside too.
+ */
+async function moveAsideStaleLogin(trx: Knex.Transaction, login: string, githubId: number, claim: boolean): Promise<User | undefined> {
+  const holder = await User.query(trx).findOne({ login }).forUpdate();
+  if (!holder || Number(holder.githubId) === githubId) return undefined;
+  if (holder.githubId === null && claim) return holder;
+  await User.query(trx).patch({ login: `${holder.login}~${holder.githubId ?? holder.id.slice(0, 8)}` }).where({ id: holder.id });
+  return undefined;
+}
+
+/**
  * Creates the user on first sign-in (with a personal team they own) or refreshes their profile.
- * GitHub users are matched by their immutable id, so a renamed login keeps its account.
+ * GitHub users are matched by their immutable id, so a renamed login keeps its account, and a login
+ * someone else held before never leads into that other account.
  */
 export async function signIn(knex: Knex, profile: Profile): Promise<{ user: User; created: boolean }> {
   return knex.transaction(async (trx) => {
+    const refresh = async (user: User) => {
+      const patch: Partial<User> = { login: profile.login };
+      if (profile.githubId) patch.githubId = profile.githubId;
+      if (profile.name !== undefined) patch.name = profile.name;
+      if (profile.email !== undefined) patch.email = profile.email;
+      if (profile.avatarUrl !== undefined) patch.avatarUrl = profile.avatarUrl;
+      return { user: await user.$query(trx).patchAndFetch(patch), created: false };
+    };
     const existing = profile.githubId
       ? await User.query(trx).findOne({ githubId: profile.githubId }).forUpdate()
       : await User.query(trx).findOne({ login: profile.login }).forUpdate();
     if (existing) {
-      const patch: Partial<User> = { login: profile.login };
-      if (profile.name !== undefined) patch.name = profile.name;
-      if (profile.email !== undefined) patch.email = profile.email;
-      if (profile.avatarUrl !== undefined) patch.avatarUrl = profile.avatarUrl;
-      const user = await existing.$query(trx).patchAndFetch(patch);
-      return { user, created: false };
+      if (profile.githubId && existing.login.toLowerCase() !== profile.login.toLowerCase()) await moveAsideStaleLogin(trx, profile.login, profile.githubId, false);
+      return refresh(existing);
+    }
+    if (profile.githubId) {
+      const unclaimed = await moveAsideStaleLogin(trx, profile.login, profile.githubId, true);
+      if (unclaimed) return refresh(unclaimed);
     }
     const inserted = (await trx('users')
       .insert({
@@ -56,7 +81,11 @@ export async function signIn(knex: Knex, profile: Profile): Promise<{ user: User
       .returning('id')) as { id: string }[];
     if (inserted.length === 0) {
       // A concurrent first sign-in won the race; that one created the personal team.
-      return { user: await User.query(trx).findOne({ login: profile.login }).throwIfNotFound(), created: false };
+      const winner = await User.query(trx).findOne({ login: profile.login }).throwIfNotFound();
+      if (profile.githubId && Number(winner.githubId) !== profile.githubId) {
+        throw new ConflictError('login_taken', `Another sign-in is claiming the login ${profile.login} right now; try again.`);
+      }
+      return { user: winner, created: false };
     }
     const user = await User.query(trx).findById(inserted[0].id).throwIfNotFound();
     const team = await insertPersonalTeam(trx, user);

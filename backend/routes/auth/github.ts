@@ -74,7 +74,13 @@ export function githubOAuth(router: Router, { config, knex, sealer, limits }: De
       return page(ctx, 400, 'GitHub did not accept this sign-in', 'The code was expired or already used. Start signing in again.');
     }
     const headers = { authorization: `token ${token}` };
-    const { data: profile } = await request('GET /user', { headers });
+    let profile: { login: string; id: number | bigint; name?: string | null; avatar_url?: string | null };
+    try {
+      ({ data: profile } = await request('GET /user', { headers }));
+    } catch (err) {
+      ctx.state.log?.warn({ err: { message: (err as Error).message, status: (err as { status?: number }).status } }, 'GitHub profile request failed');
+      return page(ctx, 502, 'GitHub did not answer', 'Rhone could not read your GitHub profile. Try signing in again in a moment.');
+    }
     const { data: emails } = await request('GET /user/emails', { headers }).catch(() => ({ data: [] as { email: string; primary: boolean; verified: boolean }[] }));
     const primary = emails.find((e) => e.primary && e.verified)?.email ?? null;
     const { user } = await signIn(knex, {
