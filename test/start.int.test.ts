@@ -38,10 +38,14 @@ describe('npm start', function () {
 
   it('creates and migrates its database, runs every process, prints the URL, answers /healthz and stops cleanly', async () => {
     const port = await freePort();
+    const routerPort = await freePort();
+    const machinesPort = await freePort();
     const child = spawn('npm', ['start'], {
       cwd: path.resolve(import.meta.dirname, '..'),
       env: baseEnv({
         PORT: String(port),
+        RHONE_ROUTER_PORT: String(routerPort),
+        RHONE_MACHINES_PORT: String(machinesPort),
         DATABASE_URL: `postgres://postgres@127.0.0.1:5432/${dbName}`,
         REDIS_URL: 'redis://127.0.0.1:6379/9',
         RHONE_DATA_DIR: mkdtempSync(path.join(os.tmpdir(), 'rhone-start-')),
@@ -58,7 +62,7 @@ describe('npm start', function () {
       const url = await new Promise<string>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`no URL printed within 60 s:\n${output}`)), 60_000);
         const check = () => {
-          const m = /Rhone is running in local mode at (\S+)/.exec(output);
+          const m = /Rhone is running in local mode at (http:\/\/[^\s;]+)/.exec(output);
           if (m) {
             clearTimeout(timer);
             resolve(m[1]);
@@ -74,6 +78,12 @@ describe('npm start', function () {
       assert.equal(health.status, 200);
       const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
       assert.deepEqual(await ready.json(), { ok: true, postgres: 'ok', redis: 'ok' });
+      // The local runtime is up too: its Machines API wants a token, its router knows no app yet.
+      assert.match(output, new RegExp(`apps are served at http://\\{slug\\}\\.localhost:${routerPort}`));
+      assert.equal((await fetch(`http://127.0.0.1:${machinesPort}/v1/apps/nothing`)).status, 401);
+      const page = await fetch(`http://127.0.0.1:${routerPort}/`, { headers: { host: `nothing.localhost:${routerPort}` } });
+      assert.equal(page.status, 404);
+      assert.match(await page.text(), /No app is deployed/);
     } finally {
       // What Ctrl-C does: SIGINT to the whole process group.
       process.kill(-child.pid!, 'SIGINT');

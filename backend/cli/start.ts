@@ -8,13 +8,15 @@ import { preflight } from '../lib/preflight.ts';
 import { prepareDatabase } from './migrate.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const config = configOrExit();
+// Local mode runs its own stand-in for Fly: the Machines API and the router, as one process.
 const PROCESSES = [
+  ...(config.isLocal ? [{ name: 'machines', entry: 'local/main.ts' }] : []),
   { name: 'api', entry: 'backend/server.ts' },
   { name: 'worker', entry: 'jobs/worker.ts' },
   { name: 'scheduler', entry: 'jobs/scheduler.ts' },
 ];
 
-const config = configOrExit();
 if (config.generatedSecrets.length > 0) {
   console.log(`rhone: local mode is using development secrets for ${config.generatedSecrets.join(' and ')}, kept in ${path.join(config.dataDir, 'dev-secrets.json')}. Set them yourself for anything but local use.`);
 }
@@ -43,10 +45,11 @@ function stopAll(code: number) {
   if (stopping) return;
   stopping = true;
   for (const child of children.values()) child.kill('SIGTERM');
+  // Apps get their 30 s to drain when the local runtime stops them; then we stop waiting.
   const force = setTimeout(() => {
     for (const child of children.values()) child.kill('SIGKILL');
     process.exit(code);
-  }, 15_000);
+  }, 45_000);
   force.unref();
   const wait = () => (children.size === 0 ? process.exit(code) : setTimeout(wait, 50));
   wait();
@@ -85,4 +88,7 @@ for (;;) {
   }
   await new Promise((r) => setTimeout(r, 200));
 }
-if (!stopping) console.log(`\nRhone is running in ${config.mode} mode at ${config.publicUrl}\n`);
+if (!stopping) {
+  const apps = config.isLocal ? `; apps are served at http://{slug}.${config.appsDomain}:${config.routerPort}` : '';
+  console.log(`\nRhone is running in ${config.mode} mode at ${config.publicUrl}${apps}\n`);
+}

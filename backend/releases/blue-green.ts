@@ -47,6 +47,20 @@ export const FLY_TIMING: ReleaseTiming = {
   checks: VANGO_CHECK,
 };
 
+/**
+ * The local runtime's router sees a machine's state the moment it changes, so no pauses for a
+ * proxy to learn; and checks start sooner, so a local deploy takes seconds, not the half minute
+ * Fly's 30 s grace period costs.
+ */
+export const LOCAL_TIMING: ReleaseTiming = {
+  startTimeoutMs: 60_000,
+  healthDeadlineMs: 60_000,
+  pollMs: 100,
+  proxyLearnMs: 0,
+  proxyForgetMs: 0,
+  checks: { interval: '2s', timeout: '5s', gracePeriod: '500ms' },
+};
+
 export interface ReleaseOptions {
   client: FlyClient;
   org: string;
@@ -155,7 +169,10 @@ export async function release(input: ReleaseInput, options: ReleaseOptions): Pro
     for (const m of greens) {
       aborted();
       try {
-        await client.waitForState(app, m.id, 'started', { version: m.version, timeoutMs: timing.startTimeoutMs });
+        const reached = await client.waitForState(app, m.id, 'started,failed', { version: m.version, timeoutMs: timing.startTimeoutMs });
+        if (reached.state === 'failed') {
+          throw new ReleaseError(`The new machine ${short(m.id)} failed to start${await exitSummary(client, app, m.id)}. Check the start command and the machine's log lines above.`, 'start');
+        }
       } catch (err) {
         if (err instanceof FlyApiError && err.status === 408) {
           const now = await client.getMachine(app, m.id);
@@ -196,7 +213,7 @@ export async function release(input: ReleaseInput, options: ReleaseOptions): Pro
         const id = [...pending][0];
         const check = healthCheck(input.settings, timing.checks);
         throw new ReleaseError(
-          `The new machine ${short(id)} did not pass its health check (GET ${check.path} on port ${check.port}) within ${Math.round((graceMs + timing.healthDeadlineMs) / 1000)} s: ${checkFailure(last.get(id) ?? null)}. Make sure the app listens on $PORT (${internalPort}) and answers ${check.path} with a 2xx status.`,
+          `The new machine ${short(id)} did not pass its health check (GET ${check.path} on port ${check.port}) within ${Math.round((graceMs + timing.healthDeadlineMs) / 1000)} s: ${checkFailure(last.get(id) ?? null)}${await exitSummary(client, app, id)}. Make sure the app listens on $PORT (${internalPort}) and answers ${check.path} with a 2xx status.`,
           'health',
         );
       }
@@ -229,6 +246,7 @@ export async function release(input: ReleaseInput, options: ReleaseOptions): Pro
         if (m.state === 'started' || m.state === 'starting') {
           await client.stopMachine(app, m.id, { signal: 'SIGTERM', timeout: STOP_TIMEOUT }).catch(ignoreGone);
           await client.waitForState(app, m.id, 'stopped', { version: m.version, timeoutMs: durationMs(STOP_TIMEOUT) + 15_000 }).catch(ignoreGone);
+          log(`Old machine ${short(m.id)} stopped`);
         }
         await client.destroyMachine(app, m.id, { force: true });
       }),
@@ -236,6 +254,17 @@ export async function release(input: ReleaseInput, options: ReleaseOptions): Pro
   }
   log(`Release complete: ${greens.length} machine${greens.length === 1 ? '' : 's'} serving`);
   return { machines: greens.map((m) => m.id), replaced: blue.map((m) => m.id) };
+}
+
+/** ", and its process exited 3 times (last with exit code 1)", from the machine's events; or "". */
+async function exitSummary(client: FlyClient, app: string, id: string): Promise<string> {
+  const events = await client.listEvents(app, id).catch(() => []);
+  const exits = events.filter((e) => e.type === 'exit');
+  if (exits.length === 0) return '';
+  const last = exits[0].request as { exit_event?: { exit_code?: number; signal?: number } } | undefined;
+  const code = last?.exit_event?.exit_code;
+  const how = code !== undefined ? ` (last with exit code ${code})` : '';
+  return `, and its process exited ${exits.length} time${exits.length === 1 ? '' : 's'}${how}`;
 }
 
 function ignoreGone(err: unknown): void {
