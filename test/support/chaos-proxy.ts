@@ -26,6 +26,8 @@ export interface Recorded {
   headers: http.IncomingHttpHeaders;
   body: unknown;
   fault?: Fault['kind'];
+  /** What the upstream answered, when the request reached it and the answer was passed on. */
+  response?: { status: number; body: unknown };
 }
 
 export interface ChaosProxy {
@@ -70,7 +72,8 @@ export async function startChaosProxy(upstreamUrl: string): Promise<ChaosProxy> 
     }
     const rule = rules.find((r) => r.times > 0 && r.method === req.method && r.path.test(url.pathname));
     if (rule) rule.times -= 1;
-    requests.push({ method: req.method ?? '', path: url.pathname, query: url.searchParams, headers: req.headers, body, fault: rule?.fault.kind });
+    const record: Recorded = { method: req.method ?? '', path: url.pathname, query: url.searchParams, headers: req.headers, body, fault: rule?.fault.kind };
+    requests.push(record);
     const fault = rule?.fault;
     try {
       if (fault?.kind === 'status') {
@@ -92,6 +95,14 @@ export async function startChaosProxy(upstreamUrl: string): Promise<ChaosProxy> 
         res.end(JSON.stringify({ error: `injected ${fault.status} after the work was done` }));
         return;
       }
+      const text = answer.body.toString('utf8');
+      let parsed: unknown = undefined;
+      try {
+        parsed = text ? JSON.parse(text) : undefined;
+      } catch {
+        parsed = text;
+      }
+      record.response = { status: answer.status, body: parsed };
       const headers = { ...answer.headers };
       delete headers['transfer-encoding'];
       delete headers.connection;

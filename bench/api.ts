@@ -1,0 +1,288 @@
+// `npm run bench:api`: how fast is an authenticated read compared with Koa doing nothing?
+//
+// Seeds its own database (rhone_bench) and Redis database (10) with a user, a team and 50 apps,
+// starts the real Rhone api and a bare Koa hello world, each in its own child process (so neither
+// shares an event loop with the load generator), then runs autocannon at 50 connections against
+//   (1) GET /api/teams/bench-team/apps, authenticated with the session cookie from POST /auth/dev
+//   (2) GET / on the hello world
+// and prints both request rates, their ratio, p99 latencies and whether the goals are met:
+// ratio >= 0.5 and Rhone p99 < 50 ms. A run with errors, timeouts, non-2xx responses or a body
+// other than the checked 50-app page is reported as invalid. On Linux it also prints the CPU time
+// each request cost the server process and Postgres (from /proc), which stays meaningful when other
+// work on the machine drags the rates down. It is a benchmark, not a test: it exits 0 whatever the
+// figures (1 only if it could not run at all).
+//
+// Knobs (environment): BENCH_DURATION (s, default 10), BENCH_WARMUP (s, default 2),
+// BENCH_CONNECTIONS (default 50), BENCH_LOG_LEVEL (the api's LOG_LEVEL, default silent),
+// BENCH_SERVER_NODE_ARGS (extra node flags for the Rhone child, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p"),
+// BENCH_DATABASE_URL, BENCH_REDIS_URL.
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const num = (name: string, fallback: number) => {
+  const v = Number(process.env[name]);
+  return Number.isFinite(v) && v > 0 ? v : fallback;
+};
+const DURATION = num('BENCH_DURATION', 10);
+const WARMUP = num('BENCH_WARMUP', 2);
+const CONNECTIONS = num('BENCH_CONNECTIONS', 50);
+const APPS = 50;
+const LOGIN = 'bench-user';
+const TEAM = 'bench-team';
+const GOAL_RATIO = 0.5;
+const GOAL_P99_MS = 50;
+
+// The configuration is parsed on first use, so all of this is set before any backend module loads;
+// the children inherit it.
+const dataDir = mkdtempSync(path.join(os.tmpdir(), 'rhone-bench-'));
+Object.assign(process.env, {
+  RHONE_MODE: 'local',
+  DATABASE_URL: process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/rhone_bench',
+  REDIS_URL: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/10',
+  RHONE_DATA_DIR: dataDir,
+  RHONE_SESSION_SECRET: 'bench-session-secret-that-is-long-enough-0123456789',
+  RHONE_ENCRYPTION_KEYS: `b1:${Buffer.alloc(32, 9).toString('base64')}`,
+  LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'silent',
+  PORT: '0',
+});
+
+// ---- child processes, always cleaned up ----
+
+const children = new Set<ChildProcess>();
+
+function killChildren(signal: NodeJS.Signals): void {
+  for (const child of children) {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+  }
+}
+
+process.on('exit', () => {
+  killChildren('SIGKILL');
+  rmSync(dataDir, { recursive: true, force: true });
+});
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    killChildren('SIGTERM');
+    process.exit(130);
+  });
+}
+
+/** Forks a server script under tsx and waits for the port it reports over IPC. */
+async function startChild(script: string, nodeArgs: string[] = []): Promise<{ child: ChildProcess; url: string }> {
+  const child = fork(path.join(here, script), [], {
+    execArgv: ['--import', 'tsx', ...nodeArgs],
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${script} did not report a port within 30 s`)), 30_000);
+    child.once('message', (m) => {
+      clearTimeout(timer);
+      resolve((m as { port: number }).port);
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`${script} exited before listening (${signal ?? `exit ${code}`})`));
+    });
+  });
+  return { child, url: `http://127.0.0.1:${port}` };
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const force = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(force);
+}
+
+// ---- database and fixtures ----
+
+async function seed(): Promise<void> {
+  const { getConfig } = await import('../backend/config.ts');
+  const { prepareDatabase } = await import('../backend/cli/migrate.ts');
+  const { closeDb, db } = await import('../backend/db.ts');
+  const { closeRedis, redis } = await import('../backend/redis.ts');
+  const { makeApp, makeTeam, makeUser } = await import('../test/factories.ts');
+
+  await prepareDatabase(getConfig().databaseUrl, () => undefined);
+  const rows = (await db()
+    .select('tablename')
+    .from('pg_tables')
+    .where({ schemaname: 'public' })
+    .whereNotIn('tablename', ['knex_migrations', 'knex_migrations_lock'])) as { tablename: string }[];
+  await db().raw(`truncate ${rows.map((r) => `"${r.tablename}"`).join(', ')} restart identity cascade`);
+  await redis().flushdb();
+
+  const user = await makeUser(LOGIN);
+  const team = await makeTeam(user, TEAM);
+  for (let i = 1; i <= APPS; i++) await makeApp(user, team, `bench-app-${String(i).padStart(2, '0')}`);
+  await db().raw('analyze');
+  await Promise.all([closeDb(), closeRedis()]);
+}
+
+/** Signs in through the real dev-login route; returns the Cookie header to send. */
+async function sessionCookie(base: string): Promise<string> {
+  const res = await fetch(`${base}/auth/dev`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ login: LOGIN }),
+  });
+  if (res.status !== 200) throw new Error(`POST /auth/dev answered ${res.status}: ${await res.text()}`);
+  const session = res.headers.getSetCookie().map((c) => c.split(';')[0]).find((c) => c.startsWith('rhone_session='));
+  if (!session) throw new Error('POST /auth/dev set no rhone_session cookie');
+  return session;
+}
+
+/** One request by hand: the page must be a 200 with all 50 apps. Returns the exact body to expect. */
+async function checkRhone(url: string, headers: Record<string, string>): Promise<string> {
+  const res = await fetch(url, { headers });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`GET ${url} answered ${res.status}: ${text}`);
+  const body = JSON.parse(text) as { items?: { team?: string }[]; next?: unknown };
+  if (body.items?.length !== APPS || body.next !== null || body.items.some((a) => a.team !== TEAM)) {
+    throw new Error(`GET ${url} did not return the ${APPS} apps of ${TEAM}: ${text.slice(0, 300)}`);
+  }
+  return text;
+}
+
+// ---- CPU accounting (Linux /proc; skipped elsewhere) ----
+
+// CPU time is a steadier figure than wall-clock rates on a shared machine: other processes slow
+// the rates down but hardly change what one request costs.
+const TICK_MS = 10; // USER_HZ is 100 on Linux
+
+/** utime + stime in ms of one process, or of every local postgres backend serving our database. */
+function cpuMs(pid: number | 'postgres'): number | null {
+  const read = (p: string) => {
+    const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * TICK_MS;
+  };
+  try {
+    if (pid !== 'postgres') return read(String(pid));
+    const db = new URL(process.env.DATABASE_URL!).pathname.slice(1);
+    let total = 0;
+    let found = false;
+    for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+      try {
+        const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
+        if (cmd.startsWith('postgres') && cmd.includes(` ${db} `)) {
+          total += read(p);
+          found = true;
+        }
+      } catch {
+        // gone, or not ours to read
+      }
+    }
+    return found ? total : null;
+  } catch {
+    return null;
+  }
+}
+
+// ---- load ----
+
+interface Figures {
+  reqPerSec: number;
+  p99: number;
+  p50: number;
+  total: number;
+  problems: string[];
+  /** CPU ms per response: the server process, and Postgres (local backends of rhone_bench). */
+  serverCpuMs: number | null;
+  postgresCpuMs: number | null;
+}
+
+async function load(url: string, headers: Record<string, string>, expectBody: string, serverPid: number): Promise<Figures> {
+  const opts = { url, headers, connections: CONNECTIONS, expectBody, timeout: 10 };
+  await autocannon({ ...opts, duration: WARMUP });
+  const before = [cpuMs(serverPid), cpuMs('postgres')];
+  const r = await autocannon({ ...opts, duration: DURATION });
+  const after = [cpuMs(serverPid), cpuMs('postgres')];
+  const responses = r['2xx'] + r.non2xx;
+  const perResponse = (i: number) => {
+    const [a, b] = [before[i], after[i]];
+    return a !== null && b !== null && responses > 0 ? (b - a) / responses : null;
+  };
+  const problems: string[] = [];
+  if (r.non2xx > 0) {
+    const codes = Object.entries(r.statusCodeStats).filter(([code]) => !code.startsWith('2')).map(([code, s]) => `${s.count}×${code}`);
+    problems.push(`${r.non2xx} non-2xx (${codes.join(', ')})`);
+  }
+  if (r.errors > 0) problems.push(`${r.errors} errors (${r.timeouts} timeouts)`);
+  if (r.mismatches > 0) problems.push(`${r.mismatches} unexpected bodies`);
+  if (r['2xx'] === 0) problems.push('no 2xx responses');
+  return {
+    reqPerSec: r.requests.average, p99: r.latency.p99, p50: r.latency.p50, total: r['2xx'], problems,
+    serverCpuMs: perResponse(0), postgresCpuMs: perResponse(1),
+  };
+}
+
+// ---- main ----
+
+const round3 = (n: number | null) => (n === null ? null : Math.round(n * 1000) / 1000);
+const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+
+async function main(): Promise<void> {
+  await seed();
+
+  const serverArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+  const [rhone, hello] = await Promise.all([startChild('api-server.ts', serverArgs), startChild('hello-server.ts')]);
+
+  const cookie = await sessionCookie(rhone.url);
+  const rhoneUrl = `${rhone.url}/api/teams/${TEAM}/apps`;
+  const rhoneHeaders = { cookie, accept: 'application/json' };
+  const rhoneBody = await checkRhone(rhoneUrl, rhoneHeaders);
+  const helloBody = await (await fetch(`${hello.url}/`)).text();
+
+  const loadavg = () => os.loadavg().map((l) => l.toFixed(2)).join(' ');
+  console.log(`Rhone API benchmark: ${CONNECTIONS} connections, ${WARMUP} s warm-up + ${DURATION} s per target, ` +
+    `${os.cpus().length} CPUs, Node ${process.version}, api LOG_LEVEL=${process.env.LOG_LEVEL}, load average ${loadavg()} at start`);
+  if (os.loadavg()[0] > 0.5 * os.cpus().length) {
+    console.log('  (the machine is busy with something else: the rates will be low and noisy; the CPU per request is steadier)');
+  }
+  const r = await load(rhoneUrl, rhoneHeaders, rhoneBody, rhone.child.pid!);
+  const b = await load(`${hello.url}/`, {}, helloBody, hello.child.pid!);
+  await Promise.all([stopChild(rhone.child), stopChild(hello.child)]);
+
+  const cpu = (f: Figures) =>
+    f.serverCpuMs === null ? '' : `   CPU/request: server ${fmt(f.serverCpuMs, 3)} ms${f.postgresCpuMs === null ? '' : `, postgres ${fmt(f.postgresCpuMs, 3)} ms`}`;
+  const line = (label: string, f: Figures) =>
+    `  ${label}${fmt(f.reqPerSec).padStart(8)} req/s   p50 ${fmt(f.p50, 1).padStart(6)} ms   p99 ${fmt(f.p99, 1).padStart(6)} ms${cpu(f)}   ` +
+    `(${fmt(f.total)} ok responses${f.problems.length ? `; INVALID: ${f.problems.join('; ')}` : ''})`;
+  console.log(line(`rhone     GET /api/teams/${TEAM}/apps (${APPS} apps, session cookie) `, r));
+  console.log(line(`baseline  GET / (bare Koa hello world)                          `, b));
+
+  const valid = r.problems.length === 0 && b.problems.length === 0;
+  const ratio = r.reqPerSec / b.reqPerSec;
+  const verdict = (ok: boolean) => (valid ? (ok ? 'met' : 'NOT met') : 'not evaluated: the run had errors');
+  console.log(`  ratio rhone/baseline: ${fmt(ratio, 3)}   goal >= ${GOAL_RATIO}: ${verdict(ratio >= GOAL_RATIO)}`);
+  console.log(`  rhone p99: ${fmt(r.p99, 1)} ms   goal < ${GOAL_P99_MS} ms at ${CONNECTIONS} connections: ${verdict(r.p99 < GOAL_P99_MS)}`);
+  console.log(`  load average ${loadavg()} at end`);
+  const summary = (f: Figures) => ({
+    reqPerSec: f.reqPerSec, p50Ms: f.p50, p99Ms: f.p99, serverCpuMsPerRequest: round3(f.serverCpuMs), postgresCpuMsPerRequest: round3(f.postgresCpuMs), problems: f.problems,
+  });
+  console.log(JSON.stringify({
+    connections: CONNECTIONS, durationS: DURATION, valid,
+    rhone: summary(r),
+    baseline: summary(b),
+    ratio: Math.round(ratio * 1000) / 1000,
+    goals: valid ? { ratio: ratio >= GOAL_RATIO, p99: r.p99 < GOAL_P99_MS } : null,
+  }));
+}
+
+try {
+  await main();
+  process.exit(0);
+} catch (err) {
+  console.error(`bench:api could not run: ${(err as Error).stack ?? err}`);
+  process.exit(1);
+}
