@@ -21,7 +21,11 @@ import { invitationRoutes } from './routes/invitations/index.ts';
 import { appRoutes } from './routes/apps/index.ts';
 import { envRoutes } from './routes/env/index.ts';
 import { auditRoutes } from './routes/audit/index.ts';
+import { deploymentEventRoutes } from './routes/deployments/events.ts';
+import { deploymentRoutes } from './routes/deployments/index.ts';
 import { spa } from './routes/spa.ts';
+import { CacheNode } from './lib/cache.ts';
+import type { QueueContext } from '../jobs/queues.ts';
 
 export interface AppOptions {
   config: Config;
@@ -29,28 +33,35 @@ export interface AppOptions {
   redis: Redis;
   log: Logger;
   rateLimits?: RateLimits;
+  queues?: QueueContext;
 }
 
-export function createApp({ config, knex, redis, log, rateLimits: limitsConfig = DEFAULT_RATE_LIMITS }: AppOptions): Koa {
+export function createApp({ config, knex, redis, log, rateLimits: limitsConfig = DEFAULT_RATE_LIMITS, queues }: AppOptions): Koa {
   // Behind a proxy (production on Fly, or any https public URL) trust X-Forwarded-Proto, so Secure
   // cookies can be set, and take the client address from the one hop we trust: the rightmost
   // X-Forwarded-For entry, which the proxy appended. Entries to its left are whatever the client sent.
   const app = new Koa({ proxy: !config.isLocal || config.secureCookies, maxIpsCount: 1 });
   const sealer = new SessionSealer(config.sessionSecret);
   const limits = rateLimits(redis, limitsConfig);
-  const deps: Deps = { config, knex, redis, sealer, limits };
+  // This instance's read caches and their invalidation subscriber; closeApp() closes it.
+  const caches = new CacheNode(redis);
+  cachesOf.set(app, caches);
+  const deps: Deps = { config, knex, redis, sealer, limits, caches, queues: queues ?? { connection: { url: config.redisUrl, maxRetriesPerRequest: null } } };
 
   app.use(requestLog(log));
   app.use(errorHandler());
   app.use(jsonBody());
 
   const api = new Router({ prefix: '/api' });
-  api.use(authenticate(sealer), limits.writes());
-  for (const routes of [meRoutes(), tokenRoutes(deps), teamRoutes(deps), memberRoutes(deps), invitationRoutes(deps), appRoutes(deps), envRoutes(deps), auditRoutes()]) {
-    api.use(routes.routes(), routes.allowedMethods());
+  api.use(authenticate(sealer, caches), limits.writes());
+  for (const routes of [meRoutes(), tokenRoutes(deps), teamRoutes(deps), memberRoutes(deps), invitationRoutes(deps), appRoutes(deps), envRoutes(deps), auditRoutes(), deploymentRoutes(deps), deploymentEventRoutes(deps)]) {
+    // No per-router allowedMethods(): use() copies the routes into `api`, whose own allowedMethods()
+    // below answers 405s for all of them; one per router added two functions to every request.
+    api.use(routes.routes());
   }
 
-  const top = [healthRoutes(deps), authRoutes(deps), api];
+  // /api first: its requests (nearly all of them) then never pass through the other routers.
+  const top = [api, healthRoutes(deps), authRoutes(deps)];
   for (const router of top) {
     app.use(router.routes());
     app.use(router.allowedMethods());
@@ -61,6 +72,17 @@ export function createApp({ config, knex, redis, log, rateLimits: limitsConfig =
 }
 
 const routersOf = new WeakMap<Koa, Router[]>();
+const cachesOf = new WeakMap<Koa, CacheNode>();
+
+/** The app's read caches (tests look inside). */
+export function appCaches(app: Koa): CacheNode | undefined {
+  return cachesOf.get(app);
+}
+
+/** Releases what createApp opened besides the HTTP server: the cache invalidation subscriber. */
+export async function closeApp(app: Koa): Promise<void> {
+  await cachesOf.get(app)?.close();
+}
 
 /** Every route the app serves, as "METHOD /path" (HEAD omitted), for the authorization table test. */
 export function listRoutes(app: Koa): string[] {

@@ -4,7 +4,7 @@ import { configOrExit } from './config.ts';
 import { closeDb, db } from './db.ts';
 import { closeRedis, redis } from './redis.ts';
 import { logger } from './lib/logger.ts';
-import { createApp } from './app.ts';
+import { closeApp, createApp } from './app.ts';
 
 export async function startServer(port: number): Promise<Server> {
   const config = configOrExit();
@@ -13,6 +13,7 @@ export async function startServer(port: number): Promise<Server> {
   return new Promise((resolve, reject) => {
     const server = app.listen(port, () => resolve(server));
     server.once('error', reject);
+    server.once('close', () => void closeApp(app));
     // Longer than Fly's proxy idle timeout, so the proxy closes idle keep-alive sockets first.
     server.keepAliveTimeout = 65_000;
   });

@@ -7,7 +7,7 @@ import { configOrExit } from '../backend/config.ts';
 import { closeDb, db } from '../backend/db.ts';
 import { closeRedis, redis } from '../backend/redis.ts';
 import { logger } from '../backend/lib/logger.ts';
-import { createApp } from '../backend/app.ts';
+import { closeApp, createApp } from '../backend/app.ts';
 
 const config = configOrExit();
 const app = createApp({ config, knex: db(), redis: redis(), log: logger() });
@@ -22,7 +22,7 @@ const stop = () => {
   if (stopping) return;
   stopping = true;
   server.close(async () => {
-    await Promise.allSettled([closeDb(), closeRedis()]);
+    await Promise.allSettled([closeApp(app), closeDb(), closeRedis()]);
     process.exit(0);
   });
   server.closeAllConnections();

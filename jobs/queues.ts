@@ -28,6 +28,7 @@ export const QUEUES = {
   deploy: define({ name: 'deploy', payload: deploymentId, options: { attempts: 3, backoff, ...keep }, timeoutMs: 15 * 60_000, concurrency: 2 }),
   pollUsage: define({ name: 'poll-usage', payload: z.strictObject({}), options: { attempts: 3, backoff, ...keep }, timeoutMs: 4 * 60_000, concurrency: 1 }),
   uploadUsage: define({ name: 'upload-usage', payload: z.strictObject({}), options: { attempts: 5, backoff, ...keep }, timeoutMs: 30 * 60_000, concurrency: 1 }),
+  reaper: define({ name: 'reaper', payload: z.strictObject({}), options: { attempts: 1, ...keep }, timeoutMs: 60_000, concurrency: 1 }),
   housekeeping: define({ name: 'housekeeping', payload: z.strictObject({}), options: { attempts: 3, backoff, ...keep }, timeoutMs: 5 * 60_000, concurrency: 1 }),
   webhooks: define({
     name: 'webhooks',

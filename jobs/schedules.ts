@@ -5,6 +5,8 @@ import { queue, type QueueContext, type QueueKey } from './queues.ts';
 export const SCHEDULES: { id: string; queue: QueueKey; every?: number; pattern?: string }[] = [
   // 03:17 UTC: away from the hour, when everyone else's cron runs.
   { id: 'housekeeping-daily', queue: 'housekeeping', pattern: '17 3 * * *' },
+  // Finds deployments whose worker died, and deployments waiting for nothing.
+  { id: 'reaper', queue: 'reaper', every: 30_000 },
 ];
 
 export async function registerSchedules(ctx: QueueContext): Promise<string[]> {

@@ -85,15 +85,53 @@ export async function importImage(
   try {
     await cp(sourceDir, staging, { recursive: true });
     const manifest = await writeImageManifest(staging, options);
-    const old = `${dir}.old-${randomBytes(4).toString('hex')}`;
-    const replaced = await rename(dir, old).then(() => true, () => false);
-    await rename(staging, dir);
-    if (replaced) await rm(old, { recursive: true, force: true });
+    await swapIn(staging, dir);
     return { ref, name, tag, dir, manifest };
   } catch (err) {
     await rm(staging, { recursive: true, force: true });
     throw err;
   }
+}
+
+/**
+ * Moves a finished build directory into the store as `rhone-local/<name>:<tag>`, replacing an
+ * image of the same tag whole. A rename, not a copy: the local builder assembles the image under
+ * dataDir, so storing it costs nothing however big node_modules is. fromDir is gone afterwards.
+ */
+export async function storeImage(
+  dataDir: string,
+  name: string,
+  tag: string,
+  fromDir: string,
+  options: { cmd: string[]; env?: Record<string, string> },
+): Promise<LocalImage> {
+  const ref = imageRef(name, tag);
+  const dir = imageDir(dataDir, ref);
+  await mkdir(path.dirname(dir), { recursive: true });
+  const manifest = await writeImageManifest(fromDir, options);
+  try {
+    await swapIn(fromDir, dir);
+  } catch (err) {
+    // Another filesystem (EXDEV): fall back to a copy assembled beside the image's place.
+    if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+    const image = await importImage(dataDir, name, tag, fromDir, options);
+    await rm(fromDir, { recursive: true, force: true });
+    return image;
+  }
+  return { ref, name, tag, dir, manifest };
+}
+
+/** Renames staging to dir, replacing whatever dir held, so a reader sees the old image or the new one. */
+async function swapIn(staging: string, dir: string): Promise<void> {
+  const old = `${dir}.old-${randomBytes(4).toString('hex')}`;
+  const replaced = await rename(dir, old).then(() => true, () => false);
+  try {
+    await rename(staging, dir);
+  } catch (err) {
+    if (replaced) await rename(old, dir).catch(() => undefined);
+    throw err;
+  }
+  if (replaced) await rm(old, { recursive: true, force: true });
 }
 
 /** Reads an image's manifest; an ImageError says what is missing when it cannot be run. */

@@ -118,6 +118,12 @@ async function main(): Promise<void> {
     routerPort: config.routerPort,
     appsDomain: config.appsDomain,
     log,
+  }).catch((err: NodeJS.ErrnoException & { port?: number }) => {
+    if (err.code !== 'EADDRINUSE') throw err;
+    // The default router port, 8080, is often taken: say which setting moves it.
+    const setting = err.port === config.routerPort ? 'RHONE_ROUTER_PORT' : 'RHONE_MACHINES_PORT';
+    console.error(`The local runtime cannot listen on 127.0.0.1:${err.port}: another program uses that port. Stop it, or set ${setting} to a free port.`);
+    process.exit(1);
   });
   log.info({ machinesUrl: local.machinesUrl, routerUrl: local.routerUrl, dataDir: config.dataDir }, 'local runtime listening');
   const stop = (signal: string) => {

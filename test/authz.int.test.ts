@@ -12,6 +12,8 @@ import { createToken } from '../backend/commands/tokens.ts';
 import { App, AuditEvent, TeamMember, type Team, type User } from '../backend/models/index.ts';
 import type { Actor } from '../backend/middleware/auth.ts';
 import { addMember, makeApp, makeTeam, makeUser } from './factories.ts';
+import { takeSnapshot } from '../backend/deployments/snapshot.ts';
+import { TestRepo } from './support/git-repo.ts';
 import { Client, signedIn, startTestServer, type Res, type TestServer } from './http.ts';
 
 type Role = 'owner' | 'admin' | 'member';
@@ -37,6 +39,19 @@ interface World {
   invitationTo: Record<Person, string>;
   /** acme's open invitation to "ivan", who has no account. */
   teamInvitationId: string;
+  /** acme-web's deployments: #1 went live with an image, #2 is queued. */
+  liveDeploymentId: string;
+  queuedDeploymentId: string;
+}
+
+// acme-web deploys from a real (local) repository, so asking for a deploy can resolve its branch.
+let repo: TestRepo | undefined;
+function sourceRepo(): TestRepo {
+  if (!repo) {
+    repo = new TestRepo();
+    repo.write('index.html', '<h1>acme</h1>').commit('first');
+  }
+  return repo;
 }
 
 const actor = (user: User): Actor => ({ user, via: 'session' });
@@ -48,7 +63,7 @@ async function buildWorld(): Promise<World> {
   const users = Object.fromEntries(people.map((key, i) => [key, made[i]])) as Record<Person | 'target', User>;
   const [team, otherTeam] = await Promise.all([makeTeam(users.owner, 'acme'), makeTeam(users.other, 'beta')]);
   const [app] = await Promise.all([
-    makeApp(users.owner, team, 'acme-web'),
+    makeApp(users.owner, team, 'acme-web', { source: { type: 'git', url: sourceRepo().url, branch: 'main' } }),
     addMember(team, users.admin, 'admin'),
     addMember(team, users.member, 'member'),
     addMember(team, users.target, 'member'),
@@ -64,6 +79,11 @@ async function buildWorld(): Promise<World> {
     putEnv(db(), getConfig().encryptionKeys, actor(users.owner), team, app, { SECRET_KEY: 'hunter2' }),
   ]);
   const tokens = await Promise.all((['owner', 'admin', 'member', 'other'] as const).map((who) => createToken(db(), actor(users[who]), { name: `${who} laptop` })));
+  const snapshot = JSON.stringify(await takeSnapshot(db(), app));
+  const deployment = (number: number, status: string, image: string | null) => ({
+    appId: app.id, number, status, trigger: 'manual', ref: 'main', commitSha: 'a'.repeat(40), configSnapshot: snapshot, image, triggeredBy: users.owner.id,
+  });
+  const [live, queued] = (await db()('deployments').insert([deployment(1, 'live', 'rhone-local/acme-web:one'), deployment(2, 'queued', null)]).returning('id')) as { id: string }[];
   return {
     users,
     team,
@@ -72,6 +92,8 @@ async function buildWorld(): Promise<World> {
     tokenIds: { owner: tokens[0].row.id, admin: tokens[1].row.id, member: tokens[2].row.id, other: tokens[3].row.id },
     invitationTo: { owner: toOwner.id, admin: toAdmin.id, member: toMember.id, other: toOther.id },
     teamInvitationId: toIvan.id,
+    liveDeploymentId: live.id,
+    queuedDeploymentId: queued.id,
   };
 }
 
@@ -269,6 +291,48 @@ const TABLE: Row[] = [
     call: () => ({ path: '/api/apps/acme-web/env', body: { vars: { NEW_VAR: 'x', SECRET_KEY: null } } }),
     expect: { nobody: 401, other: 404, owner: 200, admin: 200, member: 403 },
     check: (res) => assert.deepEqual((res.body as { items: { name: string }[] }).items.map((v) => v.name), ['NEW_VAR']),
+  },
+
+  // Deployments: every role deploys, cancels, rolls back and reads them.
+  {
+    route: 'POST /api/apps/:app/deploy',
+    call: () => ({ path: '/api/apps/acme-web/deploy', body: {} }),
+    expect: { nobody: 401, other: 404, owner: 202, admin: 202, member: 202 },
+    check: (res) => assert.deepEqual([(res.body as { status: string }).status, (res.body as { number: number }).number], ['queued', 3]),
+  },
+  {
+    route: 'GET /api/apps/:app/deployments',
+    call: () => ({ path: '/api/apps/acme-web/deployments' }),
+    expect: { nobody: 401, other: 404, owner: 200, admin: 200, member: 200 },
+    check: (res) => assert.deepEqual((res.body as { items: { number: number }[] }).items.map((d) => d.number), [2, 1]),
+  },
+  {
+    route: 'GET /api/deployments/:id',
+    call: (w) => ({ path: `/api/deployments/${w.liveDeploymentId}` }),
+    expect: { nobody: 401, other: 404, owner: 200, admin: 200, member: 200 },
+    check: (res) => assert.equal((res.body as { status: string }).status, 'live'),
+  },
+  {
+    route: 'POST /api/deployments/:id/cancel',
+    call: (w) => ({ path: `/api/deployments/${w.queuedDeploymentId}/cancel`, body: {} }),
+    expect: { nobody: 401, other: 404, owner: 202, admin: 202, member: 202 },
+    check: (res) => assert.equal((res.body as { status: string }).status, 'canceled'),
+  },
+  {
+    route: 'POST /api/deployments/:id/rollback',
+    call: (w) => ({ path: `/api/deployments/${w.liveDeploymentId}/rollback`, body: {} }),
+    expect: { nobody: 401, other: 404, owner: 202, admin: 202, member: 202 },
+    check: (res) => assert.equal((res.body as { trigger: string }).trigger, 'rollback'),
+  },
+  {
+    route: 'GET /api/deployments/:id/events',
+    call: (w) => ({ path: `/api/deployments/${w.liveDeploymentId}/events` }),
+    expect: { nobody: 401, other: 404, owner: 200, admin: 200, member: 200 },
+  },
+  {
+    route: 'GET /api/deployments/:id/logs',
+    call: (w) => ({ path: `/api/deployments/${w.liveDeploymentId}/logs` }),
+    expect: { nobody: 401, other: 404, owner: 200, admin: 200, member: 200 },
   },
 
   // The audit log: admins and owners.

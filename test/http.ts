@@ -7,8 +7,9 @@ import { pino, type Logger } from 'pino';
 import { getConfig, type Config } from '../backend/config.ts';
 import { db } from '../backend/db.ts';
 import { redis } from '../backend/redis.ts';
-import { createApp } from '../backend/app.ts';
+import { appCaches, closeApp, createApp } from '../backend/app.ts';
 import type { RateLimits } from '../backend/middleware/rate-limit.ts';
+import type { QueueContext } from '../jobs/queues.ts';
 
 export interface TestServer {
   app: Koa;
@@ -16,17 +17,22 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startTestServer(options: { config?: Partial<Config>; rateLimits?: RateLimits; log?: Logger } = {}): Promise<TestServer> {
+export async function startTestServer(options: { config?: Partial<Config>; rateLimits?: RateLimits; log?: Logger; queues?: QueueContext } = {}): Promise<TestServer> {
   const config = { ...getConfig(), ...options.config };
-  const app = createApp({ config, knex: db(), redis: redis(), log: options.log ?? pino({ level: 'silent' }), rateLimits: options.rateLimits ?? { signInPerMinute: 1000, writesPerMinute: 10_000 } });
+  const app = createApp({ config, knex: db(), redis: redis(), log: options.log ?? pino({ level: 'silent' }), rateLimits: options.rateLimits ?? { signInPerMinute: 1000, writesPerMinute: 10_000 }, queues: options.queues });
   const server: Server = await new Promise((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
   });
   const { port } = server.address() as AddressInfo;
+  // Every test sees the api as production runs it: with its read caches serving.
+  if (!(await appCaches(app)!.whenServing())) throw new Error('the cache invalidation subscriber did not subscribe within 5 s');
   return {
     app,
     url: `http://127.0.0.1:${port}`,
-    close: () => new Promise((resolve) => { server.close(() => resolve()); server.closeAllConnections(); }),
+    close: async () => {
+      await new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections(); });
+      await closeApp(app);
+    },
   };
 }
 

@@ -6,6 +6,7 @@ import type { Actor } from '../middleware/auth.ts';
 import type { CreateAppInput, UpdateAppInput } from '../routes/apps/schema.ts';
 import { decodeCursor, toPage } from '../lib/pagination.ts';
 import { recordAudit } from './audit.ts';
+import { transaction } from '../lib/transaction.ts';
 
 /** What the schema cannot know: which URL schemes this mode allows, and whose installation it is. */
 async function checkSource(knex: Knex, config: Config, team: Team, source: AppSource): Promise<void> {
@@ -41,7 +42,7 @@ export async function listApps(team: Team, limit: number, cursor?: string) {
 
 export async function createApp(knex: Knex, config: Config, actor: Actor, team: Team, input: CreateAppInput): Promise<App> {
   await checkSource(knex, config, team, input.source);
-  return knex.transaction(async (trx) => {
+  return transaction(knex, async (trx) => {
     const rows = (await trx('apps')
       .insert({
         ...input,
@@ -62,7 +63,7 @@ export async function createApp(knex: Knex, config: Config, actor: Actor, team: 
 
 export async function updateApp(knex: Knex, config: Config, actor: Actor, team: Team, app: App, input: UpdateAppInput): Promise<App> {
   if (input.source) await checkSource(knex, config, team, input.source);
-  return knex.transaction(async (trx) => {
+  return transaction(knex, async (trx) => {
     const updated = await App.query(trx).patchAndFetchById(app.id, input as Partial<App>);
     await recordAudit(trx, { teamId: team.id, actor, action: 'app.updated', subjectType: 'app', subjectId: app.id, data: { slug: app.slug, fields: Object.keys(input) } });
     return updated;
@@ -70,7 +71,7 @@ export async function updateApp(knex: Knex, config: Config, actor: Actor, team: 
 }
 
 export async function deleteApp(knex: Knex, actor: Actor, team: Team, app: App): Promise<void> {
-  await knex.transaction(async (trx) => {
+  await transaction(knex, async (trx) => {
     await App.query(trx).deleteById(app.id);
     await recordAudit(trx, { teamId: team.id, actor, action: 'app.deleted', subjectType: 'app', subjectId: app.id, data: { slug: app.slug, name: app.name } });
   });

@@ -5,6 +5,7 @@ import { decrypt, encrypt } from '../lib/crypto.ts';
 import { ValidationError } from '../lib/errors.ts';
 import type { Actor } from '../middleware/auth.ts';
 import { recordAudit } from './audit.ts';
+import { transaction } from '../lib/transaction.ts';
 
 export const MAX_ENV_VARS = 500;
 
@@ -39,7 +40,7 @@ export async function putEnv(
 ): Promise<void> {
   const set = Object.entries(vars).filter((e): e is [string, string] => e[1] !== null);
   const unset = Object.entries(vars).filter(([, v]) => v === null).map(([k]) => k);
-  await knex.transaction(async (trx) => {
+  await transaction(knex, async (trx) => {
     // Serialise writers of one app so the count check below holds.
     await trx('apps').where({ id: app.id }).forUpdate().first('id');
     if (unset.length > 0) await EnvVar.query(trx).delete().where({ appId: app.id }).whereIn('name', unset);
@@ -70,7 +71,7 @@ export async function rotateEnvKeys(knex: Knex, keys: EncryptionKey[], batchSize
   const newest = keys[0].id;
   let rotated = 0;
   for (;;) {
-    const changed = await knex.transaction(async (trx) => {
+    const changed = await transaction(knex, async (trx) => {
       const rows = await EnvVar.query(trx).whereNot({ keyId: newest }).limit(batchSize).forUpdate().skipLocked();
       for (const row of rows) {
         const sealed = sealValue(keys, row.appId, row.name, openValue(keys, row));

@@ -4,12 +4,13 @@ import { ConflictError, ForbiddenError, NotFoundError } from '../lib/errors.ts';
 import { canManageRole } from '../policies/index.ts';
 import type { Actor } from '../middleware/auth.ts';
 import { recordAudit } from './audit.ts';
+import { transaction } from '../lib/transaction.ts';
 
 export const INVITATION_TTL_MS = 7 * 24 * 60 * 60 * 1000;
 
 export async function invite(knex: Knex, actor: Actor, actorRole: Role, team: Team, login: string, role: Role): Promise<Invitation> {
   if (!canManageRole(actorRole, role)) throw new ForbiddenError('Only an owner can invite another owner.');
-  return knex.transaction(async (trx) => {
+  return transaction(knex, async (trx) => {
     const already = await TeamMember.query(trx)
       .join('users', 'users.id', 'team_members.user_id')
       .where('team_members.team_id', team.id)
@@ -34,7 +35,7 @@ export async function listTeamInvitations(teamId: string) {
 }
 
 export async function revokeInvitation(knex: Knex, actor: Actor, team: Team, id: string): Promise<void> {
-  await knex.transaction(async (trx) => {
+  await transaction(knex, async (trx) => {
     const invitation = await Invitation.query(trx).findOne({ id, teamId: team.id });
     if (!invitation) throw new NotFoundError('Invitation');
     await Invitation.query(trx).deleteById(id);
@@ -62,7 +63,7 @@ async function openInvitationFor(trx: Knex.Transaction, actor: Actor, id: string
 }
 
 export async function acceptInvitation(knex: Knex, actor: Actor, id: string): Promise<{ team: Team; role: Role }> {
-  return knex.transaction(async (trx) => {
+  return transaction(knex, async (trx) => {
     const invitation = await openInvitationFor(trx, actor, id);
     await trx('team_members').insert({ teamId: invitation.teamId, userId: actor.user.id, role: invitation.role }).onConflict(['team_id', 'user_id']).ignore();
     await Invitation.query(trx).deleteById(id);
@@ -72,7 +73,7 @@ export async function acceptInvitation(knex: Knex, actor: Actor, id: string): Pr
 }
 
 export async function declineInvitation(knex: Knex, actor: Actor, id: string): Promise<void> {
-  await knex.transaction(async (trx) => {
+  await transaction(knex, async (trx) => {
     const invitation = await openInvitationFor(trx, actor, id);
     await Invitation.query(trx).deleteById(id);
     await recordAudit(trx, { teamId: invitation.teamId, actor, action: 'invitation.declined', subjectType: 'invitation', subjectId: id, data: { login: actor.user.login } });

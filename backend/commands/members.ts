@@ -4,6 +4,7 @@ import { ConflictError, ForbiddenError, NotFoundError } from '../lib/errors.ts';
 import { canManageRole } from '../policies/index.ts';
 import type { Actor } from '../middleware/auth.ts';
 import { recordAudit } from './audit.ts';
+import { transaction } from '../lib/transaction.ts';
 
 export async function listMembers(teamId: string) {
   return TeamMember.query().where({ teamId }).withGraphFetched('user').orderBy('createdAt');
@@ -29,7 +30,7 @@ async function ownerCount(trx: Knex.Transaction, teamId: string): Promise<number
 }
 
 export async function changeRole(knex: Knex, actor: Actor, actorRole: Role, team: Team, login: string, role: Role): Promise<TeamMember> {
-  return knex.transaction(async (trx) => {
+  return transaction(knex, async (trx) => {
     const member = await findMember(trx, team, login);
     if (!canManageRole(actorRole, member.role) || !canManageRole(actorRole, role)) {
       throw new ForbiddenError('Only an owner can make someone an owner or change an owner\'s role.');
@@ -46,7 +47,7 @@ export async function changeRole(knex: Knex, actor: Actor, actorRole: Role, team
 
 /** Admins remove members and admins, owners anyone; anyone may leave. The last owner stays. */
 export async function removeMember(knex: Knex, actor: Actor, actorRole: Role, team: Team, login: string): Promise<void> {
-  await knex.transaction(async (trx) => {
+  await transaction(knex, async (trx) => {
     const member = await findMember(trx, team, login);
     const leaving = member.userId === actor.user.id;
     if (!leaving && !canManageRole(actorRole, member.role)) {

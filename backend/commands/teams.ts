@@ -4,9 +4,11 @@ import { App, Team, TeamMember } from '../models/index.ts';
 import { ConflictError } from '../lib/errors.ts';
 import type { Actor } from '../middleware/auth.ts';
 import { recordAudit } from './audit.ts';
+import { invalidate, tag } from '../lib/cache.ts';
+import { transaction } from '../lib/transaction.ts';
 
 export async function createTeam(knex: Knex, actor: Actor, input: { slug: string; name: string }): Promise<Team> {
-  return knex.transaction(async (trx) => {
+  return transaction(knex, async (trx) => {
     const inserted = (await trx('teams')
       .insert({ slug: input.slug, name: input.name })
       .onConflict('slug')
@@ -23,7 +25,7 @@ export async function createTeam(knex: Knex, actor: Actor, input: { slug: string
 }
 
 export async function renameTeam(knex: Knex, actor: Actor, team: Team, name: string): Promise<Team> {
-  return knex.transaction(async (trx) => {
+  return transaction(knex, async (trx) => {
     const updated = await team.$query(trx).patchAndFetch({ name });
     await recordAudit(trx, { teamId: team.id, actor, action: 'team.renamed', subjectType: 'team', subjectId: team.id, data: { from: team.name, to: name } });
     return updated;
@@ -44,4 +46,6 @@ export async function deleteTeam(knex: Knex, team: Team): Promise<void> {
     }
     throw err;
   }
+  // No audit event survives the team (they cascade), so its caches are told here.
+  await invalidate([tag.team(team.id)]);
 }

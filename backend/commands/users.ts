@@ -3,6 +3,9 @@ import { Team, TeamMember, User } from '../models/index.ts';
 import { RESERVED_SLUGS } from '../lib/slugs.ts';
 import { recordAudit } from './audit.ts';
 import { ConflictError } from '../lib/errors.ts';
+import { tag } from '../lib/cache.ts';
+import { invalidateOnCommit } from '../lib/transaction.ts';
+import { transaction } from '../lib/transaction.ts';
 
 export interface Profile {
   login: string;
@@ -39,6 +42,8 @@ async function moveAsideStaleLogin(trx: Knex.Transaction, login: string, githubI
   if (!holder || Number(holder.githubId) === githubId) return undefined;
   if (holder.githubId === null && claim) return holder;
   await User.query(trx).patch({ login: `${holder.login}~${holder.githubId ?? holder.id.slice(0, 8)}` }).where({ id: holder.id });
+  // Their cached sessions must not keep the login they no longer hold (invitations follow logins).
+  await invalidateOnCommit(trx, [tag.user(holder.id)]);
   return undefined;
 }
 
@@ -48,14 +53,16 @@ async function moveAsideStaleLogin(trx: Knex.Transaction, login: string, githubI
  * someone else held before never leads into that other account.
  */
 export async function signIn(knex: Knex, profile: Profile): Promise<{ user: User; created: boolean }> {
-  return knex.transaction(async (trx) => {
+  return transaction(knex, async (trx) => {
     const refresh = async (user: User) => {
       const patch: Partial<User> = { login: profile.login };
       if (profile.githubId) patch.githubId = profile.githubId;
       if (profile.name !== undefined) patch.name = profile.name;
       if (profile.email !== undefined) patch.email = profile.email;
       if (profile.avatarUrl !== undefined) patch.avatarUrl = profile.avatarUrl;
-      return { user: await user.$query(trx).patchAndFetch(patch), created: false };
+      const refreshed = await user.$query(trx).patchAndFetch(patch);
+      await invalidateOnCommit(trx, [tag.user(user.id)]);
+      return { user: refreshed, created: false };
     };
     const existing = profile.githubId
       ? await User.query(trx).findOne({ githubId: profile.githubId }).forUpdate()

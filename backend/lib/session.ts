@@ -5,6 +5,7 @@ import type { Context } from 'koa';
 import type { Knex } from 'knex';
 import type { Config } from '../config.ts';
 import { DecryptionError, decrypt, deriveKey, encrypt, randomToken } from './crypto.ts';
+import { invalidate, tag } from './cache.ts';
 
 export const SESSION_COOKIE = 'rhone_session';
 export const CSRF_COOKIE = 'rhone_csrf';
@@ -16,8 +17,18 @@ export interface SessionData {
   expiresAt: number;
 }
 
+/** How many recently opened cookies a sealer remembers; beyond that it forgets them all. */
+const OPENED_REMEMBERED = 10_000;
+
 export class SessionSealer {
   private readonly keys;
+  /**
+   * Cookies this sealer has already decrypted and authenticated, by their exact text: the same
+   * bytes always open to the same data, so decrypting them again on every request proves nothing
+   * new. Only cookies that opened are kept (garbage cannot fill it); the expiry is still checked
+   * on every use.
+   */
+  private readonly opened = new Map<string, SessionData>();
 
   constructor(secret: string) {
     this.keys = [{ id: 's1', key: deriveKey(secret, 'session-cookie') }];
@@ -29,10 +40,14 @@ export class SessionSealer {
 
   unseal(value: string | undefined, now = Date.now()): SessionData | null {
     if (!value) return null;
+    const known = this.opened.get(value);
+    if (known) return known.expiresAt > now ? known : null;
     try {
       const raw = decrypt({ keyId: 's1', data: Buffer.from(value, 'base64url') }, this.keys, SESSION_COOKIE);
       const data = JSON.parse(raw.toString('utf8')) as SessionData;
       if (typeof data.sessionId !== 'string' || typeof data.csrf !== 'string' || !(data.expiresAt > now)) return null;
+      if (this.opened.size >= OPENED_REMEMBERED) this.opened.clear();
+      this.opened.set(value, Object.freeze(data));
       return data;
     } catch (err) {
       if (err instanceof DecryptionError || err instanceof SyntaxError) return null;
@@ -53,7 +68,11 @@ export async function startSession(ctx: Context, knex: Knex, config: Config, sea
 }
 
 export async function endSession(ctx: Context, knex: Knex, config: Config, sessionId?: string): Promise<void> {
-  if (sessionId) await knex('sessions').where({ id: sessionId }).whereNull('revokedAt').update({ revokedAt: new Date() });
+  if (sessionId) {
+    await knex('sessions').where({ id: sessionId }).whereNull('revokedAt').update({ revokedAt: new Date() });
+    // Before the response: a copied cookie must stop working on every api process at once.
+    await invalidate([tag.session(sessionId)]);
+  }
   for (const name of [SESSION_COOKIE, CSRF_COOKIE]) {
     ctx.cookies.set(name, '', { path: '/', maxAge: 0, expires: new Date(0), secure: config.secureCookies, overwrite: true });
   }

@@ -3,12 +3,15 @@ import { ApiToken, User } from '../models/index.ts';
 import { ForbiddenError, UnauthenticatedError } from '../lib/errors.ts';
 import { safeEqual, sha256 } from '../lib/crypto.ts';
 import { CSRF_COOKIE, SESSION_COOKIE, type SessionSealer } from '../lib/session.ts';
+import { tag, type CacheNode } from '../lib/cache.ts';
 
 export interface Actor {
   user: User;
   via: 'session' | 'token';
   tokenId?: string;
   sessionId?: string;
+  /** The api instance's read caches, for the commands this request calls; absent in jobs and scripts. */
+  caches?: CacheNode;
 }
 
 export const TOKEN_PREFIX = 'rhone_';
@@ -31,30 +34,57 @@ async function actorFromToken(token: string): Promise<Actor | null> {
   return { user, via: 'token', tokenId: row.id };
 }
 
+interface SessionHit {
+  /** The user's row as read, copied into a new User for each request, so none can change another's. */
+  user: Readonly<Record<string, unknown>>;
+}
+
+/** The user of a live session, read with the session's own end, tagged for invalidation. */
+async function loadSessionUser(sessionId: string) {
+  const row = await User.query()
+    .select('users.*', 'sessions.expires_at as sessionExpiresAt')
+    .join('sessions', 'sessions.user_id', 'users.id')
+    .where('sessions.id', sessionId)
+    .whereNull('sessions.revoked_at')
+    .where('sessions.expires_at', '>', new Date())
+    .first();
+  if (!row) return { value: undefined };
+  const { sessionExpiresAt, ...user } = row as User & { sessionExpiresAt: Date };
+  return {
+    value: { user: Object.freeze(user) } satisfies SessionHit,
+    tags: [tag.session(sessionId), tag.user(row.id)],
+    expiresAt: new Date(sessionExpiresAt).getTime(),
+  };
+}
+
+/**
+ * The signed-in user of a live session. Cached per session id until the session's own expiry at
+ * the latest; logging out, and any change to the user, invalidates it (lib/cache.ts).
+ */
+async function sessionUser(sessionId: string, caches: CacheNode | undefined): Promise<User | undefined> {
+  const cache = caches?.cache<SessionHit>('session-user');
+  const hit = cache ? await cache.load(sessionId, () => loadSessionUser(sessionId)) : (await loadSessionUser(sessionId)).value;
+  return hit && Object.assign(new User(), hit.user);
+}
+
 /**
  * Finds who is calling: a Bearer API token, or the session cookie. Cookie-authenticated writes
  * must echo the CSRF cookie in X-CSRF-Token; tokens are not sent by browsers on their own, so
  * they need no CSRF check.
  */
-export function authenticate(sealer: SessionSealer) {
+export function authenticate(sealer: SessionSealer, caches?: CacheNode) {
   return async (ctx: Context, next: Next): Promise<void> => {
     const header = ctx.get('Authorization');
     if (header) {
       const match = /^Bearer\s+(\S+)$/i.exec(header);
       const actor = match ? await actorFromToken(match[1]) : null;
       if (!actor) throw new UnauthenticatedError('The API token is invalid, expired or revoked. Create a new one under API tokens.');
-      ctx.state.actor = actor;
+      ctx.state.actor = { ...actor, caches } satisfies Actor;
       return next();
     }
     const session = sealer.unseal(ctx.cookies.get(SESSION_COOKIE));
     if (session) {
-      const user = await User.query()
-        .select('users.*')
-        .join('sessions', 'sessions.user_id', 'users.id')
-        .where('sessions.id', session.sessionId)
-        .whereNull('sessions.revoked_at')
-        .where('sessions.expires_at', '>', new Date())
-        .first();
+      const user = await sessionUser(session.sessionId, caches);
       if (user) {
         if (!SAFE_METHODS.has(ctx.method)) {
           const sent = ctx.get('X-CSRF-Token');
@@ -63,7 +93,7 @@ export function authenticate(sealer: SessionSealer) {
             throw new ForbiddenError('This write needs the X-CSRF-Token header set to the rhone_csrf cookie. Reload the page and try again.', 'csrf_failed');
           }
         }
-        ctx.state.actor = { user, via: 'session', sessionId: session.sessionId } satisfies Actor;
+        ctx.state.actor = { user, via: 'session', sessionId: session.sessionId, caches } satisfies Actor;
       }
     }
     return next();

@@ -26,6 +26,10 @@ export class Deployment extends TimestampedModel {
   stageTimings!: Record<string, { startedAt?: string; finishedAt?: string }>;
   lastSeq!: number;
   heartbeatAt!: Date | null;
+  cancelRequestedAt!: Date | null;
+  cancelRequestedBy!: string | null;
+  jobId!: string | null;
+  recoveries!: number;
   startedAt!: Date | null;
   finishedAt!: Date | null;
 }

@@ -1,5 +1,5 @@
 // Every field the API exposes, listed explicitly. Models are never serialised directly.
-import type { ApiToken, App, AuditEvent, EnvVar, Invitation, Team, TeamMember, User, Role } from '../models/index.ts';
+import type { ApiToken, App, AuditEvent, Deployment, EnvVar, Invitation, Team, TeamMember, User, Role } from '../models/index.ts';
 import type { Config } from '../config.ts';
 
 const iso = (d: Date | string | null | undefined) => (d ? new Date(d).toISOString() : null);
@@ -78,5 +78,31 @@ export function presentAudit(e: AuditEvent) {
     subjectId: e.subjectId,
     data: e.data,
     createdAt: iso(e.createdAt),
+  };
+}
+
+export function presentDeployment(d: Deployment, app: Pick<App, 'slug'>, triggeredBy?: string | null) {
+  const plan = d.plan as { provider?: string } | null;
+  return {
+    id: d.id,
+    app: app.slug,
+    number: d.number,
+    status: d.status,
+    stage: d.stage,
+    ref: d.ref,
+    commitSha: d.commitSha,
+    commitMessage: d.commitMessage,
+    trigger: d.trigger,
+    triggeredBy: triggeredBy ?? null,
+    rollbackOf: d.rollbackOf,
+    image: d.image,
+    provider: plan?.provider ?? null,
+    plan: d.plan,
+    reason: d.reason,
+    cancelRequested: Boolean(d.cancelRequestedAt),
+    stageTimings: d.stageTimings,
+    createdAt: iso(d.createdAt),
+    startedAt: iso(d.startedAt),
+    finishedAt: iso(d.finishedAt),
   };
 }

@@ -68,6 +68,8 @@ export interface ReleaseOptions {
   /** A line for the deployment's log: words a user reads. */
   log?: (line: string) => void;
   signal?: AbortSignal;
+  /** Called with a new machine that did not become healthy, before it is removed (e.g. to log its output). */
+  onUnhealthy?: (flyApp: string, machineId: string) => Promise<void>;
 }
 
 export interface ReleaseResult {
@@ -82,6 +84,10 @@ export class ReleaseError extends Error {
     this.name = 'ReleaseError';
   }
 }
+
+/** How often, and after how many exits, a new machine counts as crash-looping. */
+const CRASH_LOOP_CHECK_MS = 2000;
+const CRASH_LOOP_EXITS = 3;
 
 const isGone = (m: Machine) => m.state === 'destroyed' || m.state === 'destroying';
 const short = (id: string) => id.slice(0, 8);
@@ -190,15 +196,28 @@ export async function release(input: ReleaseInput, options: ReleaseOptions): Pro
     const graceMs = durationMs(timing.checks.gracePeriod);
     const deadline = Date.now() + graceMs + timing.healthDeadlineMs;
     const pending = new Set(greens.map((m) => m.id));
-    let last = new Map<string, Machine | null>();
+    const last = new Map<string, Machine | null>();
+    let exitsCheckedAt = Date.now();
     while (pending.size > 0) {
       aborted();
+      // An app that keeps exiting will not become healthy: say so now rather than at the deadline.
+      if (Date.now() - exitsCheckedAt >= CRASH_LOOP_CHECK_MS) {
+        exitsCheckedAt = Date.now();
+        for (const id of pending) {
+          const exits = (await client.listEvents(app, id).catch(() => [])).filter((e) => e.type === 'exit').length;
+          if (exits >= CRASH_LOOP_EXITS) {
+            await options.onUnhealthy?.(app, id);
+            throw new ReleaseError(`The new machine ${short(id)} keeps crashing at start${await exitSummary(client, app, id)}. Its last output is above; fix the error and deploy again.`, 'health');
+          }
+        }
+      }
       for (const id of [...pending]) {
         const m = await client.getMachine(app, id);
         last.set(id, m);
         if (m?.state === 'failed' || m?.state === 'stopped' || !m) {
+          await options.onUnhealthy?.(app, id);
           throw new ReleaseError(
-            `The new machine ${short(id)} stopped before it became healthy (${m ? m.state : 'destroyed'}). The app probably crashed at start: look at the machine's log lines above.`,
+            `The new machine ${short(id)} stopped before it became healthy (${m ? m.state : 'destroyed'})${await exitSummary(client, app, id)}. The app probably crashed at start: look at its output above.`,
             'health',
           );
         }
@@ -212,8 +231,9 @@ export async function release(input: ReleaseInput, options: ReleaseOptions): Pro
       if (Date.now() > deadline) {
         const id = [...pending][0];
         const check = healthCheck(input.settings, timing.checks);
+        await options.onUnhealthy?.(app, id);
         throw new ReleaseError(
-          `The new machine ${short(id)} did not pass its health check (GET ${check.path} on port ${check.port}) within ${Math.round((graceMs + timing.healthDeadlineMs) / 1000)} s: ${checkFailure(last.get(id) ?? null)}${await exitSummary(client, app, id)}. Make sure the app listens on $PORT (${internalPort}) and answers ${check.path} with a 2xx status.`,
+          `The new machine ${short(id)} did not pass its health check (GET ${check.path} on port ${check.port}) within ${Math.round((graceMs + timing.healthDeadlineMs) / 1000)} s: ${checkFailure(last.get(id) ?? null)}${await exitSummary(client, app, id)}. Make sure the app listens on the port in $PORT and answers ${check.path} with a 2xx status.`,
           'health',
         );
       }
@@ -223,7 +243,8 @@ export async function release(input: ReleaseInput, options: ReleaseOptions): Pro
     // Before traffic moves, a failure removes only what this release made; the blues keep serving.
     if (!alreadySwitched) {
       const made = [...new Set([...greens, ...green.values()])];
-      if (made.length > 0) log(`Removing the ${made.length} new machine${made.length === 1 ? '' : 's'}; the previous release keeps serving`);
+      const still = blue.length > 0 ? 'the previous release keeps serving' : 'nothing was serving before, so the app stays down';
+      if (made.length > 0) log(`Removing the ${made.length} new machine${made.length === 1 ? '' : 's'}; ${still}`);
       await Promise.allSettled(made.map((m) => client.destroyMachine(app, m.id, { force: true })));
     }
     throw err;

@@ -6,18 +6,31 @@ import { authorize } from '../../policies/index.ts';
 import { auth, requireActor } from '../../middleware/auth.ts';
 import { inputOf, validate } from '../../middleware/validate.ts';
 import { presentApp } from '../../presenters/index.ts';
+import { tag } from '../../lib/cache.ts';
 import type { Deps } from '../deps.ts';
 import * as schema from './schema.ts';
 
-export function appRoutes({ knex, config }: Deps): Router {
+export function appRoutes({ knex, config, caches }: Deps): Router {
   const router = new Router();
+  // The serialized page per team, limit and cursor, tagged with the team: every app write records
+  // an audit event, which invalidates it. Bounded lower than the others: a page can be 100 apps.
+  // Kept as bytes, ready to send: encoding a 50-app page again on every request costs as much as
+  // everything else a cached read does.
+  const pages = caches.cache<Buffer>('app-list-pages', { maxEntries: 1000 });
 
   router.get('/teams/:team/apps', auth(), validate(schema.listApps), async (ctx: Context) => {
     const { params, query } = inputOf(ctx, schema.listApps);
+    // Who may read is decided on every request, before anything is served from the cache.
     const { team, role } = await teamAccess(requireActor(ctx), params.team);
     authorize(role, 'app:read');
-    const page = await listApps(team, query.limit, query.cursor);
-    ctx.body = { items: page.items.map((a) => presentApp(config, a, team)), next: page.next };
+    const json = await pages.load(`${team.id}:${query.limit}:${query.cursor ?? ''}`, async () => {
+      const page = await listApps(team, query.limit, query.cursor);
+      const body = { items: page.items.map((a) => presentApp(config, a, team)), next: page.next };
+      return { value: Buffer.from(JSON.stringify(body)), tags: [tag.team(team.id)] };
+    });
+    // What Koa sends for an object body; set as-is, without a lookup in the MIME table.
+    ctx.set('Content-Type', 'application/json; charset=utf-8');
+    ctx.body = json;
   });
 
   router.post('/teams/:team/apps', auth(), validate(schema.createApp), async (ctx: Context) => {

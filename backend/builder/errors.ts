@@ -1,0 +1,62 @@
+// Errors of the analyze and build stages. Their messages are shown to the user as the reason a
+// deployment failed, so each says what happened and what to change. `code` lets a processor tell
+// them apart without reading messages.
+
+/** The app cannot be analyzed as it is: retrying will not help, a change to the app will. */
+export class AnalyzeError extends Error {
+  readonly code = 'analyze_failed';
+  constructor(message: string) {
+    super(message);
+    this.name = 'AnalyzeError';
+  }
+}
+
+/** A transient analyze failure (Railpack's exit code 75, e.g. a network error): retry the job. */
+export class AnalyzeRetryableError extends Error {
+  readonly code = 'analyze_retryable';
+  constructor(message: string) {
+    super(message);
+    this.name = 'AnalyzeRetryableError';
+  }
+}
+
+export interface BuildErrorDetails {
+  /** The plan step that failed, when the failure belongs to one. */
+  step?: string;
+  command?: string;
+  exitCode?: number | null;
+  signal?: NodeJS.Signals | null;
+  timedOut?: boolean;
+  /** The last lines the failing command (or buildctl) printed. */
+  lastLines?: string[];
+}
+
+/** A build command failed or timed out: the app's build is broken, not Rhone. */
+export class BuildError extends Error {
+  readonly code = 'build_failed';
+  readonly step?: string;
+  readonly command?: string;
+  readonly exitCode?: number | null;
+  readonly signal?: NodeJS.Signals | null;
+  readonly timedOut: boolean;
+  readonly lastLines: string[];
+  constructor(message: string, details: BuildErrorDetails = {}) {
+    super(message);
+    this.name = 'BuildError';
+    this.step = details.step;
+    this.command = details.command;
+    this.exitCode = details.exitCode;
+    this.signal = details.signal;
+    this.timedOut = details.timedOut ?? false;
+    this.lastLines = details.lastLines ?? [];
+  }
+}
+
+/** The stage was stopped through its AbortSignal (a cancel, or the stage's deadline); its children are dead. */
+export class CanceledError extends Error {
+  readonly code = 'canceled';
+  constructor(message = 'the build was canceled', options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'CanceledError';
+  }
+}

@@ -1,0 +1,186 @@
+// Deployments as users see them: ask for one, cancel one, roll back to one. The pipeline that
+// carries them out lives in jobs/; this file decides what is created and what runs next.
+import type { Knex } from 'knex';
+import { App, Deployment, ACTIVE_STATUSES, type Team } from '../models/index.ts';
+import { AppError, ConflictError, NotFoundError } from '../lib/errors.ts';
+import type { Actor } from '../middleware/auth.ts';
+import type { Config } from '../config.ts';
+import { appendEvents } from '../deployments/events.ts';
+import { takeSnapshot, type ConfigSnapshot } from '../deployments/snapshot.ts';
+import { resolveSource } from '../deployments/source.ts';
+import { resolveRef, SourceError } from '../source/git.ts';
+import { enqueue, type QueueContext } from '../../jobs/queues.ts';
+import { recordAudit } from './audit.ts';
+import { decodeCursor, toPage } from '../lib/pagination.ts';
+
+export const IN_FLIGHT = ['cloning', 'analyzing', 'building', 'deploying'] as const;
+export type Stage = 'clone' | 'analyze' | 'build' | 'deploy';
+export const STAGE_STATUS: Record<Stage, Deployment['status']> = { clone: 'cloning', analyze: 'analyzing', build: 'building', deploy: 'deploying' };
+
+/** The job id of a stage of a deployment; a recovery run gets its own suffix. */
+export function stageJobId(stage: Stage, deploymentId: string, recovery = 0): string {
+  return recovery > 0 ? `${stage}-${deploymentId}-r${recovery}` : `${stage}-${deploymentId}`;
+}
+
+export interface DeployRequest {
+  ref?: string;
+  trigger: 'manual' | 'push' | 'rollback' | 'api';
+  commitSha?: string;
+  commitMessage?: string | null;
+}
+
+async function nextNumber(trx: Knex.Transaction, appId: string): Promise<number> {
+  const row = await trx('deployments').where({ appId }).max<{ max: number | null }>('number as max').first();
+  return (row?.max ?? 0) + 1;
+}
+
+/** Marks queued deployments of the app as superseded by a newer one. */
+async function supersedeQueued(trx: Knex.Transaction, appId: string, byNumber: number): Promise<void> {
+  const older = await Deployment.query(trx).where({ appId, status: 'queued' });
+  for (const d of older) {
+    await Deployment.query(trx).patch({ status: 'superseded', reason: `Superseded by deployment #${byNumber} before it started.`, finishedAt: new Date() }).where({ id: d.id });
+    await appendEvents(trx, d.id, [{ type: 'status', data: { status: 'superseded', stage: null, reason: `Superseded by deployment #${byNumber}` } }]);
+  }
+}
+
+/**
+ * Enqueues the first job of the app's queued deployment when nothing of the app is in flight.
+ * Safe to call any time, from anywhere: the job id makes a second enqueue a no-op.
+ */
+export async function startNextQueued(knex: Knex, queues: QueueContext, appId: string): Promise<void> {
+  const inFlight = await Deployment.query(knex).where({ appId }).whereIn('status', IN_FLIGHT as unknown as string[]).first();
+  if (inFlight) return;
+  const next = await Deployment.query(knex).where({ appId, status: 'queued' }).orderBy('number', 'desc').first();
+  if (!next) return;
+  const stage: Stage = next.image ? 'deploy' : 'clone';
+  await enqueue(queues, stage, { deploymentId: next.id }, stageJobId(stage, next.id));
+}
+
+async function insertDeployment(
+  knex: Knex,
+  app: App,
+  actor: Actor | null,
+  fields: { ref: string | null; commitSha: string | null; commitMessage: string | null; trigger: string; configSnapshot: ConfigSnapshot; rollbackOf?: string; image?: string | null; plan?: Record<string, unknown> | null },
+): Promise<Deployment> {
+  return knex.transaction(async (trx) => {
+    // One writer per app at a time: numbers and superseding stay consistent.
+    await trx('apps').where({ id: app.id }).forUpdate().first('id');
+    const number = await nextNumber(trx, app.id);
+    await supersedeQueued(trx, app.id, number);
+    const deployment = await Deployment.query(trx).insertAndFetch({
+      appId: app.id,
+      number,
+      status: 'queued',
+      ref: fields.ref,
+      commitSha: fields.commitSha,
+      commitMessage: fields.commitMessage,
+      trigger: fields.trigger,
+      triggeredBy: actor?.user.id ?? null,
+      rollbackOf: fields.rollbackOf ?? null,
+      configSnapshot: fields.configSnapshot as unknown as Record<string, unknown>,
+      image: fields.image ?? null,
+      plan: fields.plan ?? null,
+      stageTimings: { queued: { startedAt: new Date().toISOString() } },
+    });
+    await appendEvents(trx, deployment.id, [{ type: 'status', data: { status: 'queued', stage: null } }]);
+    await recordAudit(trx, {
+      teamId: app.teamId,
+      actor,
+      action: fields.rollbackOf ? 'deployment.rolled_back' : 'deployment.created',
+      subjectType: 'deployment',
+      subjectId: deployment.id,
+      data: { app: app.slug, number, ref: fields.ref, commitSha: fields.commitSha, trigger: fields.trigger },
+    });
+    return deployment;
+  });
+}
+
+/** POST /api/apps/:app/deploy: pins the commit and the settings now, then queues the work. */
+export async function createDeployment(knex: Knex, config: Config, queues: QueueContext, actor: Actor | null, app: App, request: DeployRequest): Promise<Deployment> {
+  const ref = request.ref ?? app.source.branch;
+  let sha = request.commitSha;
+  if (!sha) {
+    const source = await resolveSource(config, app.source);
+    try {
+      sha = (await resolveRef(source.url, ref, { credentials: source.credentials })).sha;
+    } catch (err) {
+      // Nothing was written yet: say what is wrong with the source, as a client error.
+      if (err instanceof SourceError) throw new AppError(err.transient ? 503 : 422, `source_${err.code}`, err.message);
+      throw err;
+    }
+  }
+  const snapshot = await takeSnapshot(knex, app);
+  const deployment = await insertDeployment(knex, app, actor, {
+    ref, commitSha: sha, commitMessage: request.commitMessage ?? null, trigger: request.trigger, configSnapshot: snapshot,
+  });
+  await startNextQueued(knex, queues, app.id);
+  return deployment;
+}
+
+/**
+ * POST /api/deployments/:id/rollback: deploys an earlier deployment's image and settings again,
+ * without building. Auto-deploy goes off, so the next push does not undo the rollback.
+ */
+export async function rollbackTo(knex: Knex, queues: QueueContext, actor: Actor, app: App, target: Deployment): Promise<Deployment> {
+  if (!target.image || !['live', 'replaced'].includes(target.status)) {
+    throw new ConflictError('not_rollbackable', `Deployment #${target.number} never went live with a built image, so there is nothing to roll back to; pick a deployment that was live.`);
+  }
+  const deployment = await insertDeployment(knex, app, actor, {
+    ref: target.ref,
+    commitSha: target.commitSha,
+    commitMessage: target.commitMessage,
+    trigger: 'rollback',
+    configSnapshot: target.configSnapshot as unknown as ConfigSnapshot,
+    rollbackOf: target.id,
+    image: target.image,
+    plan: target.plan,
+  });
+  if (app.autoDeploy) {
+    await App.query(knex).patch({ autoDeploy: false }).where({ id: app.id });
+    await recordAudit(knex, { teamId: app.teamId, actor, action: 'app.updated', subjectType: 'app', subjectId: app.id, data: { slug: app.slug, fields: ['autoDeploy'], reason: 'rollback' } });
+  }
+  await startNextQueued(knex, queues, app.id);
+  return deployment;
+}
+
+/**
+ * POST /api/deployments/:id/cancel. A queued deployment is canceled at once; one in flight is
+ * asked to stop, and the worker running it stops its stage, removes what it made, and marks it.
+ */
+export async function cancelDeployment(knex: Knex, queues: QueueContext, actor: Actor, team: Team, deployment: Deployment): Promise<Deployment> {
+  if (!(ACTIVE_STATUSES as readonly string[]).includes(deployment.status)) {
+    throw new ConflictError('not_cancelable', `Deployment #${deployment.number} is already ${deployment.status}; only queued or running deployments can be canceled.`);
+  }
+  const reason = `Canceled by ${actor.user.login}.`;
+  const updated = await knex.transaction(async (trx) => {
+    const d = await Deployment.query(trx).findById(deployment.id).forUpdate().throwIfNotFound();
+    if (d.status === 'queued') {
+      await Deployment.query(trx).patch({ status: 'canceled', reason, finishedAt: new Date(), cancelRequestedAt: new Date(), cancelRequestedBy: actor.user.id }).where({ id: d.id });
+      await appendEvents(trx, d.id, [{ type: 'status', data: { status: 'canceled', stage: null, reason } }]);
+    } else if ((ACTIVE_STATUSES as readonly string[]).includes(d.status)) {
+      await Deployment.query(trx).patch({ cancelRequestedAt: new Date(), cancelRequestedBy: actor.user.id }).where({ id: d.id });
+    }
+    await recordAudit(trx, { teamId: team.id, actor, action: 'deployment.canceled', subjectType: 'deployment', subjectId: d.id, data: { number: d.number } });
+    return Deployment.query(trx).findById(d.id).throwIfNotFound();
+  });
+  // Tell the worker now rather than at its next heartbeat.
+  const { redis } = await import('../redis.ts');
+  await redis().publish(CANCEL_CHANNEL, updated.id).catch(() => undefined);
+  if (updated.status === 'canceled') await startNextQueued(knex, queues, updated.appId);
+  return updated;
+}
+
+export const CANCEL_CHANNEL = 'rhone:deployments:cancel';
+
+export async function listDeployments(appId: string, limit: number, cursor?: string) {
+  const before = decodeCursor(cursor, 1);
+  const q = Deployment.query().where({ appId }).orderBy('number', 'desc').limit(limit + 1);
+  if (before) q.where('number', '<', Number(before[0]));
+  return toPage(await q, limit, (d) => [d.number]);
+}
+
+export async function findDeployment(id: string): Promise<Deployment> {
+  const d = await Deployment.query().findById(id);
+  if (!d) throw new NotFoundError('Deployment');
+  return d;
+}

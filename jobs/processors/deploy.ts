@@ -1,0 +1,57 @@
+// deploy: the blue/green release of the built image with the snapshot's settings and env vars.
+// The env values are decrypted here and nowhere else, sent to Fly as app secrets, and redacted
+// from every log line.
+import { machinesApi } from '../../backend/providers/fly/index.ts';
+import { flyAppNameForSlug } from '../../backend/providers/fly/names.ts';
+import { release } from '../../backend/releases/blue-green.ts';
+import { openSnapshotEnv } from '../../backend/deployments/snapshot.ts';
+import type { StageDefinition } from '../stage.ts';
+
+export const deploy: StageDefinition = {
+  stage: 'deploy',
+  async run({ deployment, app, snapshot, signal, log, redact, deps }) {
+    if (!deployment.image) throw new Error('the deployment has no image yet');
+    const secrets = openSnapshotEnv(deps.config.encryptionKeys, app.id, snapshot);
+    redact(Object.values(secrets));
+    const { client, org, timing } = machinesApi(deps.config);
+    const result = await release(
+      {
+        flyApp: flyAppNameForSlug(snapshot.slug),
+        appId: app.id,
+        deploymentId: deployment.id,
+        image: deployment.image,
+        settings: snapshot.settings,
+        secrets,
+        env: { RHONE_RELEASE: `#${deployment.number}`, RHONE_COMMIT: deployment.commitSha ?? '' },
+      },
+      {
+        client,
+        org,
+        timing,
+        log: (line) => log(line),
+        signal,
+        // Locally the runtime keeps each machine's output; show the end of it where the user looks.
+        onUnhealthy: deps.config.isLocal && !deps.config.fly.token ? (flyApp, id) => showMachineOutput(deps.config.machinesPort, flyApp, id, log) : undefined,
+      },
+    );
+    log(`Live on ${result.machines.length} machine${result.machines.length === 1 ? '' : 's'}`);
+  },
+};
+
+const OUTPUT_LINES = 30;
+
+async function showMachineOutput(port: number, flyApp: string, id: string, log: (line: string, stream?: 'stdout' | 'stderr' | 'system') => void): Promise<void> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/v1/apps/${encodeURIComponent(flyApp)}/machines/${encodeURIComponent(id)}/logs?tail=${OUTPUT_LINES}`, {
+      headers: { authorization: 'Bearer local-runtime' },
+      signal: AbortSignal.timeout(5000),
+    });
+    if (!res.ok) return;
+    const lines = (await res.text()).split('\n').filter((l) => l.trim() !== '');
+    if (lines.length === 0) return;
+    log(`Last output of machine ${id.slice(0, 8)}:`);
+    for (const line of lines) log(line, 'stderr');
+  } catch {
+    // The output is a courtesy; the failure reason stands on its own.
+  }
+}

@@ -1,0 +1,214 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fetchCommit, resolveRef, SourceError, type SourceErrorCode } from '../backend/source/git.ts';
+import { commandLines, httpBackendPath, isDead, makeRepo, startGitHttpServer, type GitHttpServer, type TestRepo } from './source-git-fixtures.ts';
+
+async function rejectsWith(promise: Promise<unknown>, code: SourceErrorCode, message?: RegExp): Promise<SourceError> {
+  try {
+    await promise;
+  } catch (err) {
+    assert.ok(err instanceof SourceError, `expected a SourceError, got ${String(err)}`);
+    assert.equal(err.code, code, err.message);
+    if (message) assert.match(err.message, message);
+    return err;
+  }
+  assert.fail(`expected a SourceError ${code}`);
+}
+
+/** Every file under dir, recursively, as bytes. */
+function allFiles(dir: string): { file: string; bytes: Buffer }[] {
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .map((name) => path.join(dir, name))
+    .filter((file) => statSync(file).isFile())
+    .map((file) => ({ file, bytes: readFileSync(file) }));
+}
+
+/** The files of a checkout, without .git. */
+function tree(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((n) => !n.startsWith('.git')).sort();
+}
+
+describe('source: git', function () {
+  this.timeout(30_000);
+  let tmp: string;
+  let repo: TestRepo;
+
+  before(() => {
+    tmp = mkdtempSync(path.join(os.tmpdir(), 'rhone-source-git-'));
+    repo = makeRepo(tmp);
+  });
+  after(() => rmSync(tmp, { recursive: true, force: true }));
+
+  describe('resolveRef', () => {
+    it('resolves branches, tags (peeled to the commit) and full refs', async () => {
+      assert.deepEqual(await resolveRef(repo.fileUrl, 'main'), { sha: repo.second });
+      assert.deepEqual(await resolveRef(repo.fileUrl, 'feature'), { sha: repo.feature });
+      assert.deepEqual(await resolveRef(repo.fileUrl, 'v1'), { sha: repo.first });
+      assert.deepEqual(await resolveRef(repo.fileUrl, 'refs/heads/feature'), { sha: repo.feature });
+    });
+
+    it('returns a full SHA as given, without asking the remote', async () => {
+      assert.deepEqual(await resolveRef(repo.fileUrl, repo.first.toUpperCase()), { sha: repo.first });
+      assert.deepEqual(await resolveRef('file:///nonexistent/repo.git', repo.first), { sha: repo.first });
+    });
+
+    it('says which branch is missing from which repository', async () => {
+      await rejectsWith(resolveRef(repo.fileUrl, 'nope'), 'ref_not_found', new RegExp(`^branch 'nope' was not found in ${repo.fileUrl}`));
+      await rejectsWith(resolveRef(repo.fileUrl, repo.first.slice(0, 7)), 'ref_not_found', /full 40-character SHA/);
+    });
+
+    it('refuses refs and URLs that are not what they claim to be', async () => {
+      for (const ref of ['-uorigin', '--upload-pack=touch /tmp/x', 'a..b', 'has space', '']) {
+        await rejectsWith(resolveRef(repo.fileUrl, ref), 'invalid_ref');
+      }
+      await rejectsWith(resolveRef('ext::sh -c touch% /tmp/pwned', 'main'), 'invalid_url');
+      await rejectsWith(resolveRef('git@github.com:o/r.git', 'main'), 'invalid_url');
+      const err = await rejectsWith(resolveRef('https://user:hunter2@example.com/o/r.git', 'main'), 'invalid_url');
+      assert.doesNotMatch(err.message, /hunter2/);
+    });
+
+    it('tells a missing repository from an unreachable host', async () => {
+      await rejectsWith(resolveRef(`file://${tmp}/missing.git`, 'main'), 'repo_not_found', /was not found/);
+      const port = await closedPort();
+      const err = await rejectsWith(resolveRef(`http://127.0.0.1:${port}/app.git`, 'main'), 'unreachable', /could not be reached/);
+      assert.equal(err.transient, true);
+    });
+  });
+
+  describe('fetchCommit', () => {
+    it('fetches exactly the pinned commit, not the branch head', async () => {
+      const dir = path.join(tmp, 'checkout-first');
+      const lines: string[] = [];
+      const commit = await fetchCommit({ url: repo.fileUrl, sha: repo.first, dir, log: (l) => lines.push(l) });
+      assert.deepEqual(commit, { sha: repo.first, message: 'First commit\n\nWith a body line.', author: 'Test Author <test@example.com>' });
+      assert.deepEqual(tree(dir), ['README.md', 'hello.txt']);
+      assert.equal(readFileSync(path.join(dir, 'hello.txt'), 'utf8'), 'v1\n');
+      // Shallow: the commit's parent is not there. Detached: HEAD is the SHA itself.
+      assert.equal(readFileSync(path.join(dir, '.git', 'shallow'), 'utf8').trim(), repo.first);
+      assert.equal(readFileSync(path.join(dir, '.git', 'HEAD'), 'utf8').trim(), repo.first);
+      assert.doesNotMatch(readFileSync(path.join(dir, '.git', 'config'), 'utf8'), /remote|url/);
+      assert.ok(lines.length > 0, 'git progress reaches the log');
+      assert.ok(lines.every((l) => !l.includes('\r') && !l.includes('\n') && l === l.trimEnd()));
+    });
+
+    it('starts clean in a workspace a failed attempt left behind', async () => {
+      const dir = path.join(tmp, 'checkout-retry');
+      await fetchCommit({ url: repo.fileUrl, sha: repo.feature, dir });
+      const commit = await fetchCommit({ url: repo.fileUrl, sha: repo.first, dir });
+      assert.equal(commit.sha, repo.first);
+      assert.deepEqual(tree(dir), ['README.md', 'hello.txt']);
+    });
+
+    it('says so when the commit is not in the repository', async () => {
+      const ghost = randomBytes(20).toString('hex');
+      await rejectsWith(fetchCommit({ url: repo.fileUrl, sha: ghost, dir: path.join(tmp, 'ghost') }), 'commit_not_found', /force-pushed/);
+      await rejectsWith(fetchCommit({ url: repo.fileUrl, sha: 'main', dir: path.join(tmp, 'x') }), 'invalid_ref');
+    });
+
+    it('stops at once when the signal is already aborted', async () => {
+      const controller = new AbortController();
+      controller.abort();
+      await rejectsWith(fetchCommit({ url: repo.fileUrl, sha: repo.first, dir: path.join(tmp, 'aborted'), signal: controller.signal }), 'canceled');
+    });
+  });
+
+  describe('over HTTP with credentials (git http-backend)', () => {
+    const username = 'x-access-token';
+    const password = `ghs_${randomBytes(16).toString('hex')}`;
+    const base64 = Buffer.from(`${username}:${password}`).toString('base64');
+    let server: GitHttpServer;
+
+    before(async function () {
+      const backend = httpBackendPath();
+      if (!backend) {
+        console.warn('git http-backend is not installed: the HTTP credential tests are skipped');
+        this.skip();
+      }
+      server = await startGitHttpServer({ backend, serveDir: repo.serveDir, home: path.join(tmp, 'home'), username, password });
+    });
+    after(() => server?.close());
+
+    it('resolves a branch and fetches a commit with Basic auth, the password never in argv, .git or the log', async () => {
+      const url = `${server.url}/app.git`;
+      const credentials = { username, password };
+      assert.deepEqual(await resolveRef(url, 'feature', { credentials }), { sha: repo.feature });
+
+      const dir = path.join(tmp, 'checkout-http');
+      const lines: string[] = [];
+      const commit = await fetchCommit({ url, sha: repo.first, dir, credentials, log: (l) => lines.push(l) });
+      assert.equal(commit.sha, repo.first);
+      assert.deepEqual(tree(dir), ['README.md', 'hello.txt']);
+
+      // The server saw the credentials, after a 401 asked for them.
+      assert.ok(server.refused > 0, 'the first request went without credentials and was refused');
+      assert.ok(server.authorized.length > 0 && server.authorized.every((h) => h === `Basic ${base64}`));
+      // Git processes were caught mid-request, and none carried the password in its argv.
+      assert.ok(server.gitCommandLines.some((argv) => argv.includes(url)), 'the argv scan saw the fetching git');
+      for (const argv of server.gitCommandLines) {
+        assert.ok(!argv.includes(password) && !argv.includes(base64), `password in argv: ${argv}`);
+      }
+      for (const { file, bytes } of allFiles(path.join(dir, '.git'))) {
+        assert.ok(!bytes.includes(password) && !bytes.includes(base64), `password in ${file}`);
+      }
+      assert.ok(lines.length > 0);
+      assert.ok(lines.every((l) => !l.includes(password)));
+    });
+
+    it('refuses a wrong password with a message that names the repository, not the secret', async () => {
+      const url = `${server.url}/app.git`;
+      const wrong = { username, password: 'not-the-password' };
+      const err = await rejectsWith(fetchCommit({ url, sha: repo.first, dir: path.join(tmp, 'wrong'), credentials: wrong }), 'auth_failed', /refused Rhone's credentials/);
+      assert.doesNotMatch(err.message, /not-the-password/);
+      assert.equal(err.transient, false);
+      await rejectsWith(resolveRef(url, 'main', { credentials: wrong }), 'auth_failed');
+      await rejectsWith(resolveRef(url, 'main'), 'auth_failed', /is the repository private/);
+    });
+
+    it('kills git when the fetch is canceled mid-way', async () => {
+      const url = `${server.url}/slow/app.git`;
+      const controller = new AbortController();
+      const fetching = fetchCommit({ url, sha: repo.first, dir: path.join(tmp, 'canceled'), credentials: { username, password }, signal: controller.signal });
+      const pids = await waitFor(() => {
+        if (server.held.length === 0) return null;
+        const found = commandLines().filter((p) => p.argv.includes(url)).map((p) => p.pid);
+        return found.length > 0 ? found : null;
+      });
+      const started = Date.now();
+      controller.abort();
+      await rejectsWith(fetching, 'canceled');
+      assert.ok(Date.now() - started < 3_000, 'cancel does not wait for git');
+      assert.deepEqual(pids.filter((pid) => !isDead(pid)), [], 'no git process outlives the cancel');
+    });
+
+    it('stops a fetch that outlives its timeout', async () => {
+      const url = `${server.url}/slow/app.git`;
+      const err = await rejectsWith(fetchCommit({ url, sha: repo.first, dir: path.join(tmp, 'slow'), credentials: { username, password }, timeoutMs: 1_500 }), 'timeout', /took too long/);
+      assert.equal(err.transient, true);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.deepEqual(commandLines().filter((p) => p.argv.includes(url) && !isDead(p.pid)), []);
+    });
+  });
+});
+
+async function waitFor<T>(probe: () => T | null, timeoutMs = 10_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value !== null) return value;
+    if (Date.now() > until) throw new Error('timed out waiting');
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+/** A port nothing listens on: bound, then released. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
