@@ -12,6 +12,7 @@ import { resolveRef, SourceError } from '../source/git.ts';
 import { enqueue, type QueueContext } from '../../jobs/queues.ts';
 import { recordAudit } from './audit.ts';
 import { decodeCursor, toPage } from '../lib/pagination.ts';
+import { transaction } from '../lib/transaction.ts';
 
 export const IN_FLIGHT = ['cloning', 'analyzing', 'building', 'deploying'] as const;
 export type Stage = 'clone' | 'analyze' | 'build' | 'deploy';
@@ -62,7 +63,7 @@ async function insertDeployment(
   actor: Actor | null,
   fields: { ref: string | null; commitSha: string | null; commitMessage: string | null; trigger: string; configSnapshot: ConfigSnapshot; rollbackOf?: string; image?: string | null; plan?: Record<string, unknown> | null },
 ): Promise<Deployment> {
-  return knex.transaction(async (trx) => {
+  return transaction(knex, async (trx) => {
     // One writer per app at a time: numbers and superseding stay consistent.
     await trx('apps').where({ id: app.id }).forUpdate().first('id');
     const number = await nextNumber(trx, app.id);
@@ -152,7 +153,7 @@ export async function cancelDeployment(knex: Knex, queues: QueueContext, actor: 
     throw new ConflictError('not_cancelable', `Deployment #${deployment.number} is already ${deployment.status}; only queued or running deployments can be canceled.`);
   }
   const reason = `Canceled by ${actor.user.login}.`;
-  const updated = await knex.transaction(async (trx) => {
+  const updated = await transaction(knex, async (trx) => {
     const d = await Deployment.query(trx).findById(deployment.id).forUpdate().throwIfNotFound();
     if (d.status === 'queued') {
       await Deployment.query(trx).patch({ status: 'canceled', reason, finishedAt: new Date(), cancelRequestedAt: new Date(), cancelRequestedBy: actor.user.id }).where({ id: d.id });

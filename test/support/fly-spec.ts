@@ -1,5 +1,5 @@
-// Checks requests and responses against Fly's own Machines API spec
-// (../shared/specs/fly-machines-openapi.json) with Ajv. Used by the local runtime's tests, and by
+// Checks requests and responses against Fly's own Machines API spec (a copy of
+// ../shared/specs/fly-machines-openapi.json kept in backend/providers/fly/spec/) with Ajv. Used by the local runtime's tests, and by
 // the Fly client's tests on what the client sends and what fakes answer.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { Ajv, type ValidateFunction } from 'ajv';
 import formats from 'ajv-formats';
 
-export const SPEC_PATH = path.resolve(fileURLToPath(import.meta.url), '../../../../shared/specs/fly-machines-openapi.json');
+export const SPEC_PATH = path.resolve(fileURLToPath(import.meta.url), '../../../backend/providers/fly/spec/fly-machines-openapi.json');
 
 interface MediaType {
   schema?: unknown;
