@@ -35,6 +35,10 @@ const schema = z.object({
   GITHUB_CLIENT_SECRET: optionalString,
   GITHUB_WEBHOOK_SECRET: optionalString,
   GITHUB_API_URL: z.preprocess(emptyToUndefined, z.url().default('https://api.github.com')),
+  RHONE_BUILDER_ADDR: optionalString,
+  RHONE_BUILDER_TLS_CA: optionalString,
+  RHONE_BUILDER_TLS_CERT: optionalString,
+  RHONE_BUILDER_TLS_KEY: optionalString,
   STRIPE_SECRET_KEY: optionalString,
   STRIPE_WEBHOOK_SECRET: optionalString,
   STRIPE_API_URL: z.preprocess(emptyToUndefined, z.url().default('https://api.stripe.com')),
@@ -89,6 +93,8 @@ export interface Config {
     apiUrl: string;
   };
   stripe: { secretKey?: string; webhookSecret?: string; apiUrl: string };
+  /** The BuildKit builder (builder-image/) production builds run on, and its mutual-TLS material. */
+  builder: { addr?: string; tls?: { caCert: string; cert: string; key: string } };
   /** Names of settings local mode made up because they were not given. */
   generatedSecrets: string[];
 }
@@ -209,6 +215,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       apiUrl: e.GITHUB_API_URL,
     },
     stripe: { secretKey: e.STRIPE_SECRET_KEY, webhookSecret: e.STRIPE_WEBHOOK_SECRET, apiUrl: e.STRIPE_API_URL },
+    builder: {
+      addr: e.RHONE_BUILDER_ADDR,
+      tls: e.RHONE_BUILDER_TLS_CA && e.RHONE_BUILDER_TLS_CERT && e.RHONE_BUILDER_TLS_KEY
+        ? { caCert: e.RHONE_BUILDER_TLS_CA, cert: e.RHONE_BUILDER_TLS_CERT, key: e.RHONE_BUILDER_TLS_KEY }
+        : undefined,
+    },
     generatedSecrets,
   };
 }

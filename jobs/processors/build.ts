@@ -1,27 +1,64 @@
 // build: run the plan. Local mode runs its commands natively and stores the result as an image
-// of the local runtime; production builds with BuildKit and pushes to Fly's registry.
-import { mkdtemp, rm } from 'node:fs/promises';
+// of the local runtime; production builds with BuildKit (builder-image/) and pushes to Fly's
+// registry, where machines of the same org pull it.
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { buildLocal } from '../../backend/builder/local-build.ts';
+import { buildWithBuildkit } from '../../backend/builder/buildkit.ts';
 import type { BuildPlan } from '../../backend/builder/plan.ts';
+import { flyAppNameForSlug } from '../../backend/providers/fly/names.ts';
+import type { Config } from '../../backend/config.ts';
 import { artifactStore, sourceKey } from '../artifacts.ts';
-import { UserFacingError, type StageDefinition } from '../stage.ts';
+import { UserFacingError, type StageContext, type StageDefinition } from '../stage.ts';
 
 const STEP_TIMEOUT_MS = 15 * 60_000;
+
+/** Fly's registry takes the API token without its scheme ("FlyV1 …" → "…"), user "x". */
+export function registryPassword(token: string): string {
+  return token.trim().replace(/^FlyV1\s+/i, '').replace(/^Bearer\s+/i, '');
+}
+
+async function buildOnBuildkit(ctx: StageContext, config: Config, sourceDir: string, plan: BuildPlan, work: string): Promise<string> {
+  const { deployment, snapshot, signal, log } = ctx;
+  if (!config.builder.addr || !config.fly.token) {
+    throw new UserFacingError('Production builds need the BuildKit builder: set RHONE_BUILDER_ADDR (and its RHONE_BUILDER_TLS_* certificates) and FLY_API_TOKEN, then deploy again.');
+  }
+  // The plan's directory is sent to BuildKit as the "dockerfile" source: keep it to the plan alone.
+  const planDir = path.join(work, '.rhone-plan');
+  await mkdir(planDir);
+  const planPath = path.join(planDir, 'railpack-plan.json');
+  await writeFile(planPath, JSON.stringify(plan));
+  const image = `registry.fly.io/${flyAppNameForSlug(snapshot.slug)}:deploy-${deployment.id}`;
+  const result = await buildWithBuildkit({
+    contextDir: sourceDir,
+    planPath,
+    image,
+    builderAddr: config.builder.addr,
+    registryAuth: { username: 'x', password: registryPassword(config.fly.token) },
+    tls: config.builder.tls,
+    cacheKey: snapshot.slug,
+    signal,
+    log: (stream, line) => log(line, stream),
+  });
+  return result.digest ? `${image}@${result.digest}` : image;
+}
 
 export const build: StageDefinition = {
   stage: 'build',
   next: 'deploy',
-  async run({ deployment, snapshot, signal, log, deps }) {
+  async run(ctx) {
+    const { deployment, snapshot, signal, log, deps } = ctx;
     if (!deployment.plan) throw new Error('the deployment has no build plan yet');
-    if (!deps.config.isLocal) {
-      throw new UserFacingError('Production builds need the BuildKit builder (builder-image/), which is not connected in this installation yet.');
-    }
     const work = await mkdtemp(path.join(deps.config.dataDir, 'work-build-'));
     try {
-      await artifactStore(deps.config).getDir(sourceKey(deployment.id), work);
+      await artifactStore(deps.config).getDir(sourceKey(deployment.id), path.join(work, 'src'));
       const { provider: _provider, ...plan } = deployment.plan as { provider?: string } & Record<string, unknown>;
-      const sourceDir = path.join(work, snapshot.settings.rootDirectory || '.');
+      const sourceDir = path.join(work, 'src', snapshot.settings.rootDirectory || '.');
+      if (!deps.config.isLocal) {
+        const image = await buildOnBuildkit(ctx, deps.config, sourceDir, plan as unknown as BuildPlan, work);
+        log(`Pushed image ${image}`);
+        return { image };
+      }
       const result = await buildLocal({
         sourceDir,
         plan: plan as unknown as BuildPlan,

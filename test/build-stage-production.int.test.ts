@@ -1,0 +1,99 @@
+// The build stage in production mode: the plan and the pinned source go to BuildKit through
+// buildctl (a fake one here, speaking buildctl's rawjson progress), the image is pushed to Fly's
+// registry under the app and deployment, and the Fly token never appears on the command line.
+import assert from 'node:assert/strict';
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { getConfig } from '../backend/config.ts';
+import { db } from '../backend/db.ts';
+import type { Deployment } from '../backend/models/index.ts';
+import { LocalArtifactStore } from '../backend/source/artifacts.ts';
+import { build, registryPassword } from '../jobs/processors/build.ts';
+import type { StageContext } from '../jobs/stage.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const TOKEN = 'FlyV1 fm2_secret-token-value';
+
+describe('build stage in production mode (BuildKit)', () => {
+  let bin: string;
+  let savedPath: string | undefined;
+
+  before(() => {
+    bin = mkdtempSync(path.join(os.tmpdir(), 'rhone-fake-buildctl-'));
+    writeFileSync(
+      path.join(bin, 'buildctl'),
+      `#!/bin/sh
+printf '%s\\n' "$@" > '${bin}/argv'
+cp "$DOCKER_CONFIG/config.json" '${bin}/docker-config.json'
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --metadata-file) meta="$2"; shift ;;
+    --local) case "$2" in context=*) ls "\${2#context=}" > '${bin}/context' ;; esac; shift ;;
+  esac
+  shift
+done
+cat '${path.join(root, 'test/fixtures/buildkit/railpack-node-success.rawjson')}' >&2
+printf '{"containerimage.digest":"sha256:%s"}' 3434343434343434343434343434343434343434343434343434343434343434 > "$meta"
+`,
+    );
+    chmodSync(path.join(bin, 'buildctl'), 0o755);
+    savedPath = process.env.PATH;
+    process.env.PATH = `${bin}:${savedPath}`;
+  });
+  after(() => {
+    process.env.PATH = savedPath;
+  });
+
+  it('builds on the builder, pushes to the Fly registry, and keeps the token off argv', async () => {
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'rhone-prod-build-'));
+    const config = { ...getConfig(), isLocal: false, mode: 'production' as const, dataDir, fly: { ...getConfig().fly, token: TOKEN }, builder: { addr: 'tcp://builder.internal:1234' } };
+    const src = mkdtempSync(path.join(os.tmpdir(), 'rhone-src-'));
+    writeFileSync(path.join(src, 'package.json'), '{"name":"shop","scripts":{"start":"node server.js"}}');
+    writeFileSync(path.join(src, 'server.js'), 'require("http").createServer((q, s) => s.end("ok")).listen(process.env.PORT)');
+    const deploymentId = '11111111-2222-4333-8444-555555555555';
+    await new LocalArtifactStore(path.join(dataDir, 'artifacts')).putDir(`deployments/${deploymentId}/source`, src);
+    const lines: string[] = [];
+    const ctx = {
+      deployment: { id: deploymentId, plan: { provider: 'node', deploy: { base: { image: 'x' }, startCommand: 'npm run start' } } } as unknown as Deployment,
+      snapshot: { slug: 'shop', settings: { rootDirectory: '' } },
+      signal: new AbortController().signal,
+      log: (line: string) => lines.push(line),
+      redact: () => undefined,
+      deps: { knex: db(), config, queues: { connection: {} }, log: pino({ level: 'silent' }) },
+    } as unknown as StageContext;
+
+    const result = (await build.run(ctx)) as { image: string };
+    assert.equal(result.image, `registry.fly.io/rhone-shop:deploy-${deploymentId}@sha256:${'34'.repeat(32)}`);
+    const argv = readFileSync(path.join(bin, 'argv'), 'utf8');
+    assert.match(argv, /^--addr\ntcp:\/\/builder\.internal:1234\nbuild\n/);
+    assert.match(argv, /name=registry\.fly\.io\/rhone-shop:deploy-/);
+    assert.ok(!argv.includes('secret-token-value'), 'the token is not on the command line');
+    const auth = JSON.parse(readFileSync(path.join(bin, 'docker-config.json'), 'utf8')) as { auths: Record<string, { auth: string }> };
+    assert.equal(Buffer.from(auth.auths['registry.fly.io'].auth, 'base64').toString(), 'x:fm2_secret-token-value');
+    assert.deepEqual(readFileSync(path.join(bin, 'context'), 'utf8').trim().split('\n').sort(), ['package.json', 'server.js'], 'the context is the source alone');
+    assert.ok(lines.length > 3, 'BuildKit progress became log lines');
+    assert.ok(lines.some((l) => /Pushed image registry\.fly\.io\/rhone-shop/.test(l)));
+    assert.equal(registryPassword('Bearer abc'), 'abc');
+  });
+
+  it('says which settings a production build needs when the builder is not configured', async () => {
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'rhone-prod-build-'));
+    const config = { ...getConfig(), isLocal: false, dataDir, fly: { ...getConfig().fly, token: TOKEN }, builder: {} };
+    const deploymentId = '11111111-2222-4333-8444-666666666666';
+    const src = mkdtempSync(path.join(os.tmpdir(), 'rhone-src-'));
+    writeFileSync(path.join(src, 'index.html'), 'hi');
+    await new LocalArtifactStore(path.join(dataDir, 'artifacts')).putDir(`deployments/${deploymentId}/source`, src);
+    const ctx = {
+      deployment: { id: deploymentId, plan: { deploy: {} } } as unknown as Deployment,
+      snapshot: { slug: 'shop', settings: { rootDirectory: '' } },
+      signal: new AbortController().signal,
+      log: () => undefined,
+      redact: () => undefined,
+      deps: { knex: db(), config, queues: { connection: {} }, log: pino({ level: 'silent' }) },
+    } as unknown as StageContext;
+    await assert.rejects(build.run(ctx), /set RHONE_BUILDER_ADDR/);
+  });
+});
