@@ -7,6 +7,10 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import { Redis } from 'ioredis';
+import { Client, signedIn } from './http.ts';
+import { get } from './support/load.ts';
+import { TestRepo } from './support/git-repo.ts';
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -30,10 +34,16 @@ function baseEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
 }
 
 describe('npm start', function () {
-  this.timeout(90_000);
+  this.timeout(150_000);
   const dbName = 'rhone_start_test';
 
-  beforeEach(() => dropDatabase(dbName));
+  beforeEach(async () => {
+    await dropDatabase(dbName);
+    // npm start's own Redis database: no jobs left over from an earlier run.
+    const r = new Redis('redis://127.0.0.1:6379/9');
+    await r.flushdb();
+    r.disconnect();
+  });
   afterEach(() => dropDatabase(dbName));
 
   it('creates and migrates its database, runs every process, prints the URL, answers /healthz and stops cleanly', async () => {
@@ -84,6 +94,28 @@ describe('npm start', function () {
       const page = await fetch(`http://127.0.0.1:${routerPort}/`, { headers: { host: `nothing.localhost:${routerPort}` } });
       assert.equal(page.status, 404);
       assert.match(await page.text(), /No app is deployed/);
+
+      // The newcomer's path, through the processes npm start runs: sign in, create an app from a
+      // git repository, deploy it, and reach it through the router.
+      const repo = new TestRepo(path.resolve(import.meta.dirname, '../examples/hello-node'));
+      repo.commit('hello');
+      const ada: Client = await signedIn(`http://127.0.0.1:${port}`, 'ada');
+      const created = await ada.post('/api/teams/ada/apps', { name: 'Hello', slug: 'hello', source: { type: 'git', url: repo.url, branch: 'main' } });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      assert.equal(created.body.url, `http://hello.localhost:${routerPort}`);
+      const deploy = await ada.post('/api/apps/hello/deploy', {});
+      assert.equal(deploy.status, 202, JSON.stringify(deploy.body));
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        const d = await ada.get(`/api/deployments/${deploy.body.id}`);
+        if (d.body.status === 'live') break;
+        assert.ok(!['failed', 'canceled'].includes(d.body.status), `deployment ${d.body.status}: ${d.body.reason}`);
+        assert.ok(Date.now() < deadline, `deployment still ${d.body.status} after 60 s:\n${output}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      const hello = await get(`http://127.0.0.1:${routerPort}`, `hello.localhost:${routerPort}`, '/');
+      assert.equal(hello.status, 200);
+      assert.match(hello.body, /#1/);
     } finally {
       // What Ctrl-C does: SIGINT to the whole process group.
       process.kill(-child.pid!, 'SIGINT');
