@@ -3,6 +3,7 @@
 // caller that sets the Host header (fetch will not).
 import { mkdtempSync } from 'node:fs';
 import http from 'node:http';
+import { rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,6 +30,25 @@ export async function startRuntime(dataDir = tempDataDir()): Promise<{ local: Lo
   const local = await startLocalRuntime({ dataDir, machinesPort: 0, routerPort: 0 });
   await importImage(dataDir, 'fixture', 'v1', FIXTURE_APP, { cmd: [process.execPath, 'server.mjs'] });
   return { local, api: new FlyApi(local.machinesUrl), dataDir };
+}
+
+export interface RuntimeFixture {
+  local: LocalRuntime;
+  api: FlyApi;
+  dataDir: string;
+}
+
+/** A fresh runtime for each test of the calling describe block, closed and removed after it. */
+export function useRuntime(): RuntimeFixture {
+  const fixture = {} as RuntimeFixture;
+  beforeEach(async () => {
+    Object.assign(fixture, await startRuntime());
+  });
+  afterEach(async () => {
+    await fixture.local.close();
+    await rm(fixture.dataDir, { recursive: true, force: true });
+  });
+  return fixture;
 }
 
 function request(url: string, options: http.RequestOptions, body?: string): Promise<{ status: number; text: string; headers: http.IncomingHttpHeaders }> {

@@ -2,12 +2,10 @@
 // machines) and its recovery: after a crash or a restart it brings back what was running,
 // without leaving a process behind or starting one twice.
 import assert from 'node:assert/strict';
-import { rm } from 'node:fs/promises';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import type { LocalRuntime } from '../local/main.ts';
 import { startLocalRuntime } from '../local/main.ts';
-import { FlyApi, appConfig, healthy, isAlive, startRuntime, until, viaRouter } from './local-helpers.ts';
+import { FlyApi, appConfig, healthy, isAlive, useRuntime, until, viaRouter } from './local-helpers.ts';
 
 /** Pids of live processes started for a machine (found by FLY_MACHINE_ID in their env; Linux). */
 function processesOf(machineId: string): number[] {
@@ -28,114 +26,104 @@ function processesOf(machineId: string): number[] {
 
 describe('local runtime: state machine edges and reconcile', function () {
   this.timeout(30_000);
-  let local: LocalRuntime;
-  let api: FlyApi;
-  let dataDir: string;
+  const rt = useRuntime();
 
-  beforeEach(async () => {
-    ({ local, api, dataDir } = await startRuntime());
-  });
-  afterEach(async () => {
-    await local.close();
-    await rm(dataDir, { recursive: true, force: true });
-  });
-
-  const pidVia = async (host: string) => JSON.parse((await viaRouter(local, host)).body).pid as number;
+  const pidVia = async (host: string) => JSON.parse((await viaRouter(rt.local, host)).body).pid as number;
 
   it('after a crash, kills what the dead runtime left and restarts its machines once', async function () {
     if (!existsSync('/proc/self/environ')) this.skip(); // counting processes needs Linux's /proc
-    const app = await api.createApp('rhone-shop');
-    const kept = await api.createMachine(app, { config: appConfig() });
-    const once = await api.createMachine(app, { config: appConfig({ restart: { policy: 'no' } }) });
-    await healthy(api, app, kept.id);
-    await healthy(api, app, once.id);
+    const app = await rt.api.createApp('rhone-shop');
+    const kept = await rt.api.createMachine(app, { config: appConfig() });
+    const once = await rt.api.createMachine(app, { config: appConfig({ restart: { policy: 'no' } }) });
+    await healthy(rt.api, app, kept.id);
+    await healthy(rt.api, app, once.id);
     const [oldKept] = processesOf(kept.id);
     const [oldOnce] = processesOf(once.id);
     assert.ok(oldKept && oldOnce);
 
-    await local.close({ leaveMachinesRunning: true });
+    await rt.local.close({ leaveMachinesRunning: true });
     assert.ok(isAlive(oldKept), 'a crash leaves the processes running');
-    local = await startLocalRuntime({ dataDir, machinesPort: 0, routerPort: 0 });
-    api = new FlyApi(local.machinesUrl);
+    rt.local = await startLocalRuntime({ dataDir: rt.dataDir, machinesPort: 0, routerPort: 0 });
+    rt.api = new FlyApi(rt.local.machinesUrl);
 
     assert.equal(isAlive(oldKept), false);
     assert.equal(isAlive(oldOnce), false);
-    await healthy(api, app, kept.id);
+    await healthy(rt.api, app, kept.id);
     const now = processesOf(kept.id);
     assert.equal(now.length, 1, `one process for the machine, got ${now.join(', ')}`);
     assert.notEqual(now[0], oldKept);
     assert.equal(await pidVia('shop.localhost'), now[0]);
-    assert.equal((await api.machine(app, once.id)).state, 'stopped');
+    assert.equal((await rt.api.machine(app, once.id)).state, 'stopped');
     assert.deepEqual(processesOf(once.id), []);
-    const list = await api.call('GET', '/v1/apps/{app_name}/machines', { params: { app_name: app } });
+    const list = await rt.api.call('GET', '/v1/apps/{app_name}/machines', { params: { app_name: app } });
     assert.deepEqual(list.body.map((m: { id: string }) => m.id).sort(), [kept.id, once.id].sort());
   });
 
   it('stops machines gracefully on close and starts them again on the next start', async () => {
-    const app = await api.createApp('rhone-shop');
-    const m = await api.createMachine(app, { config: appConfig() });
-    await healthy(api, app, m.id);
+    const app = await rt.api.createApp('rhone-shop');
+    const m = await rt.api.createMachine(app, { config: appConfig() });
+    await healthy(rt.api, app, m.id);
     const before = await pidVia('shop.localhost');
-    await local.close();
+    await rt.local.close();
     assert.equal(isAlive(before), false);
-    const log = readFileSync(path.join(dataDir, 'machines', m.id, 'machine.log'), 'utf8');
+    const log = readFileSync(path.join(rt.dataDir, 'machines', m.id, 'machine.log'), 'utf8');
     assert.match(log, /got SIGTERM, shutting down/);
-    assert.equal(statSync(path.join(dataDir, 'machines', 'state.json')).mode & 0o777, 0o600);
+    assert.equal(statSync(path.join(rt.dataDir, 'machines', 'state.json')).mode & 0o777, 0o600);
 
-    local = await startLocalRuntime({ dataDir, machinesPort: 0, routerPort: 0 });
-    api = new FlyApi(local.machinesUrl);
-    await healthy(api, app, m.id);
+    rt.local = await startLocalRuntime({ dataDir: rt.dataDir, machinesPort: 0, routerPort: 0 });
+    rt.api = new FlyApi(rt.local.machinesUrl);
+    await healthy(rt.api, app, m.id);
     assert.notEqual(await pidVia('shop.localhost'), before);
   });
 
   it('marks a machine failed when its process exits at once and its policy gives up', async () => {
-    const app = await api.createApp('rhone-shop');
-    const no = await api.createMachine(app, { config: appConfig({ env: { EXIT_CODE: '3' }, restart: { policy: 'no' } }) });
-    const waited = await api.wait(app, no.id, 'failed');
+    const app = await rt.api.createApp('rhone-shop');
+    const no = await rt.api.createMachine(app, { config: appConfig({ env: { EXIT_CODE: '3' }, restart: { policy: 'no' } }) });
+    const waited = await rt.api.wait(app, no.id, 'failed');
     assert.equal(waited.body.state, 'failed');
-    const [exit] = await api.events(app, no.id);
+    const [exit] = await rt.api.events(app, no.id);
     assert.deepEqual([exit.type, exit.status, exit.request.exit_event.exit_code], ['exit', 'failed', 3]);
 
-    const retried = await api.createMachine(app, { config: appConfig({ env: { EXIT_CODE: '1' }, restart: { policy: 'on-failure', max_retries: 2 } }) });
-    await api.wait(app, retried.id, 'failed');
-    const starts = (await api.events(app, retried.id)).filter((e) => e.type === 'start' && e.status === 'started');
+    const retried = await rt.api.createMachine(app, { config: appConfig({ env: { EXIT_CODE: '1' }, restart: { policy: 'on-failure', max_retries: 2 } }) });
+    await rt.api.wait(app, retried.id, 'failed');
+    const starts = (await rt.api.events(app, retried.id)).filter((e) => e.type === 'start' && e.status === 'started');
     assert.equal(starts.length, 3, 'the first start and two retries');
 
-    const clean = await api.createMachine(app, { config: appConfig({ env: { EXIT_CODE: '0' }, restart: { policy: 'on-failure' } }) });
-    assert.equal((await api.wait(app, clean.id, 'stopped')).body.state, 'stopped');
+    const clean = await rt.api.createMachine(app, { config: appConfig({ env: { EXIT_CODE: '0' }, restart: { policy: 'on-failure' } }) });
+    assert.equal((await rt.api.wait(app, clean.id, 'stopped')).body.state, 'stopped');
 
-    const unspawnable = await api.createMachine(app, { config: appConfig({ init: { exec: ['/nonexistent/rhone-binary'] } }) });
-    await api.wait(app, unspawnable.id, 'failed');
-    const [failure] = await api.events(app, unspawnable.id);
+    const unspawnable = await rt.api.createMachine(app, { config: appConfig({ init: { exec: ['/nonexistent/rhone-binary'] } }) });
+    await rt.api.wait(app, unspawnable.id, 'failed');
+    const [failure] = await rt.api.events(app, unspawnable.id);
     assert.match(String(failure.request.error), /ENOENT/);
   });
 
   it('starts a stopped machine on update unless skip_launch, and starts and restarts on request', async () => {
-    const app = await api.createApp('rhone-shop');
-    const m = await api.createMachine(app, { config: appConfig(), skip_launch: true });
+    const app = await rt.api.createApp('rhone-shop');
+    const m = await rt.api.createMachine(app, { config: appConfig(), skip_launch: true });
     assert.equal(m.state, 'created');
     const params = { app_name: app, machine_id: m.id };
-    const kept = await api.call('POST', '/v1/apps/{app_name}/machines/{machine_id}', { params, body: { config: appConfig({ env: { RELEASE: 'v2' } }), skip_launch: true } });
+    const kept = await rt.api.call('POST', '/v1/apps/{app_name}/machines/{machine_id}', { params, body: { config: appConfig({ env: { RELEASE: 'v2' } }), skip_launch: true } });
     assert.equal(kept.body.state, 'created');
-    const started = await api.call('POST', '/v1/apps/{app_name}/machines/{machine_id}/start', { params });
+    const started = await rt.api.call('POST', '/v1/apps/{app_name}/machines/{machine_id}/start', { params });
     assert.equal(started.body.previous_state, 'created');
-    await healthy(api, app, m.id);
+    await healthy(rt.api, app, m.id);
     const first = await pidVia('shop.localhost');
-    assert.equal(JSON.parse((await viaRouter(local, 'shop.localhost')).body).release, 'v2');
+    assert.equal(JSON.parse((await viaRouter(rt.local, 'shop.localhost')).body).release, 'v2');
 
-    const restarted = await api.call('POST', '/v1/apps/{app_name}/machines/{machine_id}/restart', { params, query: { signal: 'SIGTERM', timeout: '5s' } });
+    const restarted = await rt.api.call('POST', '/v1/apps/{app_name}/machines/{machine_id}/restart', { params, query: { signal: 'SIGTERM', timeout: '5s' } });
     assert.equal(restarted.status, 200);
     const second = await until('a new process', async () => {
-      const res = await viaRouter(local, 'shop.localhost');
+      const res = await viaRouter(rt.local, 'shop.localhost');
       return res.status === 200 && JSON.parse(res.body).pid !== first ? JSON.parse(res.body).pid : undefined;
     });
     assert.equal(isAlive(first), false);
     assert.ok(isAlive(second));
 
-    await api.call('POST', '/v1/apps/{app_name}/machines/{machine_id}/stop', { params });
-    await api.wait(app, m.id, 'stopped', 10, kept.body.version);
-    await api.call('POST', '/v1/apps/{app_name}/machines/{machine_id}', { params, body: { config: appConfig({ env: { RELEASE: 'v3' } }) } });
-    await healthy(api, app, m.id);
-    assert.equal(JSON.parse((await viaRouter(local, 'shop.localhost')).body).release, 'v3');
+    await rt.api.call('POST', '/v1/apps/{app_name}/machines/{machine_id}/stop', { params });
+    await rt.api.wait(app, m.id, 'stopped', 10, kept.body.version);
+    await rt.api.call('POST', '/v1/apps/{app_name}/machines/{machine_id}', { params, body: { config: appConfig({ env: { RELEASE: 'v3' } }) } });
+    await healthy(rt.api, app, m.id);
+    assert.equal(JSON.parse((await viaRouter(rt.local, 'shop.localhost')).body).release, 'v3');
   });
 });
