@@ -17,11 +17,12 @@
 // BENCH_SERVER_NODE_ARGS (extra node flags for the Rhone child, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p"),
 // BENCH_DATABASE_URL, BENCH_REDIS_URL.
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
+import { benchEnvironment } from './env.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const num = (name: string, fallback: number) => {
@@ -39,17 +40,7 @@ const GOAL_P99_MS = 50;
 
 // The configuration is parsed on first use, so all of this is set before any backend module loads;
 // the children inherit it.
-const dataDir = mkdtempSync(path.join(os.tmpdir(), 'rhone-bench-'));
-Object.assign(process.env, {
-  RHONE_MODE: 'local',
-  DATABASE_URL: process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/rhone_bench',
-  REDIS_URL: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/10',
-  RHONE_DATA_DIR: dataDir,
-  RHONE_SESSION_SECRET: 'bench-session-secret-that-is-long-enough-0123456789',
-  RHONE_ENCRYPTION_KEYS: `b1:${Buffer.alloc(32, 9).toString('base64')}`,
-  LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'silent',
-  PORT: '0',
-});
+const dataDir = benchEnvironment('bench', 10);
 
 // ---- child processes, always cleaned up ----
 

@@ -10,25 +10,16 @@
 // Everything runs in this process on its own database (rhone_bench_pipeline) and Redis db 9: the
 // real api, two sets of workers sharing the stages, and the local runtime. The app's part is read
 // from the deployment's own log lines (their `at` timestamps). A benchmark, not a test: exits 0.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchEnvironment } from './env.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const MODE = process.env.BENCH_MODE === 'concurrent' ? 'concurrent' : 'overhead';
 const RUNS = Number(process.env.BENCH_RUNS) || (MODE === 'concurrent' ? 100 : 20);
-const dataDir = mkdtempSync(path.join(os.tmpdir(), 'rhone-bench-pipeline-'));
-Object.assign(process.env, {
-  RHONE_MODE: 'local',
-  DATABASE_URL: process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/rhone_bench_pipeline',
-  REDIS_URL: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/9',
-  RHONE_DATA_DIR: dataDir,
-  RHONE_SESSION_SECRET: 'bench-session-secret-that-is-long-enough-0123456789',
-  RHONE_ENCRYPTION_KEYS: `b1:${Buffer.alloc(32, 9).toString('base64')}`,
-  LOG_LEVEL: 'silent',
-});
+const dataDir = benchEnvironment('bench-pipeline', 9);
 
 const { getConfig } = await import('../backend/config.ts');
 const { prepareDatabase } = await import('../backend/cli/migrate.ts');

@@ -21,12 +21,13 @@
 // BENCH_CLIENT_PROCS (default 2), BENCH_LINE_BYTES (default 100), BENCH_DATABASE_URL, BENCH_REDIS_URL,
 // BENCH_SERVER_NODE_ARGS / BENCH_CLIENT_NODE_ARGS (extra node flags, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p").
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClientsJob, ClientsResult } from './sse-clients.ts';
+import { benchEnvironment } from './env.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const num = (name: string, fallback: number) => {
@@ -44,17 +45,7 @@ const GOAL_P99_MS = 250;
 const GOAL_RSS_MB = 300;
 
 // Set before any backend module parses the configuration; the children inherit it.
-const dataDir = mkdtempSync(path.join(os.tmpdir(), 'rhone-bench-sse-'));
-Object.assign(process.env, {
-  RHONE_MODE: 'local',
-  DATABASE_URL: process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/rhone_bench_sse',
-  REDIS_URL: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/11',
-  RHONE_DATA_DIR: dataDir,
-  RHONE_SESSION_SECRET: 'bench-session-secret-that-is-long-enough-0123456789',
-  RHONE_ENCRYPTION_KEYS: `b1:${Buffer.alloc(32, 9).toString('base64')}`,
-  LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'silent',
-  PORT: '0',
-});
+const dataDir = benchEnvironment('bench-sse', 11);
 
 const { getConfig } = await import('../backend/config.ts');
 const { prepareDatabase } = await import('../backend/cli/migrate.ts');

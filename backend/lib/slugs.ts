@@ -12,21 +12,20 @@ export const RESERVED_SLUGS = new Set([
 const SHAPE = /^[a-z0-9]+(?:-[a-z0-9]+)*$/;
 const SHAPE_MESSAGE = 'use lowercase letters, digits and single hyphens, with no hyphen at either end';
 
+function slugOf(min: number, max: number) {
+  return z
+    .string()
+    .min(min, `must be at least ${min} characters`)
+    .max(max, `must be at most ${max} characters`)
+    .regex(SHAPE, SHAPE_MESSAGE)
+    .refine((s) => !RESERVED_SLUGS.has(s), 'is reserved; choose another');
+}
+
 /** An app's slug: globally unique, it becomes {slug}.rhone.app. */
-export const appSlug = z
-  .string()
-  .min(3, 'must be at least 3 characters')
-  .max(30, 'must be at most 30 characters')
-  .regex(SHAPE, SHAPE_MESSAGE)
-  .refine((s) => !RESERVED_SLUGS.has(s), 'is reserved; choose another');
+export const appSlug = slugOf(3, 30);
 
 /** A team's slug: GitHub logins become personal team slugs, so up to 39 characters. */
-export const teamSlug = z
-  .string()
-  .min(2, 'must be at least 2 characters')
-  .max(39, 'must be at most 39 characters')
-  .regex(SHAPE, SHAPE_MESSAGE)
-  .refine((s) => !RESERVED_SLUGS.has(s), 'is reserved; choose another');
+export const teamSlug = slugOf(2, 39);
 
 /** GitHub's login rule: letters, digits and single inner hyphens, up to 39 characters. */
 export const githubLogin = z
