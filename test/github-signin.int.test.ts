@@ -4,9 +4,8 @@ import assert from 'node:assert/strict';
 import { db } from '../backend/db.ts';
 import { Team, User } from '../backend/models/index.ts';
 import { makeUser } from './factories.ts';
-import { Client, startTestServer, type Res, type TestServer } from './http.ts';
-import { FakeGitHub } from './support/fake-github.ts';
-import { PUBLIC_URL, callbackPath, captureLog, githubSignIn, productionConfig, startSignIn } from './support/github-signin.ts';
+import { Client, type Res } from './http.ts';
+import { PUBLIC_URL, callbackPath, captureLog, githubSignIn, startSignIn, useGithubWorld } from './support/github-signin.ts';
 
 function cookieLine(res: Res, name: string): string | undefined {
   return res.headers.getSetCookie().find((l) => l.startsWith(`${name}=`));
@@ -26,22 +25,12 @@ function assertRefused(res: Res, status: number, words: RegExp, client: Client):
 }
 
 describe('Sign in with GitHub', () => {
-  let fake: FakeGitHub;
-  let server: TestServer;
   const capture = captureLog('info');
-
-  before(async () => {
-    fake = await FakeGitHub.start();
-    server = await startTestServer({ config: productionConfig(fake), log: capture.log });
-  });
-  after(async () => {
-    await server?.close();
-    await fake?.close();
-  });
+  const world = useGithubWorld(capture.log);
   beforeEach(() => {
-    fake.reset();
-    fake.now = Date.now;
-    fake.addUser({
+    world.fake.reset();
+    world.fake.now = Date.now;
+    world.fake.addUser({
       id: 583231, login: 'ada', name: 'Ada Lovelace', avatar_url: 'https://avatars.example/u/583231',
       emails: [
         { email: 'ada@work.example', primary: false, verified: true },
@@ -53,15 +42,15 @@ describe('Sign in with GitHub', () => {
   afterEach(() => {
     // Nothing secret ever reaches the log: not the client secret, a token GitHub issued, or a code.
     const log = capture.text();
-    const secrets = [fake.clientSecret, ...fake.tokens.keys(), ...fake.calls('POST', '/login/oauth/access_token').map((r) => r.body.code)];
+    const secrets = [world.fake.clientSecret, ...world.fake.tokens.keys(), ...world.fake.calls('POST', '/login/oauth/access_token').map((r) => r.body.code)];
     for (const s of secrets.filter(Boolean)) assert.ok(!log.includes(s), `the log contains a secret: ${s.slice(0, 6)}…`);
   });
 
   it('redirects to GitHub with the client id, a state and the callback URL, and sets the state cookie', async () => {
-    const client = new Client(server.url);
+    const client = new Client(world.server.url);
     const { res, authorizeUrl, state } = await startSignIn(client);
-    assert.equal(authorizeUrl.origin + authorizeUrl.pathname, `${fake.url}/login/oauth/authorize`);
-    assert.equal(authorizeUrl.searchParams.get('client_id'), fake.clientId);
+    assert.equal(authorizeUrl.origin + authorizeUrl.pathname, `${world.fake.url}/login/oauth/authorize`);
+    assert.equal(authorizeUrl.searchParams.get('client_id'), world.fake.clientId);
     assert.equal(authorizeUrl.searchParams.get('redirect_uri'), `${PUBLIC_URL}/auth/github/callback`);
     assert.match(state, /^[A-Za-z0-9_-]{24,}$/);
     assert.equal(authorizeUrl.searchParams.get('client_secret'), null);
@@ -74,12 +63,12 @@ describe('Sign in with GitHub', () => {
     assert.equal(cookieLine(res, 'rhone_session'), undefined);
 
     // Each visit gets its own state.
-    assert.notEqual((await startSignIn(new Client(server.url))).state, state);
+    assert.notEqual((await startSignIn(new Client(world.server.url))).state, state);
   });
 
   it('signs in: a session, the profile, the primary verified email and a personal team', async () => {
-    const client = new Client(server.url);
-    const res = await githubSignIn(client, fake, 'ada');
+    const client = new Client(world.server.url);
+    const res = await githubSignIn(client, world.fake, 'ada');
     assert.equal(res.status, 302, String(res.body));
     assert.equal(res.headers.get('location'), '/');
     assert.ok(client.cookies.has('rhone_session') && client.cookies.has('rhone_csrf'));
@@ -95,21 +84,21 @@ describe('Sign in with GitHub', () => {
     assert.equal((await User.query(db()).findOne({ login: 'ada' }))?.githubId, 583231);
 
     // What went over the wire to GitHub: the code exchange, then the profile with the user's token.
-    const [exchange] = fake.calls('POST', '/login/oauth/access_token');
+    const [exchange] = world.fake.calls('POST', '/login/oauth/access_token');
     assert.equal(exchange.headers.accept, 'application/json');
     assert.deepEqual(Object.keys(exchange.body).sort(), ['client_id', 'client_secret', 'code', 'redirect_uri']);
-    assert.equal(exchange.body.client_secret, fake.clientSecret);
+    assert.equal(exchange.body.client_secret, world.fake.clientSecret);
     assert.equal(exchange.body.redirect_uri, `${PUBLIC_URL}/auth/github/callback`);
-    const [token] = fake.tokens.keys();
-    for (const path of ['/user', '/user/emails']) assert.equal(fake.calls('GET', path)[0]?.headers.authorization, `token ${token}`);
+    const [token] = world.fake.tokens.keys();
+    for (const path of ['/user', '/user/emails']) assert.equal(world.fake.calls('GET', path)[0]?.headers.authorization, `token ${token}`);
   });
 
   it('takes no email that is not both primary and verified', async () => {
-    fake.addUser({
+    world.fake.addUser({
       login: 'grace', emails: [{ email: 'grace@unverified.example', primary: true, verified: false }, { email: 'grace@verified.example', primary: false, verified: true }],
     });
-    const client = new Client(server.url);
-    assert.equal((await githubSignIn(client, fake, 'grace')).status, 302);
+    const client = new Client(world.server.url);
+    assert.equal((await githubSignIn(client, world.fake, 'grace')).status, 302);
     const me = (await client.get('/api/me')).body;
     assert.equal(me.user.login, 'grace');
     assert.equal(me.user.email, null);
@@ -118,10 +107,10 @@ describe('Sign in with GitHub', () => {
   });
 
   it('signs in without an email when GitHub refuses the emails endpoint', async () => {
-    const undo = fake.route('GET', '/user/emails', () => ({ status: 403, json: { message: 'Resource not accessible by integration' } }));
+    const undo = world.fake.route('GET', '/user/emails', () => ({ status: 403, json: { message: 'Resource not accessible by integration' } }));
     try {
-      const client = new Client(server.url);
-      assert.equal((await githubSignIn(client, fake, 'ada')).status, 302);
+      const client = new Client(world.server.url);
+      assert.equal((await githubSignIn(client, world.fake, 'ada')).status, 302);
       assert.equal((await client.get('/api/me')).body.user.email, null);
     } finally {
       undo();
@@ -129,10 +118,10 @@ describe('Sign in with GitHub', () => {
   });
 
   it('shows a page and starts no session when GitHub fails to give the profile', async () => {
-    const undo = fake.route('GET', '/user', () => ({ status: 502, json: { message: 'Server Error' } }));
+    const undo = world.fake.route('GET', '/user', () => ({ status: 502, json: { message: 'Server Error' } }));
     try {
-      const client = new Client(server.url);
-      assertRefused(await githubSignIn(client, fake, 'ada'), 502, /GitHub did not answer/, client);
+      const client = new Client(world.server.url);
+      assertRefused(await githubSignIn(client, world.fake, 'ada'), 502, /GitHub did not answer/, client);
       assert.equal(await User.query(db()).resultSize(), 0);
       assert.ok(capture.entries().some((e) => e.msg === 'GitHub profile request failed' && e.err?.status === 502));
     } finally {
@@ -141,13 +130,13 @@ describe('Sign in with GitHub', () => {
   });
 
   it('updates the same user when the GitHub login, name or email changed', async () => {
-    assert.equal((await githubSignIn(new Client(server.url), fake, 'ada')).status, 302);
+    assert.equal((await githubSignIn(new Client(world.server.url), world.fake, 'ada')).status, 302);
     const before = await User.query(db()).findOne({ githubId: 583231 }).throwIfNotFound();
     const team = await Team.query(db()).findOne({ slug: 'ada' }).throwIfNotFound();
 
-    Object.assign(fake.user(583231), { login: 'ada-l', name: 'Ada King', emails: [{ email: 'ada@new.example', primary: true, verified: true }] });
-    const client = new Client(server.url);
-    assert.equal((await githubSignIn(client, fake, 'ada-l')).status, 302);
+    Object.assign(world.fake.user(583231), { login: 'ada-l', name: 'Ada King', emails: [{ email: 'ada@new.example', primary: true, verified: true }] });
+    const client = new Client(world.server.url);
+    assert.equal((await githubSignIn(client, world.fake, 'ada-l')).status, 302);
     const me = (await client.get('/api/me')).body;
     assert.equal(me.user.id, before.id);
     assert.deepEqual([me.user.login, me.user.name, me.user.email], ['ada-l', 'Ada King', 'ada@new.example']);
@@ -159,14 +148,14 @@ describe('Sign in with GitHub', () => {
 
   it('never signs a new GitHub account into the old holder of a reused login', async () => {
     // Ada renames herself on GitHub without signing in again; someone else then takes the name "ada".
-    const adaClient = new Client(server.url);
-    assert.equal((await githubSignIn(adaClient, fake, 'ada')).status, 302);
+    const adaClient = new Client(world.server.url);
+    assert.equal((await githubSignIn(adaClient, world.fake, 'ada')).status, 302);
     const ada = await User.query(db()).findOne({ githubId: 583231 }).throwIfNotFound();
-    fake.user(583231).login = 'ada-lovelace';
-    fake.addUser({ id: 999001, login: 'ada', name: 'Someone Else' });
+    world.fake.user(583231).login = 'ada-lovelace';
+    world.fake.addUser({ id: 999001, login: 'ada', name: 'Someone Else' });
 
-    const other = new Client(server.url);
-    assert.equal((await githubSignIn(other, fake, 'ada')).status, 302);
+    const other = new Client(world.server.url);
+    assert.equal((await githubSignIn(other, world.fake, 'ada')).status, 302);
     const me = (await other.get('/api/me')).body;
     assert.notEqual(me.user.id, ada.id, 'signed into another person\'s account');
     assert.equal(me.user.login, 'ada');
@@ -175,8 +164,8 @@ describe('Sign in with GitHub', () => {
     assert.equal((await User.query(db()).findOne({ githubId: 999001 }))?.id, me.user.id);
 
     // Ada's next sign-in finds her account by id and brings her new login with it.
-    const again = new Client(server.url);
-    assert.equal((await githubSignIn(again, fake, 'ada-lovelace')).status, 302);
+    const again = new Client(world.server.url);
+    assert.equal((await githubSignIn(again, world.fake, 'ada-lovelace')).status, 302);
     const her = (await again.get('/api/me')).body;
     assert.equal(her.user.id, ada.id);
     assert.equal(her.user.login, 'ada-lovelace');
@@ -185,34 +174,34 @@ describe('Sign in with GitHub', () => {
 
   it('ties an account made by sign-in by login (local mode) to the GitHub id on its first GitHub sign-in', async () => {
     const local = await makeUser('lin');
-    fake.addUser({ id: 4242, login: 'lin', name: 'Lin' });
-    const client = new Client(server.url);
-    assert.equal((await githubSignIn(client, fake, 'lin')).status, 302);
+    world.fake.addUser({ id: 4242, login: 'lin', name: 'Lin' });
+    const client = new Client(world.server.url);
+    assert.equal((await githubSignIn(client, world.fake, 'lin')).status, 302);
     assert.equal((await client.get('/api/me')).body.user.id, local.id);
     assert.equal(Number((await User.query(db()).findById(local.id))?.githubId), 4242);
     assert.equal(await User.query(db()).resultSize(), 1);
   });
 
   it('refuses a wrong state with a page, no session, and no call to GitHub', async () => {
-    const client = new Client(server.url);
+    const client = new Client(world.server.url);
     const { authorizeUrl } = await startSignIn(client);
-    const back = fake.authorize(authorizeUrl.href, 'ada');
+    const back = world.fake.authorize(authorizeUrl.href, 'ada');
     back.searchParams.set('state', 'x'.repeat(32));
     assertRefused(await client.get(callbackPath(back)), 400, /not valid/, client);
-    assert.equal(fake.calls('POST', '/login/oauth/access_token').length, 0);
+    assert.equal(world.fake.calls('POST', '/login/oauth/access_token').length, 0);
     assert.equal(await sessionCount(), 0);
 
     // No state cookie at all (another browser): refused as well.
-    const stranger = new Client(server.url);
-    assertRefused(await stranger.get(callbackPath(fake.authorize(authorizeUrl.href, 'ada'))), 400, /not valid/, stranger);
+    const stranger = new Client(world.server.url);
+    assertRefused(await stranger.get(callbackPath(world.fake.authorize(authorizeUrl.href, 'ada'))), 400, /not valid/, stranger);
     assert.equal((await client.get('/api/me')).status, 401);
   });
 
   it('refuses a replayed callback', async () => {
-    const client = new Client(server.url);
+    const client = new Client(world.server.url);
     const { authorizeUrl } = await startSignIn(client);
     const stateCookie = client.cookies.get('rhone_oauth_state')!;
-    const path = callbackPath(fake.authorize(authorizeUrl.href, 'ada'));
+    const path = callbackPath(world.fake.authorize(authorizeUrl.href, 'ada'));
     assert.equal((await client.get(path)).status, 302);
 
     // The same browser again: the state cookie was consumed, so nothing new is started.
@@ -222,40 +211,40 @@ describe('Sign in with GitHub', () => {
     assert.match(String(replay.body), /not valid/);
     assert.equal(cookieLine(replay, 'rhone_session'), undefined);
     // And from a browser without the session: still no session.
-    const other = new Client(server.url);
+    const other = new Client(world.server.url);
     assertRefused(await other.get(path), 400, /not valid/, other);
 
     // Even with the old state cookie presented again, GitHub will not take the code twice.
-    const withOldCookie = new Client(server.url);
+    const withOldCookie = new Client(world.server.url);
     withOldCookie.cookies.set('rhone_oauth_state', stateCookie);
     assertRefused(await withOldCookie.get(path), 400, /GitHub did not accept/, withOldCookie);
     assert.equal(await sessionCount(), 1);
   });
 
   it('says sign-in was cancelled when the user denies access', async () => {
-    const client = new Client(server.url);
+    const client = new Client(world.server.url);
     const { authorizeUrl } = await startSignIn(client);
-    const res = await client.get(callbackPath(fake.authorize(authorizeUrl.href, 'ada', { deny: true })));
+    const res = await client.get(callbackPath(world.fake.authorize(authorizeUrl.href, 'ada', { deny: true })));
     assertRefused(res, 403, /Sign-in was cancelled/, client);
     assert.ok(!client.cookies.has('rhone_oauth_state'), 'the state cookie outlived the cancelled sign-in');
-    assert.equal(fake.calls('POST', '/login/oauth/access_token').length, 0);
+    assert.equal(world.fake.calls('POST', '/login/oauth/access_token').length, 0);
   });
 
   it('refuses an expired code and a code already used', async () => {
-    const client = new Client(server.url);
+    const client = new Client(world.server.url);
     const { authorizeUrl } = await startSignIn(client);
-    const back = fake.authorize(authorizeUrl.href, 'ada');
-    fake.now = () => Date.now() + fake.codeTtlMs + 1000;
+    const back = world.fake.authorize(authorizeUrl.href, 'ada');
+    world.fake.now = () => Date.now() + world.fake.codeTtlMs + 1000;
     assertRefused(await client.get(callbackPath(back)), 400, /GitHub did not accept/, client);
 
-    fake.now = Date.now;
-    const second = new Client(server.url);
+    world.fake.now = Date.now;
+    const second = new Client(world.server.url);
     const started = await startSignIn(second);
-    const code = fake.issueCode('ada', { redirectUri: `${PUBLIC_URL}/auth/github/callback` });
+    const code = world.fake.issueCode('ada', { redirectUri: `${PUBLIC_URL}/auth/github/callback` });
     // Someone else redeems it first.
-    const stolen = await fetch(`${fake.url}/login/oauth/access_token`, {
+    const stolen = await fetch(`${world.fake.url}/login/oauth/access_token`, {
       method: 'POST', headers: { accept: 'application/json', 'content-type': 'application/json' },
-      body: JSON.stringify({ client_id: fake.clientId, client_secret: fake.clientSecret, code }),
+      body: JSON.stringify({ client_id: world.fake.clientId, client_secret: world.fake.clientSecret, code }),
     });
     assert.ok((await stolen.json()).access_token);
     const res = await second.get(`/auth/github/callback?code=${code}&state=${encodeURIComponent(started.state)}`);
@@ -265,18 +254,18 @@ describe('Sign in with GitHub', () => {
   });
 
   it('answers 404 for dev login in production mode', async () => {
-    const res = await new Client(server.url).post('/auth/dev', { login: 'ada' });
+    const res = await new Client(world.server.url).post('/auth/dev', { login: 'ada' });
     assert.equal(res.status, 404);
     assert.equal(await User.query(db()).resultSize(), 0);
   });
 
   it('logs each request with an id and never the client secret or a token', async () => {
-    const client = new Client(server.url);
-    assert.equal((await githubSignIn(client, fake, 'ada')).status, 302);
+    const client = new Client(world.server.url);
+    assert.equal((await githubSignIn(client, world.fake, 'ada')).status, 302);
     const requests = capture.entries().filter((e) => e.msg === 'request');
     assert.ok(requests.some((e) => e.path === '/auth/github/callback' && e.status === 302));
     for (const e of requests) assert.match(e.requestId, /^[A-Za-z0-9._-]{1,64}$/);
-    assert.ok(fake.tokens.size > 0 && capture.text().length > 0);
+    assert.ok(world.fake.tokens.size > 0 && capture.text().length > 0);
     // afterEach checks the whole log for every secret of the test.
   });
 });

@@ -5,32 +5,21 @@ import { randomBytes } from 'node:crypto';
 import { db } from '../backend/db.ts';
 import { Team, User } from '../backend/models/index.ts';
 import { makeApp } from './factories.ts';
-import { Client, startTestServer, type Res, type TestServer } from './http.ts';
-import { FakeGitHub } from './support/fake-github.ts';
-import { captureLog, githubSignIn, productionConfig } from './support/github-signin.ts';
+import { Client, type Res } from './http.ts';
+import { captureLog, useGithubWorld, githubSignIn } from './support/github-signin.ts';
 
 describe('request log', () => {
-  let fake: FakeGitHub;
-  let server: TestServer;
   const capture = captureLog('info');
-
-  before(async () => {
-    fake = await FakeGitHub.start();
-    server = await startTestServer({ config: productionConfig(fake), log: capture.log });
-  });
-  after(async () => {
-    await server?.close();
-    await fake?.close();
-  });
+  const world = useGithubWorld(capture.log);
 
   it('has a request id on every request line and no secret anywhere', async () => {
     capture.lines.length = 0;
     const answered: Res[] = [];
     const track = (res: Res): Res => { answered.push(res); return res; };
 
-    fake.addUser({ id: 7001, login: 'ada', name: 'Ada', emails: [{ email: 'ada@example.com', primary: true, verified: true }] });
-    const ada = new Client(server.url);
-    const signIn = track(await githubSignIn(ada, fake, 'ada'));
+    world.fake.addUser({ id: 7001, login: 'ada', name: 'Ada', emails: [{ email: 'ada@example.com', primary: true, verified: true }] });
+    const ada = new Client(world.server.url);
+    const signIn = track(await githubSignIn(ada, world.fake, 'ada'));
     assert.equal(signIn.status, 302);
     const session = ada.cookies.get('rhone_session')!;
     const csrf = ada.cookies.get('rhone_csrf')!;
@@ -49,11 +38,11 @@ describe('request log', () => {
     const created = track(await ada.post('/api/tokens', { name: 'ci' }));
     assert.equal(created.status, 201);
     const token: string = created.body.token;
-    const api = new Client(server.url).withToken(token);
+    const api = new Client(world.server.url).withToken(token);
     assert.equal(track(await api.get('/api/me')).body.user.login, 'ada');
     assert.equal(track(await api.put('/api/apps/web/env', { vars: { OTHER: secret } })).status, 200);
     const wrongToken = `rhone_${randomBytes(24).toString('base64url')}`;
-    assert.equal(track(await new Client(server.url).withToken(wrongToken).get('/api/me')).status, 401);
+    assert.equal(track(await new Client(world.server.url).withToken(wrongToken).get('/api/me')).status, 401);
 
     // A sane incoming request id is kept; a wild one is replaced.
     const kept = track(await ada.request('GET', '/api/me', undefined, { 'x-request-id': 'edge-7f3a.1' }));
@@ -65,10 +54,10 @@ describe('request log', () => {
     const log = capture.text();
     const secrets: Record<string, string> = {
       'env var value': secret, 'API token': token, 'API token secret part': token.slice(12), 'wrong token': wrongToken,
-      'session cookie': session, 'CSRF token': csrf, 'GitHub client secret': fake.clientSecret,
+      'session cookie': session, 'CSRF token': csrf, 'GitHub client secret': world.fake.clientSecret,
     };
-    for (const t of fake.tokens.keys()) secrets[`GitHub token ${t.slice(0, 4)}`] = t;
-    for (const r of fake.calls('POST', '/login/oauth/access_token')) secrets['OAuth code'] = r.body.code;
+    for (const t of world.fake.tokens.keys()) secrets[`GitHub token ${t.slice(0, 4)}`] = t;
+    for (const r of world.fake.calls('POST', '/login/oauth/access_token')) secrets['OAuth code'] = r.body.code;
     for (const [what, value] of Object.entries(secrets)) assert.ok(!log.includes(value), `the log contains the ${what}`);
 
     const lines = capture.entries().filter((e) => e.msg === 'request');

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import type { Logger } from 'pino';
 import { getConfig, type Config } from '../../backend/config.ts';
 import { createLogger } from '../../backend/lib/logger.ts';
-import type { Client, Res } from '../http.ts';
-import type { FakeGitHub } from './fake-github.ts';
+import { startTestServer, type Client, type Res, type TestServer } from '../http.ts';
+import { FakeGitHub } from './fake-github.ts';
 
 /**
  * The api's public URL in these tests. The real port is not known before the server listens, and the
@@ -50,4 +50,23 @@ export function callbackPath(back: URL): string {
 export async function githubSignIn(client: Client, fake: FakeGitHub, login: string): Promise<Res> {
   const { authorizeUrl } = await startSignIn(client);
   return client.get(callbackPath(fake.authorize(authorizeUrl.href, login)));
+}
+
+export interface GithubWorld {
+  fake: FakeGitHub;
+  server: TestServer;
+}
+
+/** A fake GitHub and a production-mode api pointed at it, for the calling describe block. */
+export function useGithubWorld(log: Logger): GithubWorld {
+  const world = {} as GithubWorld;
+  before(async () => {
+    world.fake = await FakeGitHub.start();
+    world.server = await startTestServer({ config: productionConfig(world.fake), log });
+  });
+  after(async () => {
+    await world.server?.close();
+    await world.fake?.close();
+  });
+  return world;
 }
