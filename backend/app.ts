@@ -23,6 +23,9 @@ import { envRoutes } from './routes/env/index.ts';
 import { auditRoutes } from './routes/audit/index.ts';
 import { deploymentEventRoutes } from './routes/deployments/events.ts';
 import { deploymentRoutes } from './routes/deployments/index.ts';
+import { githubRoutes } from './routes/github/index.ts';
+import { githubInstallRoutes } from './routes/github/install.ts';
+import { webhookRoutes } from './routes/webhooks/index.ts';
 import { spa } from './routes/spa.ts';
 import { CacheNode } from './lib/cache.ts';
 import type { QueueContext } from '../jobs/queues.ts';
@@ -50,24 +53,28 @@ export function createApp({ config, knex, redis, log, rateLimits: limitsConfig =
 
   app.use(requestLog(log));
   app.use(errorHandler());
+  // Webhooks read their raw body themselves (signatures cover the exact bytes): before jsonBody.
+  const webhooks = webhookRoutes(deps);
+  app.use(webhooks.routes());
+  app.use(webhooks.allowedMethods());
   app.use(jsonBody());
 
   const api = new Router({ prefix: '/api' });
   api.use(authenticate(sealer, caches), limits.writes());
-  for (const routes of [meRoutes(), tokenRoutes(deps), teamRoutes(deps), memberRoutes(deps), invitationRoutes(deps), appRoutes(deps), envRoutes(deps), auditRoutes(), deploymentRoutes(deps), deploymentEventRoutes(deps)]) {
+  for (const routes of [meRoutes(), tokenRoutes(deps), teamRoutes(deps), memberRoutes(deps), invitationRoutes(deps), appRoutes(deps), envRoutes(deps), auditRoutes(), deploymentRoutes(deps), deploymentEventRoutes(deps), githubRoutes(deps)]) {
     // No per-router allowedMethods(): use() copies the routes into `api`, whose own allowedMethods()
     // below answers 405s for all of them; one per router added two functions to every request.
     api.use(routes.routes());
   }
 
   // /api first: its requests (nearly all of them) then never pass through the other routers.
-  const top = [api, healthRoutes(deps), authRoutes(deps)];
+  const top = [api, healthRoutes(deps), authRoutes(deps), githubInstallRoutes(deps)];
   for (const router of top) {
     app.use(router.routes());
     app.use(router.allowedMethods());
   }
   app.use(spa());
-  routersOf.set(app, top);
+  routersOf.set(app, [...top, webhooks]);
   return app;
 }
 

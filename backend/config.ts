@@ -39,6 +39,13 @@ const schema = z.object({
   RHONE_BUILDER_TLS_CA: optionalString,
   RHONE_BUILDER_TLS_CERT: optionalString,
   RHONE_BUILDER_TLS_KEY: optionalString,
+  // The artifact store on S3-compatible object storage; the names are the ones `fly storage create` (Tigris) sets.
+  RHONE_ARTIFACTS_BUCKET: optionalString,
+  RHONE_ARTIFACTS_PATH_STYLE: z.preprocess(emptyToUndefined, z.enum(['true', 'false']).default('false')),
+  AWS_ENDPOINT_URL_S3: z.preprocess(emptyToUndefined, z.url().optional()),
+  AWS_REGION: z.preprocess(emptyToUndefined, z.string().default('auto')),
+  AWS_ACCESS_KEY_ID: optionalString,
+  AWS_SECRET_ACCESS_KEY: optionalString,
   STRIPE_SECRET_KEY: optionalString,
   STRIPE_WEBHOOK_SECRET: optionalString,
   STRIPE_API_URL: z.preprocess(emptyToUndefined, z.url().default('https://api.stripe.com')),
@@ -60,6 +67,10 @@ export const REQUIRED_IN_PRODUCTION = [
   'GITHUB_WEBHOOK_SECRET',
   'STRIPE_SECRET_KEY',
   'STRIPE_WEBHOOK_SECRET',
+  // Stages run on any worker machine: the source passes between them through the bucket.
+  'RHONE_ARTIFACTS_BUCKET',
+  'AWS_ACCESS_KEY_ID',
+  'AWS_SECRET_ACCESS_KEY',
 ] as const;
 
 export interface EncryptionKey {
@@ -95,8 +106,21 @@ export interface Config {
   stripe: { secretKey?: string; webhookSecret?: string; apiUrl: string };
   /** The BuildKit builder (builder-image/) production builds run on, and its mutual-TLS material. */
   builder: { addr?: string; tls?: { caCert: string; cert: string; key: string } };
+  /** The S3-compatible artifact store; without it, the directory under dataDir (one machine only). */
+  artifacts: { s3?: S3Settings };
   /** Names of settings local mode made up because they were not given. */
   generatedSecrets: string[];
+}
+
+export interface S3Settings {
+  bucket: string;
+  /** AWS_ENDPOINT_URL_S3 (Tigris: https://fly.storage.tigris.dev); AWS's own S3 when unset. */
+  endpoint?: string;
+  region: string;
+  /** Bucket in the path (MinIO, test fakes) instead of the host name (AWS, new Tigris buckets). */
+  forcePathStyle: boolean;
+  accessKeyId: string;
+  secretAccessKey: string;
 }
 
 export class ConfigError extends Error {
@@ -161,6 +185,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     }
   }
 
+  // Given explicitly or not at all: the SDK's own search (files, instance metadata) is not used.
+  if (emptyToUndefined(env.RHONE_MODE) !== 'production' && emptyToUndefined(env.RHONE_ARTIFACTS_BUCKET) !== undefined) {
+    for (const name of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']) {
+      if (emptyToUndefined(env[name]) === undefined) problems.push(`${name} is required with RHONE_ARTIFACTS_BUCKET`);
+    }
+  }
+
   let encryptionKeys: EncryptionKey[] = [];
   const rawKeys = emptyToUndefined(env.RHONE_ENCRYPTION_KEYS);
   if (typeof rawKeys === 'string') {
@@ -219,6 +250,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       addr: e.RHONE_BUILDER_ADDR,
       tls: e.RHONE_BUILDER_TLS_CA && e.RHONE_BUILDER_TLS_CERT && e.RHONE_BUILDER_TLS_KEY
         ? { caCert: e.RHONE_BUILDER_TLS_CA, cert: e.RHONE_BUILDER_TLS_CERT, key: e.RHONE_BUILDER_TLS_KEY }
+        : undefined,
+    },
+    artifacts: {
+      s3: e.RHONE_ARTIFACTS_BUCKET
+        ? {
+            bucket: e.RHONE_ARTIFACTS_BUCKET,
+            endpoint: e.AWS_ENDPOINT_URL_S3,
+            region: e.AWS_REGION,
+            forcePathStyle: e.RHONE_ARTIFACTS_PATH_STYLE === 'true',
+            accessKeyId: e.AWS_ACCESS_KEY_ID ?? '',
+            secretAccessKey: e.AWS_SECRET_ACCESS_KEY ?? '',
+          }
         : undefined,
     },
     generatedSecrets,

@@ -37,6 +37,14 @@ export const QUEUES = {
     timeoutMs: 2 * 60_000,
     concurrency: 4,
   }),
+  // Reports a deployment's state to GitHub as a commit status; GitHub may be down for a while.
+  commitStatus: define({
+    name: 'commit-status',
+    payload: deploymentId,
+    options: { attempts: 8, backoff: { type: 'exponential', delay: 5000 }, ...keep },
+    timeoutMs: 60_000,
+    concurrency: 4,
+  }),
 } as const;
 
 export type QueueKey = keyof typeof QUEUES;

@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../backend/config.ts';
 import { App, Deployment, TERMINAL_STATUSES } from '../backend/models/index.ts';
 import { appendEvents, createLogSink } from '../backend/deployments/events.ts';
+import { reportCommitStatus } from '../backend/deployments/commit-status.ts';
 import type { ConfigSnapshot } from '../backend/deployments/snapshot.ts';
 import { STAGE_STATUS, stageJobId, startNextQueued, type Stage } from '../backend/commands/deployments.ts';
 import { AppError } from '../backend/lib/errors.ts';
@@ -72,7 +73,9 @@ export async function finish(deps: PipelineDeps, id: string, status: 'failed' | 
     await addStatus(trx, id, status, d.stage, reason);
     return d;
   });
-  if (ended) await startNextQueued(deps.knex, deps.queues, ended.appId);
+  if (!ended) return;
+  await reportCommitStatus(deps.queues, [{ deployment: ended, status }], deps.log);
+  await startNextQueued(deps.knex, deps.queues, ended.appId);
 }
 
 async function goLive(deps: PipelineDeps, d: Deployment, patch: Partial<Deployment>): Promise<void> {
@@ -85,6 +88,7 @@ async function goLive(deps: PipelineDeps, d: Deployment, patch: Partial<Deployme
     await Deployment.query(trx).patch({ ...patch, status: 'live', finishedAt: new Date() }).where({ id: d.id });
     await addStatus(trx, d.id, 'live', 'deploy');
   });
+  await reportCommitStatus(deps.queues, [{ deployment: d, status: 'live' }], deps.log);
 }
 
 /** Moves the deployment into this stage. Returns null when there is nothing to do. */

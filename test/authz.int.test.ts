@@ -15,6 +15,8 @@ import { addMember, makeApp, makeTeam, makeUser } from './factories.ts';
 import { takeSnapshot } from '../backend/deployments/snapshot.ts';
 import { TestRepo } from './support/git-repo.ts';
 import { Client, signedIn, startTestServer, type Res, type TestServer } from './http.ts';
+import { startLocalRuntime, type LocalRuntime } from '../local/main.ts';
+import { tempDataDir } from './local-helpers.ts';
 
 type Role = 'owner' | 'admin' | 'member';
 /** The columns of the table: who calls. */
@@ -119,6 +121,12 @@ interface Named {
   login: string;
 }
 
+/** An installation of the GitHub App connected to the team, granting repository acme/site. */
+async function githubRepoOf(team: Team): Promise<void> {
+  await db()('githubInstallations').insert({ id: 7001, teamId: team.id, accountLogin: 'acme', accountType: 'Organization' });
+  await db()('githubInstallationRepositories').insert({ installationId: 7001, repositoryId: 9001, fullName: 'acme/site', defaultBranch: 'main' });
+}
+
 const APP_BODY = { name: 'Fresh', slug: 'fresh-app', source: { type: 'git', url: 'file:///tmp/fresh.git', branch: 'main' } };
 
 const TABLE: Row[] = [
@@ -128,10 +136,18 @@ const TABLE: Row[] = [
     call: () => ({ path: '/api/me' }),
     expect: { nobody: 401, other: 200, owner: 200, admin: 200, member: 200 },
     check(res, _w, who) {
-      const body = res.body as { user: Named; teams: { slug: string; role: string }[] };
+      const body = res.body as { user: Named; teams: { slug: string; role: string; can: string[] }[] };
       assert.equal(body.user.login, LOGIN[who as Person]);
       const acme = body.teams.find((t) => t.slug === 'acme');
       assert.equal(acme?.role, who === 'other' ? undefined : who);
+      // What the dashboard offers follows the role: the same table the API enforces.
+      if (acme) {
+        const offered = (action: string) => acme.can.includes(action);
+        assert.deepEqual(
+          ['deployment:create', 'env:read', 'env:reveal', 'app:create', 'audit:read', 'team:delete', 'billing:manage'].map(offered),
+          { member: [true, true, false, false, false, false, false], admin: [true, true, true, true, true, false, false], owner: [true, true, true, true, true, true, true] }[acme.role as 'member'],
+        );
+      }
     },
   },
   {
@@ -265,6 +281,21 @@ const TABLE: Row[] = [
     check: (res) => assert.equal((res.body as { slug: string }).slug, 'acme-web'),
   },
   {
+    route: 'GET /api/apps/:app/instances',
+    call: () => ({ path: '/api/apps/acme-web/instances' }),
+    expect: { nobody: 401, other: 404, owner: 200, admin: 200, member: 200 },
+    check: (res) => assert.deepEqual(res.body, { items: [], next: null }),
+  },
+  {
+    route: 'GET /api/teams/:team/latest-deployments',
+    call: () => ({ path: '/api/teams/acme/latest-deployments' }),
+    expect: { nobody: 401, other: 404, owner: 200, admin: 200, member: 200 },
+    check(res) {
+      const items = (res.body as { items: { app: string; latest: { number: number }; live: { number: number } | null }[] }).items;
+      assert.deepEqual(items.map((i) => [i.app, i.latest.number, i.live?.number]), [['acme-web', 2, 1]]);
+    },
+  },
+  {
     route: 'PATCH /api/apps/:app',
     call: () => ({ path: '/api/apps/acme-web', body: { name: 'Renamed', instanceCount: 2 } }),
     expect: { nobody: 401, other: 404, owner: 200, admin: 200, member: 403 },
@@ -335,6 +366,29 @@ const TABLE: Row[] = [
     expect: { nobody: 401, other: 404, owner: 200, admin: 200, member: 200 },
   },
 
+  // GitHub: every member sees the team's installations and picks repositories (creating the app is
+  // what needs an admin). This api has no GitHub App configured: a member's branch listing gets as
+  // far as asking GitHub, which is what shows it was allowed.
+  {
+    route: 'GET /api/teams/:team/github/installations',
+    call: () => ({ path: '/api/teams/acme/github/installations' }),
+    expect: { nobody: 401, other: 404, owner: 200, admin: 200, member: 200 },
+    check: (res) => assert.deepEqual(res.body, { configured: false, installUrl: null, items: [] }),
+  },
+  {
+    route: 'GET /api/teams/:team/github/repos',
+    prepare: (w) => githubRepoOf(w.team),
+    call: () => ({ path: '/api/teams/acme/github/repos' }),
+    expect: { nobody: 401, other: 404, owner: 200, admin: 200, member: 200 },
+    check: (res) => assert.deepEqual((res.body as { items: { fullName: string }[] }).items.map((r) => r.fullName), ['acme/site']),
+  },
+  {
+    route: 'GET /api/teams/:team/github/repos/:owner/:repo/branches',
+    prepare: (w) => githubRepoOf(w.team),
+    call: () => ({ path: '/api/teams/acme/github/repos/acme/site/branches' }),
+    expect: { nobody: 401, other: 404, owner: 503, admin: 503, member: 503 },
+  },
+
   // The audit log: admins and owners.
   {
     route: 'GET /api/teams/:team/audit',
@@ -347,7 +401,7 @@ const TABLE: Row[] = [
   },
 ];
 
-const ERROR_CODE: Record<number, string> = { 401: 'unauthenticated', 403: 'forbidden', 404: 'not_found' };
+const ERROR_CODE: Record<number, string> = { 401: 'unauthenticated', 403: 'forbidden', 404: 'not_found', 503: 'github_not_configured' };
 
 /** "/api/teams/:team/apps" → a regexp its concrete paths match, so a row cannot call the wrong route. */
 function patternOf(path: string): RegExp {
@@ -372,14 +426,18 @@ function changedTables(before: Record<string, string>, after: Record<string, str
 describe('authorization table', () => {
   let server: TestServer;
   let world: World;
+  let runtime: LocalRuntime;
 
   before(async () => {
-    server = await startTestServer();
+    // An empty local runtime answers the Machines API for the instances route.
+    runtime = await startLocalRuntime({ dataDir: tempDataDir(), machinesPort: 0, routerPort: 0 });
+    server = await startTestServer({ config: { machinesPort: Number(new URL(runtime.machinesUrl).port) } });
     const rows = (await db().select('tablename').from('pg_tables').where({ schemaname: 'public' }).whereNotIn('tablename', ['knex_migrations', 'knex_migrations_lock'])) as { tablename: string }[];
     tables = rows.map((r) => r.tablename).sort();
   });
   after(async () => {
     await server.close();
+    await runtime.close();
   });
   beforeEach(async () => {
     world = await buildWorld();

@@ -1,6 +1,7 @@
 // The build stage in production mode: the plan and the pinned source go to BuildKit through
 // buildctl (a fake one here, speaking buildctl's rawjson progress), the image is pushed to Fly's
-// registry under the app and deployment, and the Fly token never appears on the command line.
+// registry under the app and deployment, and neither the Fly token nor the app's env values ever
+// appear on the command line (the values reach the build as BuildKit secrets).
 import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -11,11 +12,22 @@ import { getConfig } from '../backend/config.ts';
 import { db } from '../backend/db.ts';
 import type { Deployment } from '../backend/models/index.ts';
 import { LocalArtifactStore } from '../backend/source/artifacts.ts';
+import { sealValue } from '../backend/commands/env.ts';
+import type { ConfigSnapshot } from '../backend/deployments/snapshot.ts';
 import { build, registryPassword } from '../jobs/processors/build.ts';
 import type { StageContext } from '../jobs/stage.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const TOKEN = 'FlyV1 fm2_secret-token-value';
+const APP_ID = '99999999-2222-4333-8444-555555555555';
+
+/** A snapshot's env list, sealed with the test keys as takeSnapshot would store it. */
+function sealedEnv(vars: Record<string, string>): ConfigSnapshot['env'] {
+  return Object.entries(vars).map(([name, value]) => {
+    const sealed = sealValue(getConfig().encryptionKeys, APP_ID, name, value);
+    return { name, keyId: sealed.keyId, ciphertext: sealed.ciphertext.toString('base64') };
+  });
+}
 
 describe('build stage in production mode (BuildKit)', () => {
   let bin: string;
@@ -27,11 +39,13 @@ describe('build stage in production mode (BuildKit)', () => {
       path.join(bin, 'buildctl'),
       `#!/bin/sh
 printf '%s\\n' "$@" > '${bin}/argv'
+: > '${bin}/secrets'
 cp "$DOCKER_CONFIG/config.json" '${bin}/docker-config.json'
 while [ $# -gt 0 ]; do
   case "$1" in
     --metadata-file) meta="$2"; shift ;;
     --local) case "$2" in context=*) ls "\${2#context=}" > '${bin}/context' ;; esac; shift ;;
+    --secret) { printf '%s ' "\${2%%,*}"; cat "\${2##*src=}"; echo; } >> '${bin}/secrets'; shift ;;
   esac
   shift
 done
@@ -56,12 +70,14 @@ printf '{"containerimage.digest":"sha256:%s"}' 343434343434343434343434343434343
     const deploymentId = '11111111-2222-4333-8444-555555555555';
     await new LocalArtifactStore(path.join(dataDir, 'artifacts')).putDir(`deployments/${deploymentId}/source`, src);
     const lines: string[] = [];
+    const redacted: string[] = [];
     const ctx = {
       deployment: { id: deploymentId, plan: { provider: 'node', deploy: { base: { image: 'x' }, startCommand: 'npm run start' } } } as unknown as Deployment,
-      snapshot: { slug: 'shop', settings: { rootDirectory: '' } },
+      app: { id: APP_ID },
+      snapshot: { slug: 'shop', settings: { rootDirectory: '' }, env: sealedEnv({ DATABASE_URL: 'postgres://shop:db-password-42@db/shop' }) },
       signal: new AbortController().signal,
       log: (line: string) => lines.push(line),
-      redact: () => undefined,
+      redact: (values: string[]) => redacted.push(...values),
       deps: { knex: db(), config, queues: { connection: {} }, log: pino({ level: 'silent' }) },
     } as unknown as StageContext;
 
@@ -71,6 +87,10 @@ printf '{"containerimage.digest":"sha256:%s"}' 343434343434343434343434343434343
     assert.match(argv, /^--addr\ntcp:\/\/builder\.internal:1234\nbuild\n/);
     assert.match(argv, /name=registry\.fly\.io\/rhone-shop:deploy-/);
     assert.ok(!argv.includes('secret-token-value'), 'the token is not on the command line');
+    // The app's env var is a build secret: named on the command line, its value only in a file.
+    assert.ok(!argv.includes('db-password-42'), 'env values are not on the command line');
+    assert.equal(readFileSync(path.join(bin, 'secrets'), 'utf8'), 'id=DATABASE_URL postgres://shop:db-password-42@db/shop\n');
+    assert.deepEqual(redacted, ['postgres://shop:db-password-42@db/shop'], 'the value is redacted from the build log');
     const auth = JSON.parse(readFileSync(path.join(bin, 'docker-config.json'), 'utf8')) as { auths: Record<string, { auth: string }> };
     assert.equal(Buffer.from(auth.auths['registry.fly.io'].auth, 'base64').toString(), 'x:fm2_secret-token-value');
     assert.deepEqual(readFileSync(path.join(bin, 'context'), 'utf8').trim().split('\n').sort(), ['package.json', 'server.js'], 'the context is the source alone');
@@ -88,7 +108,8 @@ printf '{"containerimage.digest":"sha256:%s"}' 343434343434343434343434343434343
     await new LocalArtifactStore(path.join(dataDir, 'artifacts')).putDir(`deployments/${deploymentId}/source`, src);
     const ctx = {
       deployment: { id: deploymentId, plan: { deploy: {} } } as unknown as Deployment,
-      snapshot: { slug: 'shop', settings: { rootDirectory: '' } },
+      app: { id: APP_ID },
+      snapshot: { slug: 'shop', settings: { rootDirectory: '' }, env: [] },
       signal: new AbortController().signal,
       log: () => undefined,
       redact: () => undefined,

@@ -24,6 +24,10 @@ function productionEnv(): NodeJS.ProcessEnv {
     GITHUB_WEBHOOK_SECRET: 'wh-secret',
     STRIPE_SECRET_KEY: 'sk_test_x',
     STRIPE_WEBHOOK_SECRET: 'whsec_x',
+    RHONE_ARTIFACTS_BUCKET: 'rhone-artifacts',
+    AWS_ENDPOINT_URL_S3: 'https://fly.storage.tigris.dev',
+    AWS_ACCESS_KEY_ID: 'tid_abc',
+    AWS_SECRET_ACCESS_KEY: 'tsec_abc',
   };
 }
 
@@ -148,6 +152,25 @@ describe('loadConfig', () => {
     assert.equal(c.sessionSecret, 'x'.repeat(32));
     assert.equal(c.encryptionKeys[0].id, 'mine');
     assert.throws(() => statSync(path.join(dataDir, 'dev-secrets.json')), /ENOENT/);
+  });
+
+  it('uses the S3 artifact store when a bucket is set, which production requires', () => {
+    assert.deepEqual(loadConfig(productionEnv()).artifacts.s3, {
+      bucket: 'rhone-artifacts',
+      endpoint: 'https://fly.storage.tigris.dev',
+      region: 'auto',
+      forcePathStyle: false,
+      accessKeyId: 'tid_abc',
+      secretAccessKey: 'tsec_abc',
+    });
+    assert.ok(REQUIRED_IN_PRODUCTION.includes('RHONE_ARTIFACTS_BUCKET'));
+    assert.equal(loadConfig({ RHONE_DATA_DIR: dataDir }).artifacts.s3, undefined, 'locally the directory store is the default');
+    const local = loadConfig({ RHONE_DATA_DIR: dataDir, RHONE_ARTIFACTS_BUCKET: 'b', AWS_ACCESS_KEY_ID: 'k', AWS_SECRET_ACCESS_KEY: 's', AWS_ENDPOINT_URL_S3: 'http://127.0.0.1:9000', AWS_REGION: 'us-east-1', RHONE_ARTIFACTS_PATH_STYLE: 'true' });
+    assert.deepEqual(local.artifacts.s3, { bucket: 'b', endpoint: 'http://127.0.0.1:9000', region: 'us-east-1', forcePathStyle: true, accessKeyId: 'k', secretAccessKey: 's' });
+    // A bucket without its key pair is refused, the secret never echoed.
+    assert.deepEqual(configError({ RHONE_DATA_DIR: dataDir, RHONE_ARTIFACTS_BUCKET: 'b', AWS_ACCESS_KEY_ID: 'k' }).problems, ['AWS_SECRET_ACCESS_KEY is required with RHONE_ARTIFACTS_BUCKET']);
+    assert.match(configError({ ...productionEnv(), AWS_ENDPOINT_URL_S3: 'not a url' }).message, /AWS_ENDPOINT_URL_S3/);
+    assert.ok(!configError({ ...productionEnv(), AWS_ENDPOINT_URL_S3: 'nope' }).message.includes('tsec_abc'));
   });
 
   it('defaults the apps domain to localhost locally and rhone.app in production', () => {

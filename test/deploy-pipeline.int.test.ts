@@ -2,20 +2,16 @@
 // repository, watch it go live on the local runtime with two workers sharing the stages, reach it
 // through the router; deploy again, roll back, cancel, fail a build, supersede a queued deploy.
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Worker } from 'bullmq';
-import { pino } from 'pino';
 import { getConfig, type Config } from '../backend/config.ts';
-import { db } from '../backend/db.ts';
 import { startLocalRuntime, type LocalRuntime } from '../local/main.ts';
-import { startWorkers } from '../jobs/worker.ts';
-import { startTestServer, signedIn, type Client, type TestServer } from './http.ts';
+import { signedIn, type Client } from './http.ts';
 import { get } from './support/load.ts';
 import { TestRepo } from './support/git-repo.ts';
+import { startPipeline, type Pipeline } from './support/pipeline.ts';
 
 const HELLO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../examples/hello-node');
 const TERMINAL = ['live', 'failed', 'canceled', 'superseded', 'replaced', 'skipped'];
@@ -23,8 +19,7 @@ const TERMINAL = ['live', 'failed', 'canceled', 'superseded', 'replaced', 'skipp
 describe('deploy pipeline (local mode, end to end)', function () {
   this.timeout(120_000);
   let local: LocalRuntime;
-  let server: TestServer;
-  let workers: Worker[];
+  let pipeline: Pipeline;
   let ada: Client;
   let repo: TestRepo;
   let config: Config;
@@ -33,15 +28,9 @@ describe('deploy pipeline (local mode, end to end)', function () {
     const dataDir = mkdtempSync(path.join(os.tmpdir(), 'rhone-pipeline-'));
     local = await startLocalRuntime({ dataDir, machinesPort: 0, routerPort: 0 });
     config = { ...getConfig(), dataDir, machinesPort: Number(new URL(local.machinesUrl).port), routerPort: Number(new URL(local.routerUrl).port) };
-    const queues = { connection: { url: config.redisUrl, maxRetriesPerRequest: null }, prefix: `t-${randomUUID()}` };
-    server = await startTestServer({ config, queues });
-    const log = pino({ level: 'silent' });
     // Two workers: any stage may run on either.
-    workers = [
-      ...startWorkers({ connection: queues.connection, prefix: queues.prefix, knex: db(), log, config, only: ['clone', 'analyze', 'build', 'deploy'] }),
-      ...startWorkers({ connection: queues.connection, prefix: queues.prefix, knex: db(), log, config, only: ['clone', 'analyze', 'build', 'deploy'] }),
-    ];
-    ada = await signedIn(server.url, 'ada');
+    pipeline = await startPipeline(config);
+    ada = await signedIn(pipeline.server.url, 'ada');
     repo = new TestRepo(HELLO);
     repo.commit('first version');
     const created = await ada.post('/api/teams/ada/apps', { name: 'Web', slug: 'web', source: { type: 'git', url: repo.url, branch: 'main' } });
@@ -49,8 +38,7 @@ describe('deploy pipeline (local mode, end to end)', function () {
   });
 
   afterEach(async () => {
-    await Promise.all(workers.map((w) => w.close()));
-    await server.close();
+    await pipeline.close();
     await local.close();
   });
 

@@ -6,6 +6,7 @@ import { Team, User } from '../backend/models/index.ts';
 import { makeUser } from './factories.ts';
 import { Client, type Res } from './http.ts';
 import { PUBLIC_URL, callbackPath, captureLog, githubSignIn, startSignIn, useGithubWorld } from './support/github-signin.ts';
+import { permissionsOf } from '../backend/policies/index.ts';
 
 function cookieLine(res: Res, name: string): string | undefined {
   return res.headers.getSetCookie().find((l) => l.startsWith(`${name}=`));
@@ -80,7 +81,7 @@ describe('Sign in with GitHub', () => {
     assert.equal(me.body.user.name, 'Ada Lovelace');
     assert.equal(me.body.user.email, 'ada@home.example');
     assert.equal(me.body.user.avatarUrl, 'https://avatars.example/u/583231');
-    assert.deepEqual(me.body.teams, [{ slug: 'ada', name: 'Ada Lovelace', role: 'owner', plan: 'free', personal: true }]);
+    assert.deepEqual(me.body.teams, [{ slug: 'ada', name: 'Ada Lovelace', role: 'owner', plan: 'free', personal: true, can: permissionsOf('owner') }]);
     assert.equal((await User.query(db()).findOne({ login: 'ada' }))?.githubId, 583231);
 
     // What went over the wire to GitHub: the code exchange, then the profile with the user's token.

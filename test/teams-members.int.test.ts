@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { db } from '../backend/db.ts';
 import { Invitation, Team, TeamMember } from '../backend/models/index.ts';
 import { Client, signedIn, startTestServer, type Res, type TestServer } from './http.ts';
+import { permissionsOf } from '../backend/policies/index.ts';
 
 const gitSource = { type: 'git', url: 'file:///tmp/repo.git', branch: 'main' };
 
@@ -24,7 +25,7 @@ describe('teams and members', () => {
     assert.deepEqual(Object.keys(me.body).sort(), ['teams', 'user']);
     assert.equal(me.body.user.login, 'Ada-L');
     assert.equal(typeof me.body.user.id, 'string');
-    assert.deepEqual(me.body.teams, [{ slug: 'ada-l', name: 'Ada-L', role: 'owner', plan: 'free', personal: true }]);
+    assert.deepEqual(me.body.teams, [{ slug: 'ada-l', name: 'Ada-L', role: 'owner', plan: 'free', personal: true, can: permissionsOf('owner') }]);
 
     const again = await new Client(server.url).post('/auth/dev', { login: 'Ada-L' });
     assert.equal(again.status, 200);

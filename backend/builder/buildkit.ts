@@ -12,13 +12,10 @@ import { BuildError, CanceledError } from './errors.ts';
 import { parseBuildPlan } from './plan.ts';
 import { runProcess } from './process.ts';
 import { type BuildLogStream, RawJsonDecoder } from './rawjson.ts';
-import { railpackFrontendImage } from './railpack.ts';
+import { RAILPACK_VERSION, railpackFrontendImage } from './railpack.ts';
 
 export { decodeRawJson, RawJsonDecoder } from './rawjson.ts';
 export type { BuildLogLine, BuildLogStream, SolveStatus } from './rawjson.ts';
-
-/** The Railpack version this code was written against (reference: v0.37.0). */
-export const DEFAULT_RAILPACK_VERSION = '0.37.0';
 
 export interface BuildkitBuildOptions {
   /** The app's directory: what `railpack prepare` analyzed. */
@@ -84,7 +81,7 @@ export async function buildWithBuildkit(options: BuildkitBuildOptions): Promise<
     argv.push(
       'build',
       '--frontend', 'gateway.v0',
-      '--opt', `source=${options.frontendImage ?? railpackFrontendImage(options.railpackVersion ?? DEFAULT_RAILPACK_VERSION)}`,
+      '--opt', `source=${options.frontendImage ?? railpackFrontendImage(options.railpackVersion ?? RAILPACK_VERSION)}`,
       '--local', `context=${options.contextDir}`,
       '--local', `dockerfile=${path.dirname(options.planPath)}`,
       '--opt', `filename=${path.basename(options.planPath)}`,

@@ -13,6 +13,13 @@ import { runProcess } from './process.ts';
 
 export { AnalyzeError, AnalyzeRetryableError } from './errors.ts';
 
+/**
+ * The Railpack release Rhone is written against (reference: v0.37.0): the CLI the Dockerfile
+ * installs (its RAILPACK_VERSION; test/dockerfile.test.ts keeps the two equal), and the version of
+ * the frontend image that builds the plans that CLI writes.
+ */
+export const RAILPACK_VERSION = '0.37.0';
+
 /** railpack-info.json (core/core.go BuildResult; log entries have Go's field names). */
 export interface RailpackInfo {
   railpackVersion?: string;
@@ -107,6 +114,23 @@ export async function railpackPrepare(
   } finally {
     if (!options.outDir) await rm(outDir, { recursive: true, force: true });
   }
+}
+
+/** The installed CLI's version, from `railpack --version` ("railpack version 0.37.0"). */
+export async function railpackCliVersion(railpackBin = 'railpack'): Promise<string> {
+  const output: string[] = [];
+  const result = await runProcess([railpackBin, '--version'], {
+    cwd: os.tmpdir(),
+    env: hostEnv(),
+    timeoutMs: 10_000,
+    onLine: (_stream, line) => output.push(line),
+  }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') throw new Error(`the railpack CLI (${railpackBin}) was not found: install it in the worker's image`);
+    throw err;
+  });
+  const version = /\bv?(\d+\.\d+\.\d+\S*)/.exec(output.join(' '))?.[1];
+  if (result.code !== 0 || !version) throw new Error(`\`${railpackBin} --version\` gave no version (exit ${result.code ?? result.signal}): ${output.join(' / ').slice(0, 200)}`);
+  return version;
 }
 
 /** The info file is written even on failure (`{"success": false, "logs": [...]}`); it may also be missing. */

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { configOrExit } from '../config.ts';
 import { preflight } from '../lib/preflight.ts';
 import { prepareDatabase } from './migrate.ts';
+import { ensureFrontendBuilt } from './frontend.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const config = configOrExit();
@@ -26,6 +27,11 @@ if (problem) {
   process.exit(1);
 }
 await prepareDatabase(config.databaseUrl);
+try {
+  await ensureFrontendBuilt();
+} catch (err) {
+  console.error(`rhone: the dashboard could not be built: ${(err as Error).message}\nThe API still starts; fix the error above and run npm start again to get the dashboard.`);
+}
 
 const children = new Map<string, ChildProcess>();
 let stopping = false;

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { App, GithubInstallation, Team, type AppSource } from '../models/index.ts';
+import { App, GithubInstallation, GithubInstallationRepository, Team, type AppSource } from '../models/index.ts';
 import { ConflictError, ValidationError } from '../lib/errors.ts';
 import type { Config } from '../config.ts';
 import type { Actor } from '../middleware/auth.ts';
@@ -8,25 +8,37 @@ import { decodeCursor, toPage } from '../lib/pagination.ts';
 import { recordAudit } from './audit.ts';
 import { transaction } from '../lib/transaction.ts';
 
-/** What the schema cannot know: which URL schemes this mode allows, and whose installation it is. */
-async function checkSource(knex: Knex, config: Config, team: Team, source: AppSource): Promise<void> {
+function invalidSource(field: string, message: string): ValidationError {
+  return new ValidationError(`body.source.${field}: ${message}`, [{ field: `body.source.${field}`, message }]);
+}
+
+/**
+ * What the schema cannot know: which URL schemes this mode allows, whose installation it is, and
+ * whether it grants the repository. Returns the source as stored: a GitHub repository under
+ * GitHub's own spelling of its name, with its id (which survives renames).
+ */
+async function checkSource(knex: Knex, config: Config, team: Team, source: AppSource): Promise<AppSource> {
   if (source.type === 'git') {
     const protocol = new URL(source.url).protocol;
     const allowed = config.isLocal ? ['https:', 'file:'] : ['https:'];
     if (!allowed.includes(protocol)) {
       const message = config.isLocal ? 'must be an https:// or file:// URL' : 'must be an https:// URL (file:// works only in local mode)';
-      throw new ValidationError(`body.source.url: ${message}`, [{ field: 'body.source.url', message }]);
+      throw invalidSource('url', message);
     }
-    return;
+    return source;
   }
   const installation = await GithubInstallation.query(knex)
     .findById(source.installationId)
     .where({ teamId: team.id })
     .whereNull('deletedAt');
-  if (!installation) {
-    const message = `is not a GitHub App installation of team "${team.slug}"; install the Rhone GitHub App first`;
-    throw new ValidationError(`body.source.installationId: ${message}`, [{ field: 'body.source.installationId', message }]);
-  }
+  if (!installation) throw invalidSource('installationId', `is not a GitHub App installation of team "${team.slug}"; install the Rhone GitHub App first`);
+  if (installation.suspendedAt) throw invalidSource('installationId', `is suspended on GitHub (${installation.accountLogin}); unsuspend it first`);
+  const repo = await GithubInstallationRepository.query(knex)
+    .where({ installationId: installation.id })
+    .whereRaw('lower(full_name) = lower(?)', [source.repo])
+    .first();
+  if (!repo) throw invalidSource('repo', `is not one of the repositories the Rhone GitHub App can reach on ${installation.accountLogin}; add it to the installation on GitHub, or pick one from the list`);
+  return { type: 'github', repo: repo.fullName, branch: source.branch, installationId: installation.id, repositoryId: repo.repositoryId };
 }
 
 function slugTaken(slug: string): ConflictError {
@@ -41,12 +53,12 @@ export async function listApps(team: Team, limit: number, cursor?: string) {
 }
 
 export async function createApp(knex: Knex, config: Config, actor: Actor, team: Team, input: CreateAppInput): Promise<App> {
-  await checkSource(knex, config, team, input.source);
+  const source = await checkSource(knex, config, team, input.source);
   return transaction(knex, async (trx) => {
     const rows = (await trx('apps')
       .insert({
         ...input,
-        source: JSON.stringify(input.source),
+        source: JSON.stringify(source),
         buildCommand: input.buildCommand ?? null,
         startCommand: input.startCommand ?? null,
         teamId: team.id,
@@ -62,9 +74,10 @@ export async function createApp(knex: Knex, config: Config, actor: Actor, team: 
 }
 
 export async function updateApp(knex: Knex, config: Config, actor: Actor, team: Team, app: App, input: UpdateAppInput): Promise<App> {
-  if (input.source) await checkSource(knex, config, team, input.source);
+  // A source that passed the checks can be reached: whatever was wrong with the old one is moot.
+  const changes: Partial<App> = input.source ? { ...(input as Partial<App>), source: await checkSource(knex, config, team, input.source), sourceProblem: null } : (input as Partial<App>);
   return transaction(knex, async (trx) => {
-    const updated = await App.query(trx).patchAndFetchById(app.id, input as Partial<App>);
+    const updated = await App.query(trx).patchAndFetchById(app.id, changes);
     await recordAudit(trx, { teamId: team.id, actor, action: 'app.updated', subjectType: 'app', subjectId: app.id, data: { slug: app.slug, fields: Object.keys(input) } });
     return updated;
   });

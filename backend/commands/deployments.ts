@@ -7,7 +7,8 @@ import type { Actor } from '../middleware/auth.ts';
 import type { Config } from '../config.ts';
 import { appendEvents } from '../deployments/events.ts';
 import { takeSnapshot, type ConfigSnapshot } from '../deployments/snapshot.ts';
-import { resolveSource } from '../deployments/source.ts';
+import { describeSourceProblem, resolveSource } from '../deployments/source.ts';
+import { reportCommitStatus } from '../deployments/commit-status.ts';
 import { resolveRef, SourceError } from '../source/git.ts';
 import { enqueue, type QueueContext } from '../../jobs/queues.ts';
 import { recordAudit } from './audit.ts';
@@ -35,13 +36,14 @@ async function nextNumber(trx: Knex.Transaction, appId: string): Promise<number>
   return (row?.max ?? 0) + 1;
 }
 
-/** Marks queued deployments of the app as superseded by a newer one. */
-async function supersedeQueued(trx: Knex.Transaction, appId: string, byNumber: number): Promise<void> {
+/** Marks queued deployments of the app as superseded by a newer one; returns them. */
+async function supersedeQueued(trx: Knex.Transaction, appId: string, byNumber: number): Promise<Deployment[]> {
   const older = await Deployment.query(trx).where({ appId, status: 'queued' });
   for (const d of older) {
     await Deployment.query(trx).patch({ status: 'superseded', reason: `Superseded by deployment #${byNumber} before it started.`, finishedAt: new Date() }).where({ id: d.id });
     await appendEvents(trx, d.id, [{ type: 'status', data: { status: 'superseded', stage: null, reason: `Superseded by deployment #${byNumber}` } }]);
   }
+  return older;
 }
 
 /**
@@ -57,21 +59,33 @@ export async function startNextQueued(knex: Knex, queues: QueueContext, appId: s
   await enqueue(queues, stage, { deploymentId: next.id }, stageJobId(stage, next.id));
 }
 
-async function insertDeployment(
-  knex: Knex,
-  app: App,
-  actor: Actor | null,
-  fields: { ref: string | null; commitSha: string | null; commitMessage: string | null; trigger: string; configSnapshot: ConfigSnapshot; rollbackOf?: string; image?: string | null; plan?: Record<string, unknown> | null },
-): Promise<Deployment> {
-  return transaction(knex, async (trx) => {
+interface NewDeployment {
+  ref: string | null;
+  commitSha: string | null;
+  commitMessage: string | null;
+  trigger: string;
+  configSnapshot: ConfigSnapshot;
+  rollbackOf?: string;
+  image?: string | null;
+  plan?: Record<string, unknown> | null;
+  /** A push that asked not to be deployed is recorded as skipped, with the reason, and runs nothing. */
+  skipped?: { reason: string };
+}
+
+/** Inserts the deployment (queued, superseding older queued ones, or skipped); reports both to GitHub. */
+async function insertDeployment(knex: Knex, queues: QueueContext, app: App, actor: Actor | null, fields: NewDeployment): Promise<Deployment> {
+  const { deployment, superseded } = await transaction(knex, async (trx) => {
     // One writer per app at a time: numbers and superseding stay consistent.
     await trx('apps').where({ id: app.id }).forUpdate().first('id');
     const number = await nextNumber(trx, app.id);
-    await supersedeQueued(trx, app.id, number);
+    const superseded = fields.skipped ? [] : await supersedeQueued(trx, app.id, number);
+    const status = fields.skipped ? 'skipped' : 'queued';
     const deployment = await Deployment.query(trx).insertAndFetch({
       appId: app.id,
       number,
-      status: 'queued',
+      status,
+      reason: fields.skipped?.reason ?? null,
+      finishedAt: fields.skipped ? new Date() : null,
       ref: fields.ref,
       commitSha: fields.commitSha,
       commitMessage: fields.commitMessage,
@@ -83,26 +97,33 @@ async function insertDeployment(
       plan: fields.plan ?? null,
       stageTimings: { queued: { startedAt: new Date().toISOString() } },
     });
-    await appendEvents(trx, deployment.id, [{ type: 'status', data: { status: 'queued', stage: null } }]);
+    await appendEvents(trx, deployment.id, [{ type: 'status', data: fields.skipped ? { status, stage: null, reason: fields.skipped.reason } : { status, stage: null } }]);
     await recordAudit(trx, {
       teamId: app.teamId,
       actor,
-      action: fields.rollbackOf ? 'deployment.rolled_back' : 'deployment.created',
+      action: fields.rollbackOf ? 'deployment.rolled_back' : fields.skipped ? 'deployment.skipped' : 'deployment.created',
       subjectType: 'deployment',
       subjectId: deployment.id,
       data: { app: app.slug, number, ref: fields.ref, commitSha: fields.commitSha, trigger: fields.trigger },
     });
-    return deployment;
+    return { deployment, superseded };
   });
+  await reportCommitStatus(queues, [
+    { deployment, status: deployment.status },
+    ...superseded.map((d) => ({ deployment: d, status: 'superseded' as const })),
+  ]);
+  return deployment;
 }
 
 /** POST /api/apps/:app/deploy: pins the commit and the settings now, then queues the work. */
 export async function createDeployment(knex: Knex, config: Config, queues: QueueContext, actor: Actor | null, app: App, request: DeployRequest): Promise<Deployment> {
+  const problem = describeSourceProblem(app);
+  if (problem) throw new ConflictError('source_unavailable', problem);
   const ref = request.ref ?? app.source.branch;
   let sha = request.commitSha;
   if (!sha) {
-    const source = await resolveSource(config, app.source);
     try {
+      const source = await resolveSource(config, app.source);
       sha = (await resolveRef(source.url, ref, { credentials: source.credentials })).sha;
     } catch (err) {
       // Nothing was written yet: say what is wrong with the source, as a client error.
@@ -111,11 +132,18 @@ export async function createDeployment(knex: Knex, config: Config, queues: Queue
     }
   }
   const snapshot = await takeSnapshot(knex, app);
-  const deployment = await insertDeployment(knex, app, actor, {
+  const deployment = await insertDeployment(knex, queues, app, actor, {
     ref, commitSha: sha, commitMessage: request.commitMessage ?? null, trigger: request.trigger, configSnapshot: snapshot,
   });
   await startNextQueued(knex, queues, app.id);
   return deployment;
+}
+
+/** A pushed commit whose message asked not to deploy it: recorded as skipped, with the reason. */
+export async function recordSkippedPush(knex: Knex, queues: QueueContext, app: App, push: { ref: string; commitSha: string; commitMessage: string | null; reason: string }): Promise<Deployment> {
+  return insertDeployment(knex, queues, app, null, {
+    ref: push.ref, commitSha: push.commitSha, commitMessage: push.commitMessage, trigger: 'push', configSnapshot: await takeSnapshot(knex, app), skipped: { reason: push.reason },
+  });
 }
 
 /**
@@ -126,7 +154,7 @@ export async function rollbackTo(knex: Knex, queues: QueueContext, actor: Actor,
   if (!target.image || !['live', 'replaced'].includes(target.status)) {
     throw new ConflictError('not_rollbackable', `Deployment #${target.number} never went live with a built image, so there is nothing to roll back to; pick a deployment that was live.`);
   }
-  const deployment = await insertDeployment(knex, app, actor, {
+  const deployment = await insertDeployment(knex, queues, app, actor, {
     ref: target.ref,
     commitSha: target.commitSha,
     commitMessage: target.commitMessage,
@@ -167,7 +195,10 @@ export async function cancelDeployment(knex: Knex, queues: QueueContext, actor: 
   // Tell the worker now rather than at its next heartbeat.
   const { redis } = await import('../redis.ts');
   await redis().publish(CANCEL_CHANNEL, updated.id).catch(() => undefined);
-  if (updated.status === 'canceled') await startNextQueued(knex, queues, updated.appId);
+  if (updated.status === 'canceled') {
+    await reportCommitStatus(queues, [{ deployment: updated, status: 'canceled' }]);
+    await startNextQueued(knex, queues, updated.appId);
+  }
   return updated;
 }
 

@@ -1,6 +1,6 @@
 // What a deployment deploys is fixed when it is asked for: the app's settings and env vars as they
 // were then. Env values stay encrypted in the snapshot (each still bound to its app and name);
-// only the deploy stage opens them.
+// only the build stage (for the build's commands) and the deploy stage (for the machines) open them.
 import type { Knex } from 'knex';
 import type { EncryptionKey } from '../config.ts';
 import { openValue, sealValue } from '../commands/env.ts';
@@ -43,7 +43,7 @@ export async function takeSnapshot(knex: Knex | Knex.Transaction, app: App): Pro
   };
 }
 
-/** The snapshot's env vars in plain text. Call only where they are sent on (the deploy stage). */
+/** The snapshot's env vars in plain text. Call only where they are sent on (the build and deploy stages). */
 export function openSnapshotEnv(keys: EncryptionKey[], appId: string, snapshot: ConfigSnapshot): Record<string, string> {
   const out: Record<string, string> = {};
   for (const v of snapshot.env) {

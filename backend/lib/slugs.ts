@@ -1,31 +1,23 @@
 import { z } from 'zod';
 
-// Names that would be confusing or dangerous as {slug}.rhone.app or as a team's address.
-export const RESERVED_SLUGS = new Set([
-  'www', 'api', 'app', 'apps', 'admin', 'administrator', 'dashboard', 'rhone', 'root', 'status', 'help',
-  'support', 'docs', 'blog', 'mail', 'email', 'smtp', 'ftp', 'ssh', 'cdn', 'static', 'assets', 'auth',
-  'login', 'logout', 'signin', 'signup', 'account', 'accounts', 'billing', 'settings', 'system', 'internal',
-  'webhook', 'webhooks', 'registry', 'builder', 'metrics', 'healthz', 'readyz', 'localhost', 'test', 'new',
-  'team', 'teams', 'security', 'abuse', 'postmaster', 'hostmaster', 'ns1', 'ns2', 'dns', 'git', 'github',
-]);
+import { APP_SLUG_LENGTH, RESERVED_SLUGS, SLUG_SHAPE, SLUG_SHAPE_MESSAGE, TEAM_SLUG_LENGTH } from './slug-rules.ts';
 
-const SHAPE = /^[a-z0-9]+(?:-[a-z0-9]+)*$/;
-const SHAPE_MESSAGE = 'use lowercase letters, digits and single hyphens, with no hyphen at either end';
+export { RESERVED_SLUGS } from './slug-rules.ts';
 
-function slugOf(min: number, max: number) {
+function slugOf({ min, max }: { min: number; max: number }) {
   return z
     .string()
     .min(min, `must be at least ${min} characters`)
     .max(max, `must be at most ${max} characters`)
-    .regex(SHAPE, SHAPE_MESSAGE)
+    .regex(SLUG_SHAPE, SLUG_SHAPE_MESSAGE)
     .refine((s) => !RESERVED_SLUGS.has(s), 'is reserved; choose another');
 }
 
 /** An app's slug: globally unique, it becomes {slug}.rhone.app. */
-export const appSlug = slugOf(3, 30);
+export const appSlug = slugOf(APP_SLUG_LENGTH);
 
 /** A team's slug: GitHub logins become personal team slugs, so up to 39 characters. */
-export const teamSlug = slugOf(2, 39);
+export const teamSlug = slugOf(TEAM_SLUG_LENGTH);
 
 /** GitHub's login rule: letters, digits and single inner hyphens, up to 39 characters. */
 export const githubLogin = z

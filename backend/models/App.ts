@@ -3,8 +3,13 @@ import { TimestampedModel } from './BaseModel.ts';
 import { Team } from './Team.ts';
 
 export type AppSource =
-  | { type: 'github'; repo: string; branch: string; installationId: number }
+  // repositoryId is filled in by Rhone from the installation's repositories (a repository keeps its id
+  // when renamed); clients send repo, branch and installationId.
+  | { type: 'github'; repo: string; branch: string; installationId: number; repositoryId?: number }
   | { type: 'git'; url: string; branch: string };
+
+export const SOURCE_PROBLEMS = ['installation_deleted', 'installation_suspended', 'repository_removed'] as const;
+export type SourceProblem = (typeof SOURCE_PROBLEMS)[number];
 
 export class App extends TimestampedModel {
   static tableName = 'apps';
@@ -24,6 +29,8 @@ export class App extends TimestampedModel {
   healthCheckPath!: string;
   instanceCount!: number;
   autoDeploy!: boolean;
+  /** Why the GitHub source cannot be reached right now; null when it can. */
+  sourceProblem!: SourceProblem | null;
   createdBy!: string | null;
 
   team?: Team;

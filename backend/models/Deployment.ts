@@ -30,6 +30,8 @@ export class Deployment extends TimestampedModel {
   cancelRequestedBy!: string | null;
   jobId!: string | null;
   recoveries!: number;
+  /** The commit status state last posted to GitHub for this deployment's commit. */
+  githubStatus!: string | null;
   startedAt!: Date | null;
   finishedAt!: Date | null;
 }

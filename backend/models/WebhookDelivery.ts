@@ -2,6 +2,7 @@ import { BaseModel } from './BaseModel.ts';
 
 export class WebhookDelivery extends BaseModel {
   static tableName = 'webhook_deliveries';
+  static jsonAttributes = ['payload'];
 
   id!: number;
   provider!: 'github' | 'stripe';
@@ -11,4 +12,5 @@ export class WebhookDelivery extends BaseModel {
   receivedAt!: Date;
   processedAt!: Date | null;
   error!: string | null;
+  payload!: Record<string, unknown> | null;
 }

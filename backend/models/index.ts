@@ -1,5 +1,5 @@
 export { ApiToken } from './ApiToken.ts';
-export { App, type AppSource } from './App.ts';
+export { App, SOURCE_PROBLEMS, type AppSource, type SourceProblem } from './App.ts';
 export { AuditEvent } from './AuditEvent.ts';
 export { Deployment, DeploymentEvent, ACTIVE_STATUSES, TERMINAL_STATUSES, type DeploymentStatus } from './Deployment.ts';
 export { Domain } from './Domain.ts';

@@ -30,6 +30,8 @@ export const MIN_ROLE = {
   'deployment:cancel': 'member',
   'deployment:rollback': 'member',
   'audit:read': 'admin',
+  'github:read': 'member',
+  'github:install': 'admin',
 } as const satisfies Record<string, Role>;
 
 export type Action = keyof typeof MIN_ROLE;
@@ -50,6 +52,7 @@ const WORDS: Partial<Record<Action, string>> = {
   'env:write': 'change env vars',
   'domain:write': 'change domains',
   'audit:read': 'read the audit log',
+  'github:install': 'connect GitHub accounts',
 };
 
 export function atLeast(role: Role, min: Role): boolean {
@@ -58,6 +61,11 @@ export function atLeast(role: Role, min: Role): boolean {
 
 export function can(role: Role, action: Action): boolean {
   return atLeast(role, MIN_ROLE[action]);
+}
+
+/** Every action `role` may take: the dashboard offers only these (the API still checks each call). */
+export function permissionsOf(role: Role): Action[] {
+  return (Object.keys(MIN_ROLE) as Action[]).filter((action) => can(role, action));
 }
 
 export function authorize(role: Role, action: Action): void {

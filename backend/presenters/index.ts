@@ -1,6 +1,8 @@
 // Every field the API exposes, listed explicitly. Models are never serialised directly.
 import type { ApiToken, App, AuditEvent, Deployment, EnvVar, Invitation, Team, TeamMember, User, Role } from '../models/index.ts';
 import type { Config } from '../config.ts';
+import type { GithubInstallation, GithubInstallationRepository } from '../models/index.ts';
+import { describeSourceProblem } from '../deployments/source.ts';
 
 const iso = (d: Date | string | null | undefined) => (d ? new Date(d).toISOString() : null);
 
@@ -55,6 +57,8 @@ export function presentApp(config: Config, a: App, team: Pick<Team, 'slug'>) {
     healthCheckPath: a.healthCheckPath,
     instanceCount: a.instanceCount,
     autoDeploy: a.autoDeploy,
+    /** Set when the GitHub source cannot be reached: the page says why, and pushes do not deploy. */
+    sourceProblem: a.sourceProblem ? { code: a.sourceProblem, message: describeSourceProblem(a) } : null,
     createdAt: iso(a.createdAt),
     updatedAt: iso(a.updatedAt),
   };
@@ -105,4 +109,34 @@ export function presentDeployment(d: Deployment, app: Pick<App, 'slug'>, trigger
     startedAt: iso(d.startedAt),
     finishedAt: iso(d.finishedAt),
   };
+}
+
+export function presentInstallation(i: GithubInstallation, repositoryCount: number) {
+  return {
+    id: i.id,
+    account: i.accountLogin,
+    accountType: i.accountType,
+    repositorySelection: i.repositorySelection,
+    suspended: Boolean(i.suspendedAt),
+    repositoryCount,
+    createdAt: iso(i.createdAt),
+  };
+}
+
+export function presentGithubRepo(r: GithubInstallationRepository & { suspended?: boolean }) {
+  const [owner, name] = r.fullName.split('/');
+  return {
+    installationId: r.installationId,
+    id: r.repositoryId,
+    fullName: r.fullName,
+    owner,
+    name,
+    private: r.private,
+    defaultBranch: r.defaultBranch,
+    suspended: Boolean(r.suspended),
+  };
+}
+
+export function presentBranch(b: { name: string; commit: { sha: string }; protected?: boolean }, defaultBranch: string | null) {
+  return { name: b.name, commitSha: b.commit.sha, protected: Boolean(b.protected), default: b.name === defaultBranch };
 }

@@ -1,9 +1,9 @@
 // The artifact store: how stages that run on different worker processes hand each other the
 // source checkout and the build output (DESIGN.md, "A deployment"). Never one worker's disk.
 //
-// Only the interface and the local implementation live here. Production's store on S3-compatible
-// object storage (Fly's Tigris) is out of scope for this module and will implement the same
-// interface. LocalArtifactStore serves local mode, where every worker shares one data directory.
+// The interface and the local implementation live here. LocalArtifactStore serves local mode,
+// where every worker shares one data directory; production's store on S3-compatible object
+// storage (Fly's Tigris) is S3ArtifactStore in s3-artifacts.ts.
 import { randomUUID } from 'node:crypto';
 import { cp, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -175,7 +175,7 @@ function copyTree(from: string, to: string): Promise<void> {
   return cp(from, to, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true, errorOnExist: true, force: false });
 }
 
-async function assertEmptyOrMissing(dir: string): Promise<void> {
+export async function assertEmptyOrMissing(dir: string): Promise<void> {
   const entries = await readdir(dir).catch((err: unknown) => {
     if (isMissing(err)) return [];
     throw err;

@@ -1,12 +1,15 @@
 // build: run the plan. Local mode runs its commands natively and stores the result as an image
 // of the local runtime; production builds with BuildKit (builder-image/) and pushes to Fly's
-// registry, where machines of the same org pull it.
+// registry, where machines of the same org pull it. Either way the build's commands see the app's
+// env vars, as on Railway and Render: decrypted here, passed in the commands' environment (never
+// argv), and redacted from every log line the build writes.
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { buildLocal } from '../../backend/builder/local-build.ts';
 import { buildWithBuildkit } from '../../backend/builder/buildkit.ts';
 import type { BuildPlan } from '../../backend/builder/plan.ts';
 import { flyAppNameForSlug } from '../../backend/providers/fly/names.ts';
+import { openSnapshotEnv } from '../../backend/deployments/snapshot.ts';
 import type { Config } from '../../backend/config.ts';
 import { artifactStore, sourceKey } from '../artifacts.ts';
 import { UserFacingError, type StageContext, type StageDefinition } from '../stage.ts';
@@ -18,7 +21,7 @@ export function registryPassword(token: string): string {
   return token.trim().replace(/^FlyV1\s+/i, '').replace(/^Bearer\s+/i, '');
 }
 
-async function buildOnBuildkit(ctx: StageContext, config: Config, sourceDir: string, plan: BuildPlan, work: string): Promise<string> {
+async function buildOnBuildkit(ctx: StageContext, config: Config, sourceDir: string, plan: BuildPlan, env: Record<string, string>, work: string): Promise<string> {
   const { deployment, snapshot, signal, log } = ctx;
   if (!config.builder.addr || !config.fly.token) {
     throw new UserFacingError('Production builds need the BuildKit builder: set RHONE_BUILDER_ADDR (and its RHONE_BUILDER_TLS_* certificates) and FLY_API_TOKEN, then deploy again.');
@@ -27,7 +30,11 @@ async function buildOnBuildkit(ctx: StageContext, config: Config, sourceDir: str
   const planDir = path.join(work, '.rhone-plan');
   await mkdir(planDir);
   const planPath = path.join(planDir, 'railpack-plan.json');
-  await writeFile(planPath, JSON.stringify(plan));
+  // Analyze runs `railpack prepare` without the app's env vars (they are opened only here), so the
+  // plan does not name them as secrets yet; name them as `prepare --env NAME` would have. Their
+  // values reach BuildKit as --secret files, mounted as env vars in the build's commands.
+  const secrets = [...new Set([...(plan.secrets ?? []), ...Object.keys(env)])].sort();
+  await writeFile(planPath, JSON.stringify({ ...plan, secrets }));
   const image = `registry.fly.io/${flyAppNameForSlug(snapshot.slug)}:deploy-${deployment.id}`;
   const result = await buildWithBuildkit({
     contextDir: sourceDir,
@@ -37,6 +44,7 @@ async function buildOnBuildkit(ctx: StageContext, config: Config, sourceDir: str
     registryAuth: { username: 'x', password: registryPassword(config.fly.token) },
     tls: config.builder.tls,
     cacheKey: snapshot.slug,
+    secrets: env,
     signal,
     log: (stream, line) => log(line, stream),
   });
@@ -47,15 +55,17 @@ export const build: StageDefinition = {
   stage: 'build',
   next: 'deploy',
   async run(ctx) {
-    const { deployment, snapshot, signal, log, deps } = ctx;
+    const { deployment, app, snapshot, signal, log, redact, deps } = ctx;
     if (!deployment.plan) throw new Error('the deployment has no build plan yet');
+    const env = openSnapshotEnv(deps.config.encryptionKeys, app.id, snapshot);
+    redact(Object.values(env));
     const work = await mkdtemp(path.join(deps.config.dataDir, 'work-build-'));
     try {
       await artifactStore(deps.config).getDir(sourceKey(deployment.id), path.join(work, 'src'));
       const { provider: _provider, ...plan } = deployment.plan as { provider?: string } & Record<string, unknown>;
       const sourceDir = path.join(work, 'src', snapshot.settings.rootDirectory || '.');
       if (!deps.config.isLocal) {
-        const image = await buildOnBuildkit(ctx, deps.config, sourceDir, plan as unknown as BuildPlan, work);
+        const image = await buildOnBuildkit(ctx, deps.config, sourceDir, plan as unknown as BuildPlan, env, work);
         log(`Pushed image ${image}`);
         return { image };
       }
@@ -67,6 +77,7 @@ export const build: StageDefinition = {
         tag: deployment.id,
         signal,
         stepTimeoutMs: STEP_TIMEOUT_MS,
+        secrets: env,
         log: (stream, line) => log(line, stream),
       });
       log(`Built image ${result.image} in ${(result.durationMs / 1000).toFixed(1)} s`);

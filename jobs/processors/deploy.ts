@@ -1,6 +1,6 @@
 // deploy: the blue/green release of the built image with the snapshot's settings and env vars.
-// The env values are decrypted here and nowhere else, sent to Fly as app secrets, and redacted
-// from every log line.
+// The env values are decrypted here (and, for the build's commands, in the build stage), sent to
+// Fly as app secrets, and redacted from every log line.
 import { machinesApi } from '../../backend/providers/fly/index.ts';
 import { flyAppNameForSlug } from '../../backend/providers/fly/names.ts';
 import { release } from '../../backend/releases/blue-green.ts';

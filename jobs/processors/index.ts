@@ -8,6 +8,8 @@ import { analyze } from './analyze.ts';
 import { build } from './build.ts';
 import { deploy } from './deploy.ts';
 import { reaper } from './reaper.ts';
+import * as webhooks from './webhooks.ts';
+import * as commitStatus from './commit-status.ts';
 
 export type ProcessorDeps = PipelineDeps;
 
@@ -20,4 +22,6 @@ export const PROCESSORS: Partial<Record<QueueKey, (deps: ProcessorDeps) => Proce
   deploy: (deps) => stageProcessor(deploy, deps),
   housekeeping: ({ knex }) => housekeeping.processor(knex),
   reaper: (deps) => reaper(deps),
+  webhooks: (deps) => webhooks.processor(deps),
+  commitStatus: (deps) => commitStatus.processor(deps),
 };

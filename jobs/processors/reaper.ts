@@ -6,6 +6,7 @@ import { Deployment } from '../../backend/models/index.ts';
 import { IN_FLIGHT, stageJobId, startNextQueued, type Stage } from '../../backend/commands/deployments.ts';
 import { enqueue, queue } from '../queues.ts';
 import { finish, type PipelineDeps } from '../stage.ts';
+import { sweepDeliveries } from '../../backend/commands/webhooks.ts';
 
 export const STALE_AFTER_MS = 60_000;
 export const MAX_RECOVERIES = 2;
@@ -47,5 +48,9 @@ export async function reap(deps: PipelineDeps, now = Date.now()): Promise<{ reco
 }
 
 export function reaper(deps: PipelineDeps) {
-  return async () => reap(deps);
+  return async () => {
+    // Webhook deliveries stored while the queue was unreachable get their job here.
+    const webhookDeliveries = await sweepDeliveries(deps.knex, deps.queues, deps.log);
+    return { ...(await reap(deps)), webhookDeliveries };
+  };
 }

@@ -20,9 +20,11 @@ export interface FakeRequest {
   /** Parsed JSON or form body; the raw text is in `raw`. */
   body: Record<string, any>;
   raw: string;
+  /** The body's bytes (git's protocol is binary). */
+  bytes: Buffer;
   params: Record<string, string>;
 }
-export interface FakeResponse { status?: number; json?: unknown; text?: string; headers?: Record<string, string> }
+export interface FakeResponse { status?: number; json?: unknown; text?: string; bytes?: Buffer; headers?: Record<string, string> }
 export type Handler = (req: FakeRequest, fake: FakeGitHub) => FakeResponse | Promise<FakeResponse>;
 
 interface Code { code: string; userId: number; clientId: string; redirectUri: string | null; expiresAt: number }
@@ -53,6 +55,8 @@ export class FakeGitHub {
   /** User-to-server tokens (ghu_) and what they belong to. */
   readonly tokens = new Map<string, { userId: number; clientId: string }>();
   private readonly routes: { method: string; parts: string[]; handler: Handler }[] = [];
+  /** What modules forget on reset(). */
+  readonly resetHooks: (() => void)[] = [];
   private server?: Server;
   private nextId = 1000;
 
@@ -75,6 +79,7 @@ export class FakeGitHub {
   reset(): void {
     for (const m of [this.users, this.codes, this.tokens]) m.clear();
     this.requests.length = 0;
+    for (const hook of this.resetHooks) hook();
   }
 
   /** Registers a route; `:name` segments become params. Later registrations win, so a test can override
@@ -145,7 +150,7 @@ export class FakeGitHub {
       this.handle(req).then(
         (out) => {
           const headers: Record<string, string> = { ...out.headers };
-          let payload = out.text ?? '';
+          let payload: string | Buffer = out.bytes ?? out.text ?? '';
           if (out.json !== undefined) {
             headers['content-type'] ??= 'application/json; charset=utf-8';
             payload = JSON.stringify(out.json);
@@ -167,13 +172,14 @@ export class FakeGitHub {
   private async handle(incoming: IncomingMessage): Promise<FakeResponse> {
     const chunks: Buffer[] = [];
     for await (const chunk of incoming) chunks.push(chunk as Buffer);
-    const raw = Buffer.concat(chunks).toString('utf8');
+    const bytes = Buffer.concat(chunks);
+    const raw = bytes.toString('utf8');
     const url = new URL(incoming.url ?? '/', 'http://fake');
     const type = incoming.headers['content-type'] ?? '';
     let body: Record<string, any> = {};
     if (raw && type.includes('json')) body = JSON.parse(raw);
-    else if (raw) body = Object.fromEntries(new URLSearchParams(raw));
-    const req: FakeRequest = { method: incoming.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: incoming.headers, body, raw, params: {} };
+    else if (raw && !type.startsWith('application/x-git-')) body = Object.fromEntries(new URLSearchParams(raw));
+    const req: FakeRequest = { method: incoming.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: incoming.headers, body, raw, bytes, params: {} };
     this.requests.push(req);
     const parts = req.path.split('/');
     for (const r of this.routes) {

@@ -9,6 +9,7 @@ import { presentApp } from '../../presenters/index.ts';
 import { tag } from '../../lib/cache.ts';
 import type { Deps } from '../deps.ts';
 import * as schema from './schema.ts';
+import { instanceRoutes } from './instances.ts';
 
 export function appRoutes({ knex, config, caches }: Deps): Router {
   const router = new Router();
@@ -64,5 +65,6 @@ export function appRoutes({ knex, config, caches }: Deps): Router {
     ctx.status = 204;
   });
 
+  instanceRoutes(router, config);
   return router;
 }

@@ -18,6 +18,8 @@ const githubSource = z.strictObject({
   repo: z.string().regex(/^[A-Za-z0-9-]{1,39}\/[A-Za-z0-9._-]{1,100}$/, 'must be "owner/name"'),
   branch,
   installationId: z.number().int().positive(),
+  // Rhone fills it in from the installation; accepted so a source read from the API can be sent back.
+  repositoryId: z.number().int().positive().optional(),
 });
 
 const gitSource = z.strictObject({

@@ -6,27 +6,21 @@ import type { Context } from 'koa';
 import { exchangeWebFlowCode, getWebFlowAuthorizationUrl } from '@octokit/oauth-methods';
 import { request as octokitRequest } from '@octokit/request';
 import { signIn } from '../../commands/users.ts';
-import { decrypt, deriveKey, encrypt, randomToken, safeEqual } from '../../lib/crypto.ts';
+import { randomToken, safeEqual } from '../../lib/crypto.ts';
 import { NotFoundError } from '../../lib/errors.ts';
 import { startSession } from '../../lib/session.ts';
-import { escapeHtml } from '../../lib/html.ts';
+import { htmlPage } from '../../lib/html.ts';
+import { stateCookie } from '../../lib/state-cookie.ts';
 import { inputOf, validate } from '../../middleware/validate.ts';
 import type { Deps } from '../deps.ts';
 import { githubCallback } from './schema.ts';
 
-const STATE_COOKIE = 'rhone_oauth_state';
-const STATE_TTL_MS = 10 * 60 * 1000;
-
 function page(ctx: Context, status: number, title: string, message: string): void {
-  ctx.status = status;
-  ctx.type = 'html';
-  ctx.body = `<!doctype html><meta charset="utf-8"><title>${escapeHtml(title)} · Rhone</title>
-<body style="font-family:system-ui;max-width:36rem;margin:4rem auto;padding:0 1rem">
-<h1>${escapeHtml(title)}</h1><p>${escapeHtml(message)}</p><p><a href="/auth/github">Try signing in again</a> · <a href="/">Back to Rhone</a></p></body>`;
+  htmlPage(ctx, status, title, message, [['/auth/github', 'Try signing in again'], ['/', 'Back to Rhone']]);
 }
 
 export function githubOAuth(router: Router, { config, knex, sealer, limits }: Deps): void {
-  const stateKeys = [{ id: 'o1', key: deriveKey(config.sessionSecret, 'oauth-state') }];
+  const stateCookieOf = stateCookie<{ state: string }>(config, { name: 'rhone_oauth_state', path: '/auth/github', purpose: 'oauth-state', ttlMs: 10 * 60 * 1000 });
   const request = octokitRequest.defaults({ baseUrl: config.github.apiUrl });
   const redirectUrl = `${config.publicUrl}/auth/github/callback`;
   const enabled = () => Boolean(config.github.clientId && config.github.clientSecret);
@@ -37,10 +31,7 @@ export function githubOAuth(router: Router, { config, knex, sealer, limits }: De
       throw new NotFoundError('Route');
     }
     const state = randomToken(24);
-    const sealed = encrypt(JSON.stringify({ state, expiresAt: Date.now() + STATE_TTL_MS }), stateKeys, STATE_COOKIE);
-    ctx.cookies.set(STATE_COOKIE, sealed.data.toString('base64url'), {
-      httpOnly: true, sameSite: 'lax', secure: config.secureCookies, path: '/auth/github', maxAge: STATE_TTL_MS, overwrite: true,
-    });
+    stateCookieOf.set(ctx, { state });
     const { url } = getWebFlowAuthorizationUrl({ clientType: 'github-app', clientId: config.github.clientId!, redirectUrl, state, request });
     ctx.redirect(url);
   });
@@ -48,20 +39,12 @@ export function githubOAuth(router: Router, { config, knex, sealer, limits }: De
   router.get('/github/callback', limits.signIn(), validate(githubCallback), async (ctx: Context) => {
     if (!enabled()) throw new NotFoundError('Route');
     const { query } = inputOf(ctx, githubCallback);
-    const cookie = ctx.cookies.get(STATE_COOKIE);
-    // Single use: whatever happens next, this state cannot be presented again.
-    ctx.cookies.set(STATE_COOKIE, '', { path: '/auth/github', maxAge: 0, expires: new Date(0), secure: config.secureCookies, overwrite: true });
+    const expected = stateCookieOf.take(ctx);
     if (query.error) return page(ctx, 403, 'Sign-in was cancelled', 'GitHub did not grant access, so you are not signed in.');
-    let expected: { state: string; expiresAt: number } | null = null;
-    try {
-      expected = cookie ? JSON.parse(decrypt({ keyId: 'o1', data: Buffer.from(cookie, 'base64url') }, stateKeys, STATE_COOKIE).toString('utf8')) : null;
-    } catch {
-      expected = null;
-    }
-    if (!expected || !query.state || !query.code || !safeEqual(expected.state, query.state)) {
+    if (!expected || !query.state || !query.code || !safeEqual(expected.value.state, query.state)) {
       return page(ctx, 400, 'This sign-in link is not valid', 'It was already used, or it came from another browser. Start signing in again.');
     }
-    if (expected.expiresAt < Date.now()) return page(ctx, 400, 'This sign-in link has expired', 'Sign-in links last ten minutes. Start signing in again.');
+    if (expected.expired) return page(ctx, 400, 'This sign-in link has expired', 'Sign-in links last ten minutes. Start signing in again.');
 
     let token: string;
     try {

@@ -14,6 +14,13 @@ export function authRoutes(deps: Deps): Router {
   const { config, knex, sealer, limits } = deps;
   const router = new Router({ prefix: '/auth' });
 
+  // What the sign-in page offers: the GitHub button when the App's OAuth credentials are set, and
+  // the login-name form in local mode.
+  router.get('/providers', (ctx: Context) => {
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = { dev: config.isLocal, github: Boolean(config.github.clientId && config.github.clientSecret) };
+  });
+
   // Local mode only: sign in as any login, no password. Production has no such route.
   router.post('/dev', limits.signIn(), validate(devLogin), async (ctx: Context) => {
     if (!config.isLocal) throw new NotFoundError('Route');

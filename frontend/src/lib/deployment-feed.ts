@@ -1,0 +1,121 @@
+// A deployment's live progress: its log lines and status changes from
+// GET /api/deployments/:id/events. Every event carries its sequence number as the SSE id, so a
+// reconnect (the browser's own, with Last-Event-ID, or ours with ?lastEventId=) resumes with no
+// gap, and anything at or below the last id seen is dropped: no line is ever shown twice.
+// Lines live in a plain array (100,000 reactive objects would be slow); `version` says it changed.
+import { shallowRef, ref } from 'vue';
+import type { DeploymentStatus, LogLine, Stage } from './types.ts';
+
+export interface StatusEvent {
+  seq: number;
+  status: DeploymentStatus;
+  stage: Stage | null;
+  reason?: string | null;
+}
+
+/** The part of EventSource the feed uses, so tests can drive it. */
+export interface EventSourceLike {
+  readyState: number;
+  onerror: ((ev: Event) => void) | null;
+  addEventListener(type: string, listener: (ev: MessageEvent) => void): void;
+  close(): void;
+}
+export type EventSourceFactory = (url: string) => EventSourceLike;
+
+const CLOSED = 2;
+
+export class DeploymentFeed {
+  readonly lines: LogLine[] = [];
+  /** Bumped (at most once per animation frame) whenever lines were added. */
+  readonly version = ref(0);
+  readonly status = shallowRef<StatusEvent | null>(null);
+  readonly ended = ref(false);
+  readonly connected = ref(false);
+  lastId = 0;
+  private source: EventSourceLike | null = null;
+  private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  private retries = 0;
+  private flushScheduled = false;
+  private closed = false;
+
+  constructor(
+    private readonly deploymentId: string,
+    private readonly open: EventSourceFactory = (url) => new EventSource(url, { withCredentials: true }),
+    private readonly onStatus: (e: StatusEvent) => void = () => {},
+    private readonly schedule: (fn: () => void) => void = (fn) => (typeof requestAnimationFrame === 'function' ? requestAnimationFrame(() => fn()) : setTimeout(fn, 16)),
+  ) {}
+
+  url(): string {
+    const q = this.lastId > 0 ? `?lastEventId=${this.lastId}` : '';
+    return `/api/deployments/${encodeURIComponent(this.deploymentId)}/events${q}`;
+  }
+
+  start(): void {
+    if (this.closed || this.ended.value) return;
+    const source = this.open(this.url());
+    this.source = source;
+    source.addEventListener('open', () => {
+      this.connected.value = true;
+      this.retries = 0;
+    });
+    source.addEventListener('log', (ev) => this.onLog(ev));
+    source.addEventListener('status', (ev) => this.onStatusEvent(ev));
+    source.addEventListener('end', () => {
+      this.ended.value = true;
+      this.stop();
+    });
+    source.onerror = () => {
+      this.connected.value = false;
+      // The browser retries by itself while readyState is CONNECTING. CLOSED means it gave up
+      // (an HTTP error, say): reconnect ourselves, with growing pauses, from the last id seen.
+      if (source.readyState === CLOSED && !this.closed && !this.ended.value) {
+        this.source = null;
+        const wait = Math.min(30_000, 500 * 2 ** this.retries++);
+        this.retryTimer = setTimeout(() => this.start(), wait);
+      }
+    };
+  }
+
+  /** Accepts an event only once, in order. */
+  private accept(ev: MessageEvent): boolean {
+    const seq = Number(ev.lastEventId);
+    if (!Number.isInteger(seq) || seq <= this.lastId) return false;
+    this.lastId = seq;
+    return true;
+  }
+
+  private onLog(ev: MessageEvent) {
+    if (!this.accept(ev)) return;
+    const data = JSON.parse(ev.data) as Omit<LogLine, 'seq'>;
+    this.lines.push({ seq: this.lastId, ...data });
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      this.schedule(() => {
+        this.flushScheduled = false;
+        this.version.value++;
+      });
+    }
+  }
+
+  private onStatusEvent(ev: MessageEvent) {
+    if (!this.accept(ev)) return;
+    const data = JSON.parse(ev.data) as Omit<StatusEvent, 'seq'>;
+    const event = { seq: this.lastId, ...data };
+    this.status.value = event;
+    this.onStatus(event);
+  }
+
+  private stop() {
+    this.source?.close();
+    this.source = null;
+    this.connected.value = false;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.version.value++;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.stop();
+  }
+}
