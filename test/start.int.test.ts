@@ -11,7 +11,8 @@ import { dropDatabase, flushRedis, freePort, npmStart, startRhone } from './supp
 
 describe('npm start', function () {
   this.timeout(150_000);
-  const dbName = 'rhone_start_test';
+  // Named after the test database, so two test runs on one machine don't drop each other's.
+  const dbName = `${new URL(process.env.DATABASE_URL!).pathname.slice(1)}_start`;
 
   beforeEach(async () => {
     await dropDatabase(dbName);

@@ -14,4 +14,8 @@ export class Team extends TimestampedModel {
   stripeCustomerId!: string | null;
   stripeSubscriptionId!: string | null;
   subscriptionStatus!: string | null;
+  /** When the latest unpaid invoice failed; null when nothing is owed. */
+  pastDueSince!: Date | null;
+  /** Monthly overage cap in cents; null: none. */
+  spendCapCents!: number | null;
 }

@@ -1,6 +1,7 @@
 // A world for the GitHub App tests: the fake GitHub with its App module, an api configured as the
 // App (in production mode, signing in with GitHub, or in local mode with dev sign-in), its own
-// queues, and webhooks built from GitHub's recorded payloads (../shared/fixtures/github-webhooks),
+// queues, and webhooks built from GitHub's recorded payloads (test/fixtures/github-webhooks, a copy
+// of ../shared/fixtures/github-webhooks so the tests run from any checkout),
 // signed with the real signing code.
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -15,7 +16,7 @@ import { FakeGitHub } from './fake-github.ts';
 import { FakeGithubApp, type FakeInstallation, type FakeRepo } from './fake-github-app.ts';
 import { PUBLIC_URL, productionConfig } from './github-signin.ts';
 
-const FIXTURES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../shared/fixtures/github-webhooks');
+const FIXTURES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/github-webhooks');
 export const WEBHOOK_SECRET = 'test-webhook-secret-0123456789';
 
 /** One of GitHub's recorded payloads (a file name there), parsed afresh: tests change it. */

@@ -1,0 +1,101 @@
+// Rhone's plans, what each includes, and what overage costs: the one place these live. Limits
+// enforcement, the usage API, `npm run stripe:setup` (prices and their included tiers) and the
+// dashboard all read them from here.
+import type { Plan } from '../models/Team.ts';
+
+/** What Rhone meters. Stored in usage_records in these units; Stripe meters take whole numbers. */
+export const METERS = {
+  machine_seconds: { label: 'Machine hours', recordUnit: 'second', stripeEventName: 'rhone_machine_seconds', stripeUnit: 'second', perStripeUnit: 1 },
+  bandwidth: { label: 'Bandwidth', recordUnit: 'byte', stripeEventName: 'rhone_bandwidth_mb', stripeUnit: 'MB', perStripeUnit: 1_000_000 },
+  builds: { label: 'Builds', recordUnit: 'build', stripeEventName: 'rhone_builds', stripeUnit: 'build', perStripeUnit: 1 },
+} as const;
+export type Meter = keyof typeof METERS;
+export const METER_NAMES = Object.keys(METERS) as Meter[];
+
+const HOUR = 3600;
+const GB = 1_000_000_000;
+
+export interface PlanDefinition {
+  name: string;
+  /** Monthly base price in cents; null: agreed per contract (enterprise). */
+  priceCents: number | null;
+  /** Included per billing period, in record units; null: unlimited (or per contract). */
+  included: Record<Meter, number | null>;
+  /**
+   * Overage price in cents per record unit (fractions allowed); null: no overage, the quota is a
+   * hard limit (free), or nothing is charged beyond it.
+   */
+  overageCentsPerUnit: Record<Meter, number | null>;
+  /** Team members, including owners; null: unlimited. */
+  maxMembers: number | null;
+  customDomains: boolean;
+  wildcardDomains: boolean;
+  /** Distinct regions a team's apps may use; null: any number. */
+  maxRegions: number | null;
+}
+
+// $0.05 per machine hour, $0.02 per GB, $0.02 per build, in cents per record unit.
+const MACHINE_SECOND_CENTS = 5 / HOUR;
+const BYTE_CENTS = 2 / GB;
+const BUILD_CENTS = 2;
+
+export const PLAN_DEFINITIONS: Record<Plan, PlanDefinition> = {
+  free: {
+    name: 'Free',
+    priceCents: 0,
+    included: { machine_seconds: 100 * HOUR, bandwidth: 10 * GB, builds: 50 },
+    overageCentsPerUnit: { machine_seconds: null, bandwidth: null, builds: null },
+    maxMembers: 1,
+    customDomains: false,
+    wildcardDomains: false,
+    maxRegions: 1,
+  },
+  starter: {
+    name: 'Starter',
+    priceCents: 2000,
+    included: { machine_seconds: 500 * HOUR, bandwidth: 100 * GB, builds: 200 },
+    overageCentsPerUnit: { machine_seconds: MACHINE_SECOND_CENTS, bandwidth: BYTE_CENTS, builds: BUILD_CENTS },
+    maxMembers: 5,
+    customDomains: true,
+    wildcardDomains: false,
+    maxRegions: 1,
+  },
+  pro: {
+    name: 'Pro',
+    priceCents: 10000,
+    included: { machine_seconds: 2000 * HOUR, bandwidth: 500 * GB, builds: null },
+    overageCentsPerUnit: { machine_seconds: MACHINE_SECOND_CENTS, bandwidth: BYTE_CENTS, builds: null },
+    maxMembers: null,
+    customDomains: true,
+    wildcardDomains: true,
+    maxRegions: null,
+  },
+  enterprise: {
+    name: 'Enterprise',
+    priceCents: null,
+    included: { machine_seconds: null, bandwidth: null, builds: null },
+    overageCentsPerUnit: { machine_seconds: null, bandwidth: null, builds: null },
+    maxMembers: null,
+    customDomains: true,
+    wildcardDomains: true,
+    maxRegions: null,
+  },
+};
+
+/** Plans a team can move to by itself (enterprise is agreed with us). */
+export const SELF_SERVE_PLANS = ['free', 'starter', 'pro'] as const satisfies readonly Plan[];
+
+/** How long a team may stay past due before new deploys are refused. */
+export const PAST_DUE_GRACE_DAYS = 7;
+
+/** The alert thresholds, in percent of a quota or of the spend cap. */
+export const ALERT_THRESHOLDS = [75, 90, 100] as const;
+
+/** The overage cost in cents of `used` record units of `meter` on `plan` (0 within the quota). */
+export function overageCents(plan: Plan, meter: Meter, used: number): number {
+  const def = PLAN_DEFINITIONS[plan];
+  const price = def.overageCentsPerUnit[meter];
+  const included = def.included[meter];
+  if (price === null || included === null) return 0;
+  return Math.max(0, used - included) * price;
+}
