@@ -26,6 +26,10 @@ import { deploymentRoutes } from './routes/deployments/index.ts';
 import { githubRoutes } from './routes/github/index.ts';
 import { githubInstallRoutes } from './routes/github/install.ts';
 import { webhookRoutes } from './routes/webhooks/index.ts';
+import { billingRoutes } from './routes/billing/index.ts';
+import { usageRoutes } from './routes/usage/index.ts';
+import { notificationRoutes } from './routes/notifications/index.ts';
+import { domainRoutes } from './routes/domains/index.ts';
 import { spa } from './routes/spa.ts';
 import { CacheNode } from './lib/cache.ts';
 import type { QueueContext } from '../jobs/queues.ts';
@@ -61,7 +65,7 @@ export function createApp({ config, knex, redis, log, rateLimits: limitsConfig =
 
   const api = new Router({ prefix: '/api' });
   api.use(authenticate(sealer, caches), limits.writes());
-  for (const routes of [meRoutes(), tokenRoutes(deps), teamRoutes(deps), memberRoutes(deps), invitationRoutes(deps), appRoutes(deps), envRoutes(deps), auditRoutes(), deploymentRoutes(deps), deploymentEventRoutes(deps), githubRoutes(deps)]) {
+  for (const routes of [meRoutes(), tokenRoutes(deps), teamRoutes(deps), memberRoutes(deps), invitationRoutes(deps), appRoutes(deps), envRoutes(deps), domainRoutes(deps), auditRoutes(), deploymentRoutes(deps), deploymentEventRoutes(deps), githubRoutes(deps), billingRoutes(deps), usageRoutes(deps), notificationRoutes(deps)]) {
     // No per-router allowedMethods(): use() copies the routes into `api`, whose own allowedMethods()
     // below answers 405s for all of them; one per router added two functions to every request.
     api.use(routes.routes());

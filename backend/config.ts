@@ -29,6 +29,8 @@ const schema = z.object({
   FLY_API_TOKEN: optionalString,
   FLY_API_URL: z.preprocess(emptyToUndefined, z.url().default('https://api.machines.dev')),
   FLY_ORG: optionalString,
+  // Fly's managed Prometheus (bandwidth metering): {url}/prometheus/{org}/api/v1/query.
+  FLY_METRICS_URL: z.preprocess(emptyToUndefined, z.url().default('https://api.fly.io')),
   GITHUB_APP_ID: optionalString,
   GITHUB_APP_PRIVATE_KEY: optionalString,
   GITHUB_CLIENT_ID: optionalString,
@@ -94,7 +96,8 @@ export interface Config {
   routerPort: number;
   machinesPort: number;
   logLevel: string;
-  fly: { token?: string; apiUrl: string; org?: string };
+  /** metricsUrl: Fly's managed Prometheus, for bandwidth; https://api.fly.io when unset. */
+  fly: { token?: string; apiUrl: string; org?: string; metricsUrl?: string };
   github: {
     appId?: string;
     privateKey?: string;
@@ -236,7 +239,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     routerPort: e.RHONE_ROUTER_PORT,
     machinesPort: e.RHONE_MACHINES_PORT,
     logLevel: e.LOG_LEVEL,
-    fly: { token: e.FLY_API_TOKEN, apiUrl: e.FLY_API_URL, org: e.FLY_ORG },
+    fly: { token: e.FLY_API_TOKEN, apiUrl: e.FLY_API_URL, org: e.FLY_ORG, metricsUrl: e.FLY_METRICS_URL },
     github: {
       appId: e.GITHUB_APP_ID,
       privateKey: e.GITHUB_APP_PRIVATE_KEY,

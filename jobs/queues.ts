@@ -37,6 +37,16 @@ export const QUEUES = {
     timeoutMs: 2 * 60_000,
     concurrency: 4,
   }),
+  // Removes a deleted app's Fly app (backend/commands/apps.ts deleteApp, jobs/processors/app-teardown.ts).
+  appTeardown: define({
+    name: 'app-teardown',
+    payload: z.strictObject({ teardownId: z.uuid() }),
+    options: { attempts: 8, backoff: { type: 'exponential', delay: 5000 }, ...keep },
+    timeoutMs: 2 * 60_000,
+    concurrency: 2,
+  }),
+  // Checks custom domains whose certificate is pending and due (every minute, from the scheduler).
+  checkCertificates: define({ name: 'check-certificates', payload: z.strictObject({}), options: { attempts: 1, ...keep }, timeoutMs: 5 * 60_000, concurrency: 1 }),
   // Reports a deployment's state to GitHub as a commit status; GitHub may be down for a while.
   commitStatus: define({
     name: 'commit-status',

@@ -1,10 +1,15 @@
 // Certificates in local mode. There is no TLS locally: a "certificate" is the record that routes
 // a hostname to an app. A `.localhost` name is active at once (it always resolves here); any other
-// becomes active once its DNS resolves to this machine, checked when the certificate is read.
+// becomes active once its DNS resolves to this machine, checked when the certificate is read or
+// checked (Rhone's certificate checker calls check). The resolver is injectable, for tests.
 import { lookup } from 'node:dns/promises';
 import os from 'node:os';
 import type { CertificateDetail } from '../backend/providers/fly/types.ts';
+import { isLocalhostName } from '../backend/domains/hostname.ts';
 import type { CertificateRecord } from './store.ts';
+
+/** The addresses a hostname resolves to; none when it does not resolve. */
+export type HostResolver = (hostname: string) => Promise<string[]>;
 
 const HOSTNAME = /^(?=.{1,253}$)(\*\.)?([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 
@@ -13,17 +18,13 @@ export function normalizeHostname(raw: string): string | undefined {
   return HOSTNAME.test(h) ? h : undefined;
 }
 
-export function isLocalhostName(hostname: string): boolean {
-  return hostname === 'localhost' || hostname.endsWith('.localhost');
-}
-
 export function isLocalAddress(address: string): boolean {
   const a = address.toLowerCase().replace(/^::ffff:/, '');
   if (a === '::1' || /^127\.\d+\.\d+\.\d+$/.test(a)) return true;
   return Object.values(os.networkInterfaces()).some((list) => list?.some((i) => i.address.toLowerCase() === a));
 }
 
-async function resolve(hostname: string): Promise<string[]> {
+export async function resolveWithDns(hostname: string): Promise<string[]> {
   try {
     return (await lookup(hostname, { all: true })).map((r) => r.address);
   } catch {
@@ -32,14 +33,15 @@ async function resolve(hostname: string): Promise<string[]> {
 }
 
 /** Re-checks a pending certificate's DNS; an active one stays active. */
-export async function refreshCertificate(cert: CertificateRecord): Promise<boolean> {
+export async function refreshCertificate(cert: CertificateRecord, resolve: HostResolver = resolveWithDns): Promise<boolean> {
   if (cert.status === 'active') return false;
   const now = new Date().toISOString();
   if (isLocalhostName(cert.hostname)) {
     Object.assign(cert, { status: 'active', resolved: ['127.0.0.1', '::1'], updatedAt: now });
     return true;
   }
-  const addresses = await resolve(cert.hostname);
+  // A wildcard is active when a name under it resolves here.
+  const addresses = await resolve(cert.hostname.replace(/^\*\./, 'rhone-check.'));
   const local = addresses.length > 0 && addresses.every(isLocalAddress);
   Object.assign(cert, { resolved: addresses, updatedAt: now, status: local ? 'active' : 'pending_validation' });
   return true;

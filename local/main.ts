@@ -16,6 +16,7 @@ import { createRouterServer, Router } from './router.ts';
 import { Runtime } from './runtime.ts';
 import { Store } from './store.ts';
 import { Supervisor } from './supervisor.ts';
+import type { HostResolver } from './certificates.ts';
 
 export interface LocalRuntimeOptions {
   dataDir: string;
@@ -26,6 +27,8 @@ export interface LocalRuntimeOptions {
   /** `{label}.<appsDomain>` routes to app rhone-{label}. Default "localhost". */
   appsDomain?: string;
   log?: LocalLogger;
+  /** Resolves a custom domain's hostname (node:dns by default); tests pass their own. */
+  resolveHost?: HostResolver;
 }
 
 export interface LocalRuntime {
@@ -65,7 +68,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions): Promise<L
   const dataDir = path.resolve(options.dataDir);
   const store = new Store(dataDir);
   const supervisor = new Supervisor(dataDir, store, log);
-  const runtime = new Runtime(dataDir, store, supervisor, log, options.appsDomain ?? 'localhost');
+  const runtime = new Runtime(dataDir, store, supervisor, log, options.appsDomain ?? 'localhost', options.resolveHost);
 
   const routes = new RouteTable();
   registerApps(routes, runtime);

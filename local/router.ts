@@ -27,8 +27,12 @@ export class Router {
 
   /** The Fly app a Host header names, or undefined. */
   appFor(host: string): string | undefined {
-    for (const app of Object.values(this.rt.store.state.apps)) {
-      if (app.certificates[host]?.status === 'active') return app.name;
+    // A custom domain: the hostname itself, else a wildcard one label up.
+    const wildcard = `*.${host.slice(host.indexOf('.') + 1)}`;
+    for (const name of [host, wildcard]) {
+      for (const app of Object.values(this.rt.store.state.apps)) {
+        if (app.certificates[name]?.status === 'active') return app.name;
+      }
     }
     const suffix = `.${this.rt.appsDomain}`;
     if (!host.endsWith(suffix)) return undefined;

@@ -4,6 +4,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { conflict, notFound } from './errors.ts';
 import type { LocalLogger } from './log.ts';
 import type { AppRecord, MachineRecord, Store } from './store.ts';
+import { resolveWithDns, type HostResolver } from './certificates.ts';
 import type { Supervisor } from './supervisor.ts';
 
 export const LEASE_HEADER = 'fly-machine-lease-nonce';
@@ -16,6 +17,8 @@ export class Runtime {
     readonly log: LocalLogger,
     /** `{label}.<appsDomain>` reaches app rhone-{label}; "localhost" in local mode. */
     readonly appsDomain: string,
+    /** How a certificate's hostname is resolved, to see whether it points at this machine. */
+    readonly resolveHost: HostResolver = resolveWithDns,
   ) {}
 
   app(name: string): AppRecord {

@@ -14,6 +14,7 @@ const ENTRIES = {
   start: ['backend/cli/start.ts'],
   migrate: ['backend/cli/migrate.ts'],
   'rotate-key': ['backend/cli/rotate-key.ts'],
+  'stripe-setup': ['backend/cli/stripe-setup.ts'],
   test: ['node_modules/mocha/bin/mocha.js'],
 };
 

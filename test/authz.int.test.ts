@@ -64,6 +64,8 @@ async function buildWorld(): Promise<World> {
   const made = await Promise.all(people.map((key) => makeUser(LOGIN[key])));
   const users = Object.fromEntries(people.map((key, i) => [key, made[i]])) as Record<Person | 'target', User>;
   const [team, otherTeam] = await Promise.all([makeTeam(users.owner, 'acme'), makeTeam(users.other, 'beta')]);
+  // Both teams have several members: on Pro, whose member count is unlimited (Free has one seat).
+  await db()('teams').whereIn('id', [team.id, otherTeam.id]).update({ plan: 'pro' });
   const [app] = await Promise.all([
     makeApp(users.owner, team, 'acme-web', { source: { type: 'git', url: sourceRepo().url, branch: 'main' } }),
     addMember(team, users.admin, 'admin'),
@@ -125,6 +127,13 @@ interface Named {
 async function githubRepoOf(team: Team): Promise<void> {
   await db()('githubInstallations').insert({ id: 7001, teamId: team.id, accountLogin: 'acme', accountType: 'Organization' });
   await db()('githubInstallationRepositories').insert({ installationId: 7001, repositoryId: 9001, fullName: 'acme/site', defaultBranch: 'main' });
+}
+
+const DOMAIN = 'www.acme-web.localhost';
+
+/** A domain of the app whose certificate was never requested (as if Fly had been down). */
+async function domainOf(app: App): Promise<void> {
+  await db()('domains').insert({ appId: app.id, hostname: DOMAIN, status: 'pending_dns', nextCheckAt: new Date() });
 }
 
 const APP_BODY = { name: 'Fresh', slug: 'fresh-app', source: { type: 'git', url: 'file:///tmp/fresh.git', branch: 'main' } };
@@ -215,7 +224,7 @@ const TABLE: Row[] = [
   {
     route: 'DELETE /api/teams/:team',
     // A team with apps cannot be deleted (tested below), so this one has none left.
-    prepare: async (w) => deleteApp(db(), actor(w.users.owner), w.team, w.app),
+    prepare: async (w) => deleteApp(db(), { connection: { url: getConfig().redisUrl, maxRetriesPerRequest: null } }, actor(w.users.owner), w.team, w.app),
     call: () => ({ path: '/api/teams/acme' }),
     expect: { nobody: 401, other: 404, owner: 204, admin: 403, member: 403 },
   },
@@ -324,6 +333,42 @@ const TABLE: Row[] = [
     check: (res) => assert.deepEqual((res.body as { items: { name: string }[] }).items.map((v) => v.name), ['NEW_VAR']),
   },
 
+  // Custom domains: members read them; admins and owners add, check and remove. The local
+  // runtime answers the certificate calls (a .localhost name is active at once, on any plan).
+  {
+    route: 'GET /api/apps/:app/domains',
+    prepare: (w) => domainOf(w.app),
+    call: () => ({ path: '/api/apps/acme-web/domains' }),
+    expect: { nobody: 401, other: 404, owner: 200, admin: 200, member: 200 },
+    check: (res) => assert.deepEqual((res.body as { items: { hostname: string }[] }).items.map((d) => d.hostname), [DOMAIN]),
+  },
+  {
+    route: 'POST /api/apps/:app/domains',
+    call: () => ({ path: '/api/apps/acme-web/domains', body: { hostname: DOMAIN } }),
+    expect: { nobody: 401, other: 404, owner: 201, admin: 201, member: 403 },
+    check: (res) => assert.deepEqual([(res.body as { hostname: string }).hostname, (res.body as { status: string }).status], [DOMAIN, 'active']),
+  },
+  {
+    route: 'GET /api/apps/:app/domains/:hostname',
+    prepare: (w) => domainOf(w.app),
+    call: () => ({ path: `/api/apps/acme-web/domains/${DOMAIN}` }),
+    expect: { nobody: 401, other: 404, owner: 200, admin: 200, member: 200 },
+    check: (res) => assert.equal((res.body as { status: string }).status, 'pending_dns'),
+  },
+  {
+    route: 'POST /api/apps/:app/domains/:hostname/check',
+    prepare: (w) => domainOf(w.app),
+    call: () => ({ path: `/api/apps/acme-web/domains/${DOMAIN}/check` }),
+    expect: { nobody: 401, other: 404, owner: 200, admin: 200, member: 403 },
+    check: (res) => assert.equal((res.body as { status: string }).status, 'active'),
+  },
+  {
+    route: 'DELETE /api/apps/:app/domains/:hostname',
+    prepare: (w) => domainOf(w.app),
+    call: () => ({ path: `/api/apps/acme-web/domains/${DOMAIN}` }),
+    expect: { nobody: 401, other: 404, owner: 204, admin: 204, member: 403 },
+  },
+
   // Deployments: every role deploys, cancels, rolls back and reads them.
   {
     route: 'POST /api/apps/:app/deploy',
@@ -389,6 +434,31 @@ const TABLE: Row[] = [
     expect: { nobody: 401, other: 404, owner: 503, admin: 503, member: 503 },
   },
 
+  // Billing: members see the plan; only owners change it. This api runs without Stripe (local
+  // mode): Checkout and the portal answer 409 stripe_not_configured, the plan changes directly.
+  {
+    route: 'GET /api/teams/:team/billing',
+    call: () => ({ path: '/api/teams/acme/billing' }),
+    expect: { nobody: 401, other: 404, owner: 200, admin: 200, member: 200 },
+    check: (res) => assert.deepEqual([(res.body as { plan: string }).plan, (res.body as { changePlanVia: string }).changePlanVia], ['pro', 'local']),
+  },
+  {
+    route: 'POST /api/teams/:team/billing/checkout',
+    call: () => ({ path: '/api/teams/acme/billing/checkout', body: { plan: 'starter' } }),
+    expect: { nobody: 401, other: 404, owner: 409, admin: 403, member: 403 },
+  },
+  {
+    route: 'POST /api/teams/:team/billing/portal',
+    call: () => ({ path: '/api/teams/acme/billing/portal', body: {} }),
+    expect: { nobody: 401, other: 404, owner: 409, admin: 403, member: 403 },
+  },
+  {
+    route: 'PUT /api/teams/:team/billing/plan',
+    call: () => ({ path: '/api/teams/acme/billing/plan', body: { plan: 'starter' } }),
+    expect: { nobody: 401, other: 404, owner: 200, admin: 403, member: 403 },
+    check: (res) => assert.equal((res.body as { plan: string }).plan, 'starter'),
+  },
+
   // The audit log: admins and owners.
   {
     route: 'GET /api/teams/:team/audit',
@@ -399,9 +469,64 @@ const TABLE: Row[] = [
       assert.ok(actions.includes('app.created') && actions.includes('env.updated'), `audit actions: ${actions.join(', ')}`);
     },
   },
+  // Usage and alerts: members read them; the spend cap is the owners'.
+  {
+    route: 'GET /api/teams/:team/usage',
+    call: () => ({ path: '/api/teams/acme/usage?period=2026-11' }),
+    expect: { nobody: 401, other: 404, owner: 200, admin: 200, member: 200 },
+    check(res) {
+      const body = res.body as { period: string; periodStart: string; meters: { meter: string }[] };
+      assert.deepEqual([body.period, body.periodStart, body.meters.map((m) => m.meter)], ['2026-11', '2026-11-01T00:00:00.000Z', ['machine_seconds', 'bandwidth', 'builds']]);
+    },
+  },
+  {
+    route: 'PUT /api/teams/:team/billing/spend-cap',
+    call: () => ({ path: '/api/teams/acme/billing/spend-cap', body: { capCents: 5000 } }),
+    expect: { nobody: 401, other: 404, owner: 200, admin: 403, member: 403 },
+    check: (res) => assert.deepEqual(res.body, { capCents: 5000 }),
+  },
+  {
+    route: 'GET /api/teams/:team/notifications',
+    call: () => ({ path: '/api/teams/acme/notifications' }),
+    expect: { nobody: 401, other: 404, owner: 200, admin: 200, member: 200 },
+    prepare: notifyAcme,
+    check(res, _w, who) {
+      const kinds = (res.body as { items: { kind: string }[] }).items.map((n) => n.kind).sort();
+      // Owner alerts reach owners only.
+      assert.deepEqual(kinds, who === 'owner' ? ['for-members', 'for-owners'] : ['for-members']);
+    },
+  },
+  {
+    route: 'POST /api/teams/:team/notifications/:id/read',
+    call: () => ({ path: `/api/teams/acme/notifications/${notificationIds['for-members']}/read` }),
+    expect: { nobody: 401, other: 404, owner: 200, admin: 200, member: 200 },
+    prepare: notifyAcme,
+    check: (res) => assert.equal((res.body as { read: boolean }).read, true),
+  },
+  {
+    route: 'POST /api/teams/:team/notifications/read-all',
+    call: () => ({ path: '/api/teams/acme/notifications/read-all' }),
+    expect: { nobody: 401, other: 404, owner: 200, admin: 200, member: 200 },
+    prepare: notifyAcme,
+    check: (res, _w, who) => assert.deepEqual(res.body, { marked: who === 'owner' ? 2 : 1 }),
+  },
 ];
 
-const ERROR_CODE: Record<number, string> = { 401: 'unauthenticated', 403: 'forbidden', 404: 'not_found', 503: 'github_not_configured' };
+/** Ids of acme's notifications, by kind, made by notifyAcme. */
+const notificationIds: Record<string, string> = {};
+
+/** One notification for every member of acme and one for its owners. */
+async function notifyAcme(w: World): Promise<void> {
+  const rows = (await db()('notifications')
+    .insert([
+      { teamId: w.team.id, minRole: 'member', kind: 'for-members', title: 'Hello', dedupeKey: 'm' },
+      { teamId: w.team.id, minRole: 'owner', kind: 'for-owners', title: 'Quota', dedupeKey: 'o' },
+    ])
+    .returning(['id', 'kind'])) as { id: number; kind: string }[];
+  for (const r of rows) notificationIds[r.kind] = String(r.id);
+}
+
+const ERROR_CODE: Record<number, string> = { 401: 'unauthenticated', 403: 'forbidden', 404: 'not_found', 409: 'stripe_not_configured', 503: 'github_not_configured' };
 
 /** "/api/teams/:team/apps" → a regexp its concrete paths match, so a row cannot call the wrong route. */
 function patternOf(path: string): RegExp {

@@ -77,6 +77,8 @@ for (const peer of peers) {
       const olive = await makeUser('olive');
       const max = await makeUser('max');
       const team = await makeTeam(olive, 'acme');
+      // Several members: Pro (Free has one seat).
+      await db()('teams').where({ id: team.id }).update({ plan: 'pro' });
       await addMember(team, max, role);
       await makeApp(olive, team, 'shop');
       await makeApp(olive, team, 'diary');

@@ -1,4 +1,8 @@
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, utimes, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { Job, Worker } from 'bullmq';
 import { pino } from 'pino';
@@ -6,10 +10,11 @@ import { db } from '../backend/db.ts';
 import { getConfig } from '../backend/config.ts';
 import { sha256 } from '../backend/lib/crypto.ts';
 import { Team } from '../backend/models/index.ts';
-import { housekeeping, REVOKED_TOKEN_RETENTION_DAYS, WEBHOOK_DELIVERY_RETENTION_DAYS } from '../jobs/processors/housekeeping.ts';
+import { housekeeping, pruneDeploymentFiles, REVOKED_TOKEN_RETENTION_DAYS, WEBHOOK_DELIVERY_RETENTION_DAYS } from '../jobs/processors/housekeeping.ts';
+import { LocalArtifactStore } from '../backend/source/artifacts.ts';
 import { enqueue } from '../jobs/queues.ts';
 import { startWorkers } from '../jobs/worker.ts';
-import { makeUser } from './factories.ts';
+import { makeApp, makeUser } from './factories.ts';
 
 const DAY = 86_400_000;
 const ago = (days: number) => new Date(Date.now() - days * DAY);
@@ -85,11 +90,53 @@ describe('housekeeping', () => {
       const job = await enqueue({ connection, prefix }, 'housekeeping', {});
       assert.ok(job.id);
       const result = await Promise.race([done, new Promise((_, reject) => setTimeout(() => reject(new Error('the job did not finish in 10 s')), 10_000))]);
-      assert.deepEqual(result, { expiredInvitations: 2, oldWebhookDeliveries: 2, revokedTokens: 1, endedSessions: 2 });
+      assert.deepEqual(result, { expiredInvitations: 2, oldWebhookDeliveries: 2, revokedTokens: 1, endedSessions: 2, prunedSources: 0, removedWorkDirs: 0 });
       assert.deepEqual(await survivors(), KEPT);
       await assert.rejects(enqueue({ connection, prefix }, 'housekeeping', { extra: true } as never), /extra/, 'payloads are validated');
     } finally {
       await Promise.all(workers.map((w) => w.close()));
     }
+  });
+
+  it('removes the sources of deployments finished over an hour ago and the scratch directories of dead workers, nothing else', async () => {
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'rhone-housekeeping-'));
+    const store = new LocalArtifactStore(path.join(dataDir, 'artifacts'));
+    const ada = await makeUser('ada');
+    const team = await Team.query(db()).findOne({ slug: 'ada' }).throwIfNotFound();
+    const app = await makeApp(ada, team, 'web');
+    const hoursAgo = (h: number) => new Date(Date.now() - h * 3_600_000);
+    const deployments: Record<string, { status: string; finishedAt: Date | null }> = {
+      'live-2h-ago': { status: 'live', finishedAt: hoursAgo(2) },
+      'failed-3d-ago': { status: 'failed', finishedAt: hoursAgo(72) },
+      'canceled-10m-ago': { status: 'canceled', finishedAt: hoursAgo(1 / 6) },
+      building: { status: 'building', finishedAt: null },
+    };
+    const ids: Record<string, string> = {};
+    const src = await mkdtemp(path.join(os.tmpdir(), 'rhone-src-'));
+    await writeFile(path.join(src, 'index.js'), 'ok');
+    let number = 0;
+    for (const [name, d] of Object.entries(deployments)) {
+      const [row] = await db()('deployments')
+        .insert({ appId: app.id, number: ++number, status: d.status, trigger: 'manual', finishedAt: d.finishedAt, configSnapshot: JSON.stringify({}), triggeredBy: ada.id })
+        .returning('id');
+      ids[name] = row.id;
+      await store.putDir(`deployments/${row.id}/source`, src);
+    }
+    const oldWork = path.join(dataDir, 'work-build-dead');
+    const newWork = path.join(dataDir, 'work-build-running');
+    await mkdir(oldWork);
+    await mkdir(newWork);
+    await utimes(oldWork, hoursAgo(30), hoursAgo(30));
+
+    assert.deepEqual(await pruneDeploymentFiles(db(), store, dataDir), { prunedSources: 2, removedWorkDirs: 1 });
+    const kept = async (name: string) => store.has(`deployments/${ids[name]}/source`);
+    assert.deepEqual(
+      await Promise.all(Object.keys(deployments).map(async (n) => [n, await kept(n)])),
+      [['live-2h-ago', false], ['failed-3d-ago', false], ['canceled-10m-ago', true], ['building', true]],
+    );
+    assert.equal(existsSync(oldWork), false);
+    assert.equal(existsSync(newWork), true);
+    // Idempotent: nothing more to do.
+    assert.deepEqual(await pruneDeploymentFiles(db(), store, dataDir), { prunedSources: 0, removedWorkDirs: 0 });
   });
 });

@@ -4,6 +4,9 @@ import { Invitation, Team, TeamMember } from '../backend/models/index.ts';
 import { Client, signedIn, startTestServer, type Res, type TestServer } from './http.ts';
 import { permissionsOf } from '../backend/policies/index.ts';
 
+/** Teams that invite several people are on Pro: Free has one seat (billing/plans.ts). */
+const onPro = (slug: string) => db()('teams').where({ slug }).update({ plan: 'pro' });
+
 const gitSource = { type: 'git', url: 'file:///tmp/repo.git', branch: 'main' };
 
 type Member = { login: string; role: string };
@@ -63,7 +66,7 @@ describe('teams and members', () => {
 
   it('lets only an owner rename or delete a team', async () => {
     const ada = await signedIn(server.url, 'ada');
-    await ada.post('/api/teams', { slug: 'acme', name: 'Acme' });
+    await ada.post('/api/teams', { slug: 'acme', name: 'Acme' }); await onPro('acme');
     const bob = await signedIn(server.url, 'bob');
     await ada.post('/api/teams/acme/invitations', { login: 'bob', role: 'admin' });
     await bob.post(`/api/invitations/${(await bob.get('/api/invitations')).body.items[0].id}/accept`);
@@ -74,7 +77,7 @@ describe('teams and members', () => {
 
   it('invites by login: the invitee sees the invitation and accepts or declines it', async () => {
     const ada = await signedIn(server.url, 'ada');
-    await ada.post('/api/teams', { slug: 'acme', name: 'Acme' });
+    await ada.post('/api/teams', { slug: 'acme', name: 'Acme' }); await onPro('acme');
     // bob has never signed in: invitations go to a GitHub login, not an account.
     const invited = await ada.post('/api/teams/acme/invitations', { login: 'bob', role: 'admin' });
     assert.equal(invited.status, 201, JSON.stringify(invited.body));
@@ -115,7 +118,7 @@ describe('teams and members', () => {
 
   it('refuses a duplicate invitation, an invitation to a member, and an admin inviting an owner', async () => {
     const ada = await signedIn(server.url, 'ada');
-    await ada.post('/api/teams', { slug: 'acme', name: 'Acme' });
+    await ada.post('/api/teams', { slug: 'acme', name: 'Acme' }); await onPro('acme');
     assert.equal((await ada.post('/api/teams/acme/invitations', { login: 'bob', role: 'admin' })).status, 201);
 
     const duplicate = await ada.post('/api/teams/acme/invitations', { login: 'BOB', role: 'member' });
@@ -136,7 +139,7 @@ describe('teams and members', () => {
 
   it('keeps at least one owner: the last owner can be neither demoted nor removed', async () => {
     const ada = await signedIn(server.url, 'ada');
-    await ada.post('/api/teams', { slug: 'acme', name: 'Acme' });
+    await ada.post('/api/teams', { slug: 'acme', name: 'Acme' }); await onPro('acme');
     for (const res of [await ada.patch('/api/teams/acme/members/ada', { role: 'admin' }), await ada.delete('/api/teams/acme/members/ada')]) {
       assert.equal(res.status, 409);
       assert.equal(res.body.error, 'last_owner');
@@ -164,7 +167,7 @@ describe('teams and members', () => {
 
   it('lets a member leave, but not remove others', async () => {
     const ada = await signedIn(server.url, 'ada');
-    await ada.post('/api/teams', { slug: 'acme', name: 'Acme' });
+    await ada.post('/api/teams', { slug: 'acme', name: 'Acme' }); await onPro('acme');
     for (const login of ['bob', 'carol']) {
       await ada.post('/api/teams/acme/invitations', { login, role: 'member' });
       const c = await signedIn(server.url, login);
@@ -182,7 +185,7 @@ describe('teams and members', () => {
 
   it('lists member, app and env var changes in the audit log, newest first, page by page', async () => {
     const ada = await signedIn(server.url, 'ada');
-    await ada.post('/api/teams', { slug: 'acme', name: 'Acme' });
+    await ada.post('/api/teams', { slug: 'acme', name: 'Acme' }); await onPro('acme');
     await ada.post('/api/teams/acme/invitations', { login: 'bob', role: 'member' });
     const bob = await signedIn(server.url, 'bob');
     await bob.post(`/api/invitations/${(await bob.get('/api/invitations')).body.items[0].id}/accept`);

@@ -99,3 +99,28 @@ export function overageCents(plan: Plan, meter: Meter, used: number): number {
   if (price === null || included === null) return 0;
   return Math.max(0, used - included) * price;
 }
+
+/** Self-serve plans from cheapest to dearest: the order in which a limit is lifted. */
+const UPGRADE_ORDER: readonly Plan[] = [...SELF_SERVE_PLANS, 'enterprise'];
+
+/**
+ * The cheapest plan above `plan` whose definition satisfies `lifts` (e.g. more members), for
+ * messages that say how to lift a limit; null when no plan does.
+ */
+export function planThatLifts(plan: Plan, lifts: (def: PlanDefinition) => boolean): Plan | null {
+  return UPGRADE_ORDER.slice(UPGRADE_ORDER.indexOf(plan) + 1).find((p) => lifts(PLAN_DEFINITIONS[p])) ?? null;
+}
+
+/** Whether a meter's quota is a hard limit on this plan (no overage price; free). */
+export function isHardQuota(plan: Plan, meter: Meter): boolean {
+  const def = PLAN_DEFINITIONS[plan];
+  return def.included[meter] !== null && def.overageCentsPerUnit[meter] === null;
+}
+
+/** A quantity in record units, as people read it: "12.5 machine hours", "3.2 GB", "50 builds". */
+export function formatQuantity(meter: Meter, quantity: number): string {
+  const round = (n: number) => (Number.isInteger(n) ? String(n) : n.toFixed(1));
+  if (meter === 'machine_seconds') return `${round(quantity / HOUR)} machine hours`;
+  if (meter === 'bandwidth') return `${round(quantity / GB)} GB`;
+  return `${quantity} builds`;
+}

@@ -1,5 +1,8 @@
 import type { Knex } from 'knex';
-import { App, GithubInstallation, GithubInstallationRepository, Team, type AppSource } from '../models/index.ts';
+import { App, Deployment, GithubInstallation, GithubInstallationRepository, Team, type AppSource } from '../models/index.ts';
+import { flyAppNameForSlug } from '../providers/fly/names.ts';
+import { enqueue, type QueueContext } from '../../jobs/queues.ts';
+import { IN_FLIGHT } from './deployments.ts';
 import { ConflictError, ValidationError } from '../lib/errors.ts';
 import type { Config } from '../config.ts';
 import type { Actor } from '../middleware/auth.ts';
@@ -7,6 +10,7 @@ import type { CreateAppInput, UpdateAppInput } from '../routes/apps/schema.ts';
 import { decodeCursor, toPage } from '../lib/pagination.ts';
 import { recordAudit } from './audit.ts';
 import { transaction } from '../lib/transaction.ts';
+import { assertRegionAllowed } from '../billing/limits.ts';
 
 function invalidSource(field: string, message: string): ValidationError {
   return new ValidationError(`body.source.${field}: ${message}`, [{ field: `body.source.${field}`, message }]);
@@ -54,6 +58,7 @@ export async function listApps(team: Team, limit: number, cursor?: string) {
 
 export async function createApp(knex: Knex, config: Config, actor: Actor, team: Team, input: CreateAppInput): Promise<App> {
   const source = await checkSource(knex, config, team, input.source);
+  await assertRegionAllowed(knex, team, input.region);
   return transaction(knex, async (trx) => {
     const rows = (await trx('apps')
       .insert({
@@ -76,6 +81,7 @@ export async function createApp(knex: Knex, config: Config, actor: Actor, team: 
 export async function updateApp(knex: Knex, config: Config, actor: Actor, team: Team, app: App, input: UpdateAppInput): Promise<App> {
   // A source that passed the checks can be reached: whatever was wrong with the old one is moot.
   const changes: Partial<App> = input.source ? { ...(input as Partial<App>), source: await checkSource(knex, config, team, input.source), sourceProblem: null } : (input as Partial<App>);
+  if (input.region && input.region !== app.region) await assertRegionAllowed(knex, team, input.region, app.id);
   return transaction(knex, async (trx) => {
     const updated = await App.query(trx).patchAndFetchById(app.id, changes);
     await recordAudit(trx, { teamId: team.id, actor, action: 'app.updated', subjectType: 'app', subjectId: app.id, data: { slug: app.slug, fields: Object.keys(input) } });
@@ -83,9 +89,27 @@ export async function updateApp(knex: Knex, config: Config, actor: Actor, team: 
   });
 }
 
-export async function deleteApp(knex: Knex, actor: Actor, team: Team, app: App): Promise<void> {
-  await transaction(knex, async (trx) => {
+/**
+ * Deletes the app and schedules the removal of its Fly app (machines, secrets, certificates) in
+ * one transaction; a deploy in flight must end first, or it could create machines again.
+ */
+export async function deleteApp(knex: Knex, queues: QueueContext, actor: Actor, team: Team, app: App): Promise<void> {
+  const teardownId = await transaction(knex, async (trx) => {
+    const running = await Deployment.query(trx).where({ appId: app.id }).whereIn('status', IN_FLIGHT as unknown as string[]).first();
+    if (running) {
+      throw new ConflictError('deployment_in_flight', `Deployment #${running.number} of ${app.slug} is ${running.status}; cancel it (or wait for it to finish), then delete the app.`);
+    }
     await App.query(trx).deleteById(app.id);
+    const [row] = await trx('appTeardowns').insert({ teamId: team.id, appSlug: app.slug, flyApp: flyAppNameForSlug(app.slug) }).returning('id');
     await recordAudit(trx, { teamId: team.id, actor, action: 'app.deleted', subjectType: 'app', subjectId: app.id, data: { slug: app.slug, name: app.name } });
+    return row.id as string;
   });
+  // Lost if Redis is down: the reaper enqueues any teardown still pending a minute later.
+  await enqueueTeardown(queues, teardownId, 0).catch(() => {});
+}
+
+export const teardownJobId = (id: string, sweep: number) => `teardown-${id}-${sweep}`;
+
+export function enqueueTeardown(queues: QueueContext, teardownId: string, sweep: number) {
+  return enqueue(queues, 'appTeardown', { teardownId }, teardownJobId(teardownId, sweep));
 }

@@ -14,6 +14,8 @@ import { enqueue, type QueueContext } from '../../jobs/queues.ts';
 import { recordAudit } from './audit.ts';
 import { decodeCursor, toPage } from '../lib/pagination.ts';
 import { transaction } from '../lib/transaction.ts';
+import { assertCanDeploy } from '../billing/limits.ts';
+import { assertNotPastDue } from '../billing/past-due.ts';
 
 export const IN_FLIGHT = ['cloning', 'analyzing', 'building', 'deploying'] as const;
 export type Stage = 'clone' | 'analyze' | 'build' | 'deploy';
@@ -119,6 +121,8 @@ async function insertDeployment(knex: Knex, queues: QueueContext, app: App, acto
 export async function createDeployment(knex: Knex, config: Config, queues: QueueContext, actor: Actor | null, app: App, request: DeployRequest): Promise<Deployment> {
   const problem = describeSourceProblem(app);
   if (problem) throw new ConflictError('source_unavailable', problem);
+  await assertCanDeploy(knex, { id: app.teamId }, { build: true, appId: app.id });
+  await assertNotPastDue(knex, app.teamId);
   const ref = request.ref ?? app.source.branch;
   let sha = request.commitSha;
   if (!sha) {
@@ -154,6 +158,8 @@ export async function rollbackTo(knex: Knex, queues: QueueContext, actor: Actor,
   if (!target.image || !['live', 'replaced'].includes(target.status)) {
     throw new ConflictError('not_rollbackable', `Deployment #${target.number} never went live with a built image, so there is nothing to roll back to; pick a deployment that was live.`);
   }
+  // A rollback builds nothing, so the build quota does not apply; machine-hour quotas and the spend cap do.
+  await assertCanDeploy(knex, { id: app.teamId }, { build: false, appId: app.id });
   const deployment = await insertDeployment(knex, queues, app, actor, {
     ref: target.ref,
     commitSha: target.commitSha,

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { App } from '../models/index.ts';
 import type { Config } from '../config.ts';
 import { createDeployment, recordSkippedPush } from './deployments.ts';
+import { PlanLimitError } from '../billing/limits.ts';
 import { fetchInstallation, storeInstallation } from './github-installations.ts';
 import type { QueueContext } from '../../jobs/queues.ts';
 
@@ -76,6 +77,12 @@ export async function handlePush(deps: GithubWebhookDeps, raw: unknown): Promise
         outcome.deployed.push(app.slug);
       }
     } catch (err) {
+      // A plan limit refused the deploy: the push is recorded as skipped, saying which limit and how to lift it.
+      if (err instanceof PlanLimitError) {
+        await recordSkippedPush(deps.knex, deps.queues, app, { ref: branch, commitSha: push.after, commitMessage: message, reason: `Not deployed: ${err.message}` });
+        outcome.skipped.push(app.slug);
+        continue;
+      }
       // deployments_push_once: this app already has a deployment of this commit from a push.
       if (!(err instanceof objection.UniqueViolationError)) throw err;
       outcome.duplicate.push(app.slug);

@@ -5,6 +5,7 @@ import { canManageRole } from '../policies/index.ts';
 import type { Actor } from '../middleware/auth.ts';
 import { recordAudit } from './audit.ts';
 import { transaction } from '../lib/transaction.ts';
+import { assertMemberSeat } from '../billing/limits.ts';
 
 export const INVITATION_TTL_MS = 7 * 24 * 60 * 60 * 1000;
 
@@ -19,6 +20,8 @@ export async function invite(knex: Knex, actor: Actor, actorRole: Role, team: Te
     if (already) throw new ConflictError('already_member', `${login} is already a member of "${team.slug}".`);
     // An expired invitation to the same login is replaced by the new one.
     await Invitation.query(trx).delete().where({ teamId: team.id }).whereRaw('login = ?::citext', [login]).where('expiresAt', '<', new Date());
+    // Open invitations hold seats: a plan's member limit cannot be passed by inviting many at once.
+    await assertMemberSeat(trx, team, true);
     const rows = (await trx('invitations')
       .insert({ teamId: team.id, login, role, invitedBy: actor.user.id, expiresAt: new Date(Date.now() + INVITATION_TTL_MS) })
       .onConflict(['team_id', 'login'])
@@ -65,6 +68,9 @@ async function openInvitationFor(trx: Knex.Transaction, actor: Actor, id: string
 export async function acceptInvitation(knex: Knex, actor: Actor, id: string): Promise<{ team: Team; role: Role }> {
   return transaction(knex, async (trx) => {
     const invitation = await openInvitationFor(trx, actor, id);
+    // The plan may have changed since the invitation was sent.
+    const isMember = await trx('teamMembers').where({ teamId: invitation.teamId, userId: actor.user.id }).first('userId');
+    if (!isMember) await assertMemberSeat(trx, { id: invitation.teamId }, false);
     await trx('team_members').insert({ teamId: invitation.teamId, userId: actor.user.id, role: invitation.role }).onConflict(['team_id', 'user_id']).ignore();
     await Invitation.query(trx).deleteById(id);
     await recordAudit(trx, { teamId: invitation.teamId, actor, action: 'member.joined', subjectType: 'user', subjectId: actor.user.id, data: { login: actor.user.login, role: invitation.role } });

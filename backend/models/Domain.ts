@@ -1,4 +1,12 @@
 import { TimestampedModel } from './BaseModel.ts';
+import type { CertificateDetail } from '../providers/fly/types.ts';
+
+/**
+ * pending_dns: the records to create are not (all) there yet; pending_validation: DNS is right and
+ * the certificate is being issued; active: served over TLS; failed: Rhone stopped checking.
+ */
+export const DOMAIN_STATUSES = ['pending_dns', 'pending_validation', 'active', 'failed'] as const;
+export type DomainStatus = (typeof DOMAIN_STATUSES)[number];
 
 export class Domain extends TimestampedModel {
   static tableName = 'domains';
@@ -6,11 +14,17 @@ export class Domain extends TimestampedModel {
 
   id!: string;
   appId!: string;
+  /** Punycode, lowercase; a wildcard starts with "*.". */
   hostname!: string;
-  status!: string;
-  certificate!: Record<string, unknown> | null;
-  dnsRequirements!: Record<string, unknown> | null;
+  status!: DomainStatus;
+  /** Fly's last answer about the certificate. */
+  certificate!: CertificateDetail | null;
+  dnsRequirements!: CertificateDetail['dns_requirements'] | null;
   lastError!: string | null;
   nextCheckAt!: Date | null;
   activeAt!: Date | null;
+  checksStartedAt!: Date;
+  checkAttempts!: number;
+  rateLimitedUntil!: Date | null;
+  lastCheckedAt!: Date | null;
 }

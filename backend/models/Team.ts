@@ -18,4 +18,6 @@ export class Team extends TimestampedModel {
   pastDueSince!: Date | null;
   /** Monthly overage cap in cents; null: none. */
   spendCapCents!: number | null;
+  /** When the latest invoice event applied (paid or failed) was created at Stripe: older ones are ignored. */
+  invoiceEventAt!: Date | null;
 }

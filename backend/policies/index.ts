@@ -10,6 +10,8 @@ export const MIN_ROLE = {
   'team:update': 'owner',
   'team:delete': 'owner',
   'billing:manage': 'owner',
+  'usage:read': 'member',
+  'notification:read': 'member',
   'member:list': 'member',
   'member:invite': 'admin',
   'member:update': 'admin',

@@ -1,8 +1,13 @@
 // Every field the API exposes, listed explicitly. Models are never serialised directly.
 import type { ApiToken, App, AuditEvent, Deployment, EnvVar, Invitation, Team, TeamMember, User, Role } from '../models/index.ts';
 import type { Config } from '../config.ts';
-import type { GithubInstallation, GithubInstallationRepository } from '../models/index.ts';
+import type { GithubInstallation, GithubInstallationRepository, Notification } from '../models/index.ts';
 import { describeSourceProblem } from '../deployments/source.ts';
+import type { Domain } from '../models/index.ts';
+import { dnsRecords } from '../domains/certificate.ts';
+import { displayHostname } from '../domains/hostname.ts';
+import { PLAN_DEFINITIONS, SELF_SERVE_PLANS } from '../billing/plans.ts';
+import { pastDueState } from '../billing/past-due.ts';
 
 const iso = (d: Date | string | null | undefined) => (d ? new Date(d).toISOString() : null);
 
@@ -139,4 +144,50 @@ export function presentGithubRepo(r: GithubInstallationRepository & { suspended?
 
 export function presentBranch(b: { name: string; commit: { sha: string }; protected?: boolean }, defaultBranch: string | null) {
   return { name: b.name, commitSha: b.commit.sha, protected: Boolean(b.protected), default: b.name === defaultBranch };
+}
+
+/** GET /api/teams/:team/billing. `changePlanVia` says what the Billing page offers an owner. */
+export function presentBilling(t: Team, stripeConfigured: boolean) {
+  const def = PLAN_DEFINITIONS[t.plan];
+  const pastDue = pastDueState(t);
+  const subscribed = Boolean(t.stripeSubscriptionId) && t.subscriptionStatus !== 'canceled';
+  return {
+    plan: t.plan,
+    planName: def.name,
+    priceCents: def.priceCents,
+    included: def.included,
+    overageCentsPerUnit: def.overageCentsPerUnit,
+    subscriptionStatus: t.subscriptionStatus,
+    pastDue: pastDue ? { since: iso(pastDue.since), deploysRefusedFrom: iso(pastDue.deploysRefusedFrom), refusingDeploys: pastDue.refusingDeploys } : null,
+    stripeConfigured,
+    changePlanVia: !stripeConfigured ? 'local' : subscribed ? 'portal' : 'checkout',
+    plans: SELF_SERVE_PLANS.map((p) => ({ plan: p, name: PLAN_DEFINITIONS[p].name, priceCents: PLAN_DEFINITIONS[p].priceCents, included: PLAN_DEFINITIONS[p].included })),
+  };
+}
+
+/** A custom domain: `hostname` as stored (punycode), `displayHostname` in Unicode, and the DNS records to create. */
+export function presentDomain(config: Config, d: Domain) {
+  const cert = d.certificate;
+  const issued = cert?.certificates?.find((c) => c.status === 'active');
+  return {
+    id: d.id,
+    hostname: d.hostname,
+    displayHostname: displayHostname(d.hostname),
+    wildcard: d.hostname.startsWith('*.'),
+    status: d.status,
+    url: d.hostname.startsWith('*.') ? null : config.isLocal ? `http://${d.hostname}:${config.routerPort}` : `https://${d.hostname}`,
+    dnsRecords: dnsRecords(d.hostname, d.dnsRequirements),
+    certificate: cert ? { flyStatus: cert.status ?? null, issuer: issued?.issuer ?? null, expiresAt: issued?.expires_at ?? null, validation: cert.validation ?? null } : null,
+    problem: d.status === 'active' ? null : d.lastError,
+    rateLimitedUntil: iso(d.rateLimitedUntil),
+    lastCheckedAt: iso(d.lastCheckedAt),
+    nextCheckAt: iso(d.nextCheckAt),
+    activeAt: iso(d.activeAt),
+    createdAt: iso(d.createdAt),
+  };
+}
+
+/** An in-app notification (quota and spend-cap alerts carry meter, threshold and period in data). */
+export function presentNotification(n: Notification) {
+  return { id: String(n.id), kind: n.kind, title: n.title, body: n.body, data: n.data, read: n.readAt !== null, readAt: iso(n.readAt), createdAt: iso(n.createdAt) };
 }

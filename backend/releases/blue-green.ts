@@ -7,6 +7,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { FlyClient } from '../providers/fly/client.ts';
 import { realChecks } from '../providers/fly/client.ts';
 import { FlyApiError } from '../providers/fly/errors.ts';
+import { ensureFlyApp } from '../providers/fly/app-setup.ts';
 import { META, type Machine } from '../providers/fly/types.ts';
 import { durationMs, healthCheck, machineConfig, STOP_TIMEOUT, VANGO_CHECK, type CheckTiming, type RuntimeSettings } from './machine-config.ts';
 
@@ -113,14 +114,7 @@ export async function release(input: ReleaseInput, options: ReleaseOptions): Pro
   };
 
   // 1. The Fly app. The idempotency key makes a retried create return the app the first one made.
-  if (!(await client.getApp(app))) {
-    log(`Creating Fly app ${app}`);
-    try {
-      await client.createApp({ name: app, org_slug: options.org, idempotency_key: `rhone-app-${input.appId}` });
-    } catch (err) {
-      if (!(err instanceof FlyApiError && err.code === 'name_taken' && (await client.getApp(app)))) throw err;
-    }
-  }
+  await ensureFlyApp(client, app, options.org, input.appId, log);
 
   // 2. Env vars as app secrets: machines created with min_secrets_version see exactly these.
   const existing = await client.listSecrets(app);

@@ -9,6 +9,7 @@ const routes: RouteRecordRaw[] = [
   { path: '/teams/:team/apps/new', name: 'app-new', component: () => import('./views/AppCreate.vue'), meta: { title: 'New app' } },
   { path: '/teams/:team/members', name: 'members', component: () => import('./views/TeamMembers.vue'), meta: { title: 'Members' } },
   { path: '/teams/:team/audit', name: 'audit', component: () => import('./views/TeamAudit.vue'), meta: { title: 'Audit log' } },
+  { path: '/teams/:team/billing', name: 'billing', component: () => import('./views/TeamBilling.vue'), meta: { title: 'Usage & billing' } },
   { path: '/teams/:team/settings', name: 'team-settings', component: () => import('./views/TeamSettings.vue'), meta: { title: 'Team settings' } },
   {
     path: '/apps/:app',
@@ -17,6 +18,7 @@ const routes: RouteRecordRaw[] = [
       { path: '', name: 'app', component: () => import('./views/AppOverview.vue'), meta: { title: 'Overview' } },
       { path: 'deployments', name: 'app-deployments', component: () => import('./views/AppDeployments.vue'), meta: { title: 'Deployments' } },
       { path: 'env', name: 'app-env', component: () => import('./views/AppEnv.vue'), meta: { title: 'Environment' } },
+      { path: 'domains', name: 'app-domains', component: () => import('./views/AppDomains.vue'), meta: { title: 'Domains' } },
       { path: 'settings', name: 'app-settings', component: () => import('./views/AppSettings.vue'), meta: { title: 'Settings' } },
     ],
   },

@@ -12,7 +12,9 @@ import { flyAppNameForSlug } from '../../backend/providers/fly/names.ts';
 import { openSnapshotEnv } from '../../backend/deployments/snapshot.ts';
 import type { Config } from '../../backend/config.ts';
 import { artifactStore, sourceKey } from '../artifacts.ts';
-import { UserFacingError, type StageContext, type StageDefinition } from '../stage.ts';
+import { CancelRequested, UserFacingError, type StageContext, type StageDefinition } from '../stage.ts';
+import { recordBuild } from '../../backend/billing/ledger.ts';
+import { checkAlerts } from '../../backend/billing/alerts.ts';
 
 const STEP_TIMEOUT_MS = 15 * 60_000;
 
@@ -51,39 +53,64 @@ async function buildOnBuildkit(ctx: StageContext, config: Config, sourceDir: str
   return result.digest ? `${image}@${result.digest}` : image;
 }
 
+/**
+ * Counts the build (builds meter) once it ended, succeeded or failed: it used the builder either
+ * way. One per deployment; its window is the build's run time, from the stage's first start (a
+ * retried attempt finds it recorded). A canceled build is not counted.
+ */
+async function countBuild(ctx: StageContext): Promise<void> {
+  const { deployment, app, signal, deps } = ctx;
+  if (signal.aborted && signal.reason instanceof CancelRequested) return;
+  try {
+    const startedAt = new Date(deployment.stageTimings.build?.startedAt ?? Date.now());
+    const { teamIds } = await recordBuild(deps.knex, { teamId: app.teamId, appId: app.id, deploymentId: deployment.id, startedAt, endedAt: new Date() });
+    await checkAlerts(deps.knex, teamIds);
+  } catch (err) {
+    deps.log.error({ err, deploymentId: deployment.id }, 'could not record the build for billing');
+  }
+}
+
 export const build: StageDefinition = {
   stage: 'build',
   next: 'deploy',
   async run(ctx) {
-    const { deployment, app, snapshot, signal, log, redact, deps } = ctx;
-    if (!deployment.plan) throw new Error('the deployment has no build plan yet');
-    const env = openSnapshotEnv(deps.config.encryptionKeys, app.id, snapshot);
-    redact(Object.values(env));
-    const work = await mkdtemp(path.join(deps.config.dataDir, 'work-build-'));
     try {
-      await artifactStore(deps.config).getDir(sourceKey(deployment.id), path.join(work, 'src'));
-      const { provider: _provider, ...plan } = deployment.plan as { provider?: string } & Record<string, unknown>;
-      const sourceDir = path.join(work, 'src', snapshot.settings.rootDirectory || '.');
-      if (!deps.config.isLocal) {
-        const image = await buildOnBuildkit(ctx, deps.config, sourceDir, plan as unknown as BuildPlan, env, work);
-        log(`Pushed image ${image}`);
-        return { image };
-      }
-      const result = await buildLocal({
-        sourceDir,
-        plan: plan as unknown as BuildPlan,
-        dataDir: deps.config.dataDir,
-        imageName: snapshot.slug,
-        tag: deployment.id,
-        signal,
-        stepTimeoutMs: STEP_TIMEOUT_MS,
-        secrets: env,
-        log: (stream, line) => log(line, stream),
-      });
-      log(`Built image ${result.image} in ${(result.durationMs / 1000).toFixed(1)} s`);
-      return { image: result.image };
+      return await runBuild(ctx);
     } finally {
-      await rm(work, { recursive: true, force: true });
+      await countBuild(ctx);
     }
   },
 };
+
+async function runBuild(ctx: StageContext) {
+  const { deployment, app, snapshot, signal, log, redact, deps } = ctx;
+  if (!deployment.plan) throw new Error('the deployment has no build plan yet');
+  const env = openSnapshotEnv(deps.config.encryptionKeys, app.id, snapshot);
+  redact(Object.values(env));
+  const work = await mkdtemp(path.join(deps.config.dataDir, 'work-build-'));
+  try {
+    await artifactStore(deps.config).getDir(sourceKey(deployment.id), path.join(work, 'src'));
+    const { provider: _provider, ...plan } = deployment.plan as { provider?: string } & Record<string, unknown>;
+    const sourceDir = path.join(work, 'src', snapshot.settings.rootDirectory || '.');
+    if (!deps.config.isLocal) {
+      const image = await buildOnBuildkit(ctx, deps.config, sourceDir, plan as unknown as BuildPlan, env, work);
+      log(`Pushed image ${image}`);
+      return { image };
+    }
+    const result = await buildLocal({
+      sourceDir,
+      plan: plan as unknown as BuildPlan,
+      dataDir: deps.config.dataDir,
+      imageName: snapshot.slug,
+      tag: deployment.id,
+      signal,
+      stepTimeoutMs: STEP_TIMEOUT_MS,
+      secrets: env,
+      log: (stream, line) => log(line, stream),
+    });
+    log(`Built image ${result.image} in ${(result.durationMs / 1000).toFixed(1)} s`);
+    return { image: result.image };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}

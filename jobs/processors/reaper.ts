@@ -7,6 +7,7 @@ import { IN_FLIGHT, stageJobId, startNextQueued, type Stage } from '../../backen
 import { enqueue, queue } from '../queues.ts';
 import { finish, type PipelineDeps } from '../stage.ts';
 import { sweepDeliveries } from '../../backend/commands/webhooks.ts';
+import { sweepTeardowns } from './app-teardown.ts';
 
 export const STALE_AFTER_MS = 60_000;
 export const MAX_RECOVERIES = 2;
@@ -51,6 +52,8 @@ export function reaper(deps: PipelineDeps) {
   return async () => {
     // Webhook deliveries stored while the queue was unreachable get their job here.
     const webhookDeliveries = await sweepDeliveries(deps.knex, deps.queues, deps.log);
-    return { ...(await reap(deps)), webhookDeliveries };
+    // So are the teardowns of deleted apps.
+    const appTeardowns = await sweepTeardowns(deps.knex, deps.queues, deps.log);
+    return { ...(await reap(deps)), webhookDeliveries, appTeardowns };
   };
 }

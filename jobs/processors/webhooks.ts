@@ -5,6 +5,7 @@ import { UnrecoverableError, type Job } from 'bullmq';
 import { ZodError } from 'zod';
 import { WebhookDelivery } from '../../backend/models/index.ts';
 import { handleGithubEvent } from '../../backend/commands/github-webhooks.ts';
+import { handleStripeEvent } from '../../backend/commands/stripe-webhooks.ts';
 import { githubErrorForLog } from '../../backend/providers/github/index.ts';
 import type { AppError } from '../../backend/lib/errors.ts';
 import { QUEUES } from '../queues.ts';
@@ -16,6 +17,7 @@ type Handler = (deps: PipelineDeps, delivery: WebhookDelivery) => Promise<unknow
 
 const HANDLERS: Partial<Record<WebhookDelivery['provider'], Handler>> = {
   github: (deps, d) => handleGithubEvent(deps, d.event, d.payload),
+  stripe: (deps, d) => handleStripeEvent(deps, d.payload),
 };
 
 function isPermanent(err: unknown): boolean {

@@ -98,7 +98,7 @@ export function registerAppResources(routes: RouteTable, rt: Runtime): void {
     const now = new Date().toISOString();
     const cert = app.certificates[hostname] ?? { hostname, status: 'pending_validation', createdAt: now, updatedAt: now, resolved: [] };
     app.certificates[hostname] = cert;
-    await refreshCertificate(cert);
+    await refreshCertificate(cert, rt.resolveHost);
     rt.store.changed();
     return json(presentCertificate(cert), 201);
   });
@@ -120,13 +120,13 @@ export function registerAppResources(routes: RouteTable, rt: Runtime): void {
 
   routes.add('GET', `${A}/certificates/:hostname`, async (req) => {
     const cert = certificate(rt, req.params.app, req.params.hostname);
-    if (await refreshCertificate(cert)) rt.store.changed();
+    if (await refreshCertificate(cert, rt.resolveHost)) rt.store.changed();
     return json(presentCertificate(cert));
   });
 
   routes.add('POST', `${A}/certificates/:hostname/check`, async (req) => {
     const cert = certificate(rt, req.params.app, req.params.hostname);
-    if (await refreshCertificate(cert)) rt.store.changed();
+    if (await refreshCertificate(cert, rt.resolveHost)) rt.store.changed();
     return json(presentCertificateCheck(cert));
   });
 

@@ -372,21 +372,44 @@ export class FlyClient {
     await this.request({ method: 'DELETE', path: `/v1/apps/${seg(app)}/ip_assignments/${seg(ip)}`, action: 'ips.delete', id: app, accept: [404] });
   }
 
+  /** Local runtime only: the bytes its router has sent to the app's clients, ever (a counter). */
+  async localBytesOut(app: string): Promise<number> {
+    const res = await this.request<{ bytes_out?: number }>({ method: 'GET', path: `/v1/apps/${seg(app)}/local/bandwidth`, action: 'local.bandwidth', id: app, accept: [404] });
+    return res.status === 404 ? 0 : Number(res.body?.bytes_out ?? 0);
+  }
+
   // ---- org-wide ----------------------------------------------------------------------------
 
   /** Every machine of the org, all pages; for metering. */
-  async listOrgMachines(org: string, options: { updatedAfter?: string; pageSize?: number } = {}): Promise<OrgMachinesResponse['machines']> {
+  async listOrgMachines(org: string, options: OrgMachinesOptions = {}): Promise<OrgMachinesResponse['machines']> {
     const all: OrgMachinesResponse['machines'] = [];
+    for await (const page of this.orgMachinePages(org, options)) all.push(...page);
+    return all;
+  }
+
+  /**
+   * The org's machines a page at a time, so a caller can work on one page while the next is
+   * fetched. Each page's cursor comes from the previous answer: the pages of one listing are
+   * sequential by nature, and all share the org's rate-limit bucket.
+   */
+  async *orgMachinePages(org: string, options: OrgMachinesOptions = {}): AsyncGenerator<OrgMachinesResponse['machines']> {
     for (let cursor: string | undefined; ; ) {
       const res = await this.request<OrgMachinesResponse>({
         method: 'GET', path: `/v1/orgs/${seg(org)}/machines`, action: 'orgs.machines', id: org,
-        query: { limit: options.pageSize ?? 1000, cursor, updated_after: options.updatedAfter },
+        query: { limit: options.pageSize ?? 1000, cursor, updated_after: options.updatedAfter, include_deleted: options.includeDeleted || undefined },
       });
-      all.push(...(res.body?.machines ?? []));
+      yield res.body?.machines ?? [];
       cursor = res.body?.next_cursor || undefined;
-      if (!cursor) return all;
+      if (!cursor) return;
     }
   }
+}
+
+export interface OrgMachinesOptions {
+  updatedAfter?: string;
+  pageSize?: number;
+  /** Destroyed machines too: metering must see the last minutes of a machine destroyed since the last poll. */
+  includeDeleted?: boolean;
 }
 
 function leaseHeader(nonce?: string): Record<string, string> | undefined {

@@ -3,11 +3,12 @@ export class FlyApiError extends Error {
     readonly status: number,
     readonly method: string,
     readonly path: string,
-    message: string,
+    /** Fly's own words (ErrorResponse.error), to show a user. */
+    readonly detail: string,
     /** Fly's ErrorResponse.status: name_taken, insufficient_capacity... */
     readonly code?: string,
   ) {
-    super(`Fly API ${method} ${path} answered ${status}: ${message}`);
+    super(`Fly API ${method} ${path} answered ${status}: ${detail}`);
     this.name = 'FlyApiError';
   }
 

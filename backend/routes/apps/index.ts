@@ -11,7 +11,7 @@ import type { Deps } from '../deps.ts';
 import * as schema from './schema.ts';
 import { instanceRoutes } from './instances.ts';
 
-export function appRoutes({ knex, config, caches }: Deps): Router {
+export function appRoutes({ knex, config, caches, queues }: Deps): Router {
   const router = new Router();
   // The serialized page per team, limit and cursor, tagged with the team: every app write records
   // an audit event, which invalidates it. Bounded lower than the others: a page can be 100 apps.
@@ -61,7 +61,7 @@ export function appRoutes({ knex, config, caches }: Deps): Router {
     const actor = requireActor(ctx);
     const { app, team, role } = await appAccess(actor, inputOf(ctx, schema.appParams).params.app);
     authorize(role, 'app:delete');
-    await deleteApp(knex, actor, team, app);
+    await deleteApp(knex, queues, actor, team, app);
     ctx.status = 204;
   });
 

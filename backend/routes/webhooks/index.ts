@@ -10,16 +10,22 @@ import { receiveDelivery } from '../../commands/webhooks.ts';
 import { GITHUB_EVENTS } from '../../commands/github-webhooks.ts';
 import { AppError, BadRequestError, NotFoundError } from '../../lib/errors.ts';
 import type { Deps } from '../deps.ts';
+import { stripeClient } from '../../billing/stripe.ts';
+import { STRIPE_EVENTS } from '../../commands/stripe-webhooks.ts';
+
+const STRIPE_BODY_LIMIT = 4 * 1024 * 1024;
+// Stripe's default: a signature older than 5 minutes is a replay.
+const STRIPE_TOLERANCE_SECONDS = 300;
 
 const GITHUB_BODY_LIMIT = 25 * 1024 * 1024;
 const DELIVERY_ID = /^[A-Za-z0-9-]{1,100}$/;
 const EVENT_NAME = /^[a-z_]{1,64}$/;
 
-async function rawBody(ctx: Context): Promise<string> {
+async function rawBody(ctx: Context, limit = GITHUB_BODY_LIMIT, sender = 'GitHub'): Promise<string> {
   try {
-    return await getRawBody(ctx.req, { length: ctx.request.length, limit: GITHUB_BODY_LIMIT, encoding: 'utf8' });
+    return await getRawBody(ctx.req, { length: ctx.request.length, limit, encoding: 'utf8' });
   } catch (err) {
-    if ((err as { status?: number }).status === 413) throw new AppError(413, 'payload_too_large', 'The body is larger than the 25 MB GitHub sends at most.');
+    if ((err as { status?: number }).status === 413) throw new AppError(413, 'payload_too_large', `The body is larger than the ${limit / 1024 / 1024} MB ${sender} sends at most.`);
     throw err;
   }
 }
@@ -60,6 +66,29 @@ export function webhookRoutes({ config, knex, queues }: Deps): Router {
     }
     const action = typeof payload.action === 'string' ? payload.action.slice(0, 100) : null;
     const { duplicate } = await receiveDelivery(knex, queues, { provider: 'github', deliveryId, event, action, payload });
+    ctx.status = duplicate ? 200 : 202;
+    ctx.body = duplicate ? { duplicate: true } : { accepted: true };
+  });
+
+  // POST /webhooks/stripe: Stripe-Signature checked over the raw body (wrong, missing or older than
+  // 300 s: 400, nothing stored); then stored once per event id and applied by the webhooks job.
+  const stripe = stripeClient(config);
+  const stripeSecret = config.stripe.webhookSecret;
+  router.post('/stripe', async (ctx: Context) => {
+    if (!stripe || !stripeSecret) throw new NotFoundError('Route');
+    const body = await rawBody(ctx, STRIPE_BODY_LIMIT, 'Stripe');
+    let event: { id: string; type: string };
+    try {
+      event = stripe.webhooks.constructEvent(body, ctx.get('Stripe-Signature'), stripeSecret, STRIPE_TOLERANCE_SECONDS);
+    } catch {
+      throw new AppError(400, 'invalid_signature', 'Stripe-Signature is missing, too old, or does not match the body: check that the endpoint\'s signing secret is the STRIPE_WEBHOOK_SECRET of this server.');
+    }
+    if (!(STRIPE_EVENTS as readonly string[]).includes(event.type)) {
+      ctx.body = { ignored: true, reason: `Rhone does not act on ${event.type} events.` };
+      return;
+    }
+    if (!/^evt_[A-Za-z0-9]{1,100}$/.test(event.id)) throw new BadRequestError('invalid_event', 'The event id is not a Stripe event id.');
+    const { duplicate } = await receiveDelivery(knex, queues, { provider: 'stripe', deliveryId: event.id, event: event.type, action: null, payload: event });
     ctx.status = duplicate ? 200 : 202;
     ctx.body = duplicate ? { duplicate: true } : { accepted: true };
   });

@@ -148,3 +148,33 @@ export interface LogLine {
 export function isActive(status: DeploymentStatus): boolean {
   return (ACTIVE_STATUSES as readonly string[]).includes(status);
 }
+
+export type DomainStatus = 'pending_dns' | 'pending_validation' | 'active' | 'failed';
+
+export interface DnsRecord {
+  type: 'CNAME' | 'A' | 'AAAA' | 'TXT';
+  name: string;
+  value: string;
+  purpose: 'routing' | 'acme_challenge' | 'ownership';
+  choice?: 'cname' | 'addresses';
+  note: string;
+}
+
+export interface Domain {
+  id: string;
+  /** Punycode, as DNS stores it. */
+  hostname: string;
+  /** Unicode, as people read it. */
+  displayHostname: string;
+  wildcard: boolean;
+  status: DomainStatus;
+  url: string | null;
+  dnsRecords: DnsRecord[];
+  certificate: { flyStatus: string | null; issuer: string | null; expiresAt: string | null } | null;
+  problem: string | null;
+  rateLimitedUntil: string | null;
+  lastCheckedAt: string | null;
+  nextCheckAt: string | null;
+  activeAt: string | null;
+  createdAt: string;
+}
