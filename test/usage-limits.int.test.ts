@@ -138,6 +138,17 @@ describe('plan limits', () => {
     refused(await w.as.post('/api/apps/web/deploy', {}), 402, 'plan_limit', /used 50 of the 50 builds/);
   });
 
+  it('lets only one of two deploys racing for the last build of the month through', async () => {
+    const w = await world('free');
+    await use(w, 'builds', 49);
+    await makeApp(w.olive, w.team, 'worker', { source: { type: 'git', url: repo.url, branch: 'main' } });
+    const before = await count('deployments');
+    const answers = await Promise.all([w.as.post('/api/apps/web/deploy', {}), w.as.post('/api/apps/worker/deploy', {})]);
+    assert.deepEqual(answers.map((r) => r.status).sort(), [202, 402], JSON.stringify(answers.map((r) => r.body)));
+    assert.match(answers.find((r) => r.status === 402)!.body.message, /used 50 of the 50 builds/);
+    assert.equal(await count('deployments'), before + 1);
+  });
+
   it('refuses new deploys at the spend cap, and an owner lifts it', async () => {
     const w = await world('starter');
     await use(w, 'machine_seconds', 600 * HOUR); // $5.00 over

@@ -72,11 +72,19 @@ interface NewDeployment {
   plan?: Record<string, unknown> | null;
   /** A push that asked not to be deployed is recorded as skipped, with the reason, and runs nothing. */
   skipped?: { reason: string };
+  /** The plan's limits, checked again under the team's lock so two deploys at once can't both pass. */
+  limits?: { build: boolean };
 }
 
 /** Inserts the deployment (queued, superseding older queued ones, or skipped); reports both to GitHub. */
 async function insertDeployment(knex: Knex, queues: QueueContext, app: App, actor: Actor | null, fields: NewDeployment): Promise<Deployment> {
   const { deployment, superseded } = await transaction(knex, async (trx) => {
+    if (fields.limits) {
+      // One deploy decision per team at a time: the 50th build of the month is the last, even
+      // when two requests race for it (the check before resolving the commit was only a first look).
+      await trx('teams').where({ id: app.teamId }).forUpdate().first('id');
+      await assertCanDeploy(trx, { id: app.teamId }, { ...fields.limits, appId: app.id });
+    }
     // One writer per app at a time: numbers and superseding stay consistent.
     await trx('apps').where({ id: app.id }).forUpdate().first('id');
     const number = await nextNumber(trx, app.id);
@@ -137,7 +145,7 @@ export async function createDeployment(knex: Knex, config: Config, queues: Queue
   }
   const snapshot = await takeSnapshot(knex, app);
   const deployment = await insertDeployment(knex, queues, app, actor, {
-    ref, commitSha: sha, commitMessage: request.commitMessage ?? null, trigger: request.trigger, configSnapshot: snapshot,
+    ref, commitSha: sha, commitMessage: request.commitMessage ?? null, trigger: request.trigger, configSnapshot: snapshot, limits: { build: true },
   });
   await startNextQueued(knex, queues, app.id);
   return deployment;
@@ -169,6 +177,7 @@ export async function rollbackTo(knex: Knex, queues: QueueContext, actor: Actor,
     rollbackOf: target.id,
     image: target.image,
     plan: target.plan,
+    limits: { build: false },
   });
   if (app.autoDeploy) {
     await App.query(knex).patch({ autoDeploy: false }).where({ id: app.id });
