@@ -215,6 +215,42 @@ describe('dashboard (unit)', () => {
     });
   });
 
+  describe('DeploymentFeed with history pages', () => {
+    it('loads the log in pages first, then streams from after its last line, each line once', async () => {
+      const asked: number[] = [];
+      const line = (seq: number) => ({ seq, stage: 'build', stream: 'stdout', line: `l${seq}`, at: '2026-11-27T00:00:00Z' });
+      const pages: Record<number, { items: ReturnType<typeof line>[]; next: number | null }> = {
+        0: { items: [line(1), line(2)], next: 2 },
+        2: { items: [line(4)], next: null },
+      };
+      const urls: string[] = [];
+      let emit: ((type: string, id: number, data: unknown) => void) | undefined;
+      const feed = new DeploymentFeed(
+        'd1',
+        (url) => {
+          urls.push(url);
+          const listeners = new Map<string, (ev: MessageEvent) => void>();
+          emit = (type, id, data) => listeners.get(type)?.({ lastEventId: String(id), data: JSON.stringify(data) } as MessageEvent);
+          return { readyState: 1, onerror: null, addEventListener: (t: string, l: (ev: MessageEvent) => void) => listeners.set(t, l), close() {} };
+        },
+        () => {},
+        (fn) => fn(),
+        async (after) => {
+          asked.push(after);
+          return pages[after];
+        },
+      );
+      feed.start();
+      await new Promise((r) => setTimeout(r, 20));
+      assert.deepEqual(asked, [0, 2]);
+      assert.deepEqual(urls, ['/api/deployments/d1/events?lastEventId=4']);
+      emit!('log', 4, { stage: 'build', stream: 'stdout', line: 'l4 again', at: '' });
+      emit!('log', 5, { stage: 'deploy', stream: 'system', line: 'l5', at: '' });
+      assert.deepEqual(feed.lines.map((l) => l.line), ['l1', 'l2', 'l4', 'l5']);
+      feed.close();
+    });
+  });
+
   describe('helpers', () => {
     it('parses pasted .env files and computes what saving changes', () => {
       const text = '# comment\nexport A=1\nB="two words # not a comment"\nC=\'single $x\'\nD="multi\nline"\nE=plain # trailing comment\nbad line\n9X=1\nF="never closed';
