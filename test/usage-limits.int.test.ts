@@ -160,6 +160,11 @@ describe('plan limits', () => {
     assert.deepEqual([set.status, set.body], [200, { capCents: 400 }]);
     refused(await mia.post('/api/apps/web/deploy', {}), 402, 'spend_cap',
       `Your team's overage this month ($5.00) reached the $4.00 spend cap an owner set, so new deploys are refused (running apps keep running); an owner can raise or remove the cap in Usage & billing, or wait until ${resetDay()}, when the quota resets.`);
+    // A rollback is still allowed at the cap: it builds nothing and runs no more machines.
+    const [live] = (await db()('deployments')
+      .insert({ appId: w.app.id, number: 1, status: 'live', trigger: 'manual', configSnapshot: JSON.stringify({ slug: 'web', settings: {}, env: {} }), image: 'rhone-local/web:one' })
+      .returning('id')) as { id: string }[];
+    assert.equal((await mia.post(`/api/deployments/${live.id}/rollback`, {})).status, 202);
     // Setting a cap already passed alerts the owners at once: 75, 90 and 100%.
     const keys = ((await db()('notifications').where({ teamId: w.team.id }).orderBy('id')) as { dedupeKey: string }[]).map((n) => n.dedupeKey);
     const month = periodContaining(new Date()).key;

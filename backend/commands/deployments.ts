@@ -166,8 +166,9 @@ export async function rollbackTo(knex: Knex, queues: QueueContext, actor: Actor,
   if (!target.image || !['live', 'replaced'].includes(target.status)) {
     throw new ConflictError('not_rollbackable', `Deployment #${target.number} never went live with a built image, so there is nothing to roll back to; pick a deployment that was live.`);
   }
-  // A rollback builds nothing, so the build quota does not apply; machine-hour quotas and the spend cap do.
-  await assertCanDeploy(knex, { id: app.teamId }, { build: false, appId: app.id });
+  // No plan limit, spend cap or unpaid invoice refuses a rollback: it builds nothing and replaces
+  // the serving machines one for one, and it is how a team gets out of a broken release (no
+  // surprise outage is Rhone's rule; running apps keep running whatever is owed).
   const deployment = await insertDeployment(knex, queues, app, actor, {
     ref: target.ref,
     commitSha: target.commitSha,
@@ -177,7 +178,6 @@ export async function rollbackTo(knex: Knex, queues: QueueContext, actor: Actor,
     rollbackOf: target.id,
     image: target.image,
     plan: target.plan,
-    limits: { build: false },
   });
   if (app.autoDeploy) {
     await App.query(knex).patch({ autoDeploy: false }).where({ id: app.id });
