@@ -15,6 +15,11 @@ import { useStripeWorld } from './support/stripe-world.ts';
 
 const run = promisify(execFile);
 
+/** The fake Stripe's price ids for these lookup keys. */
+function lookup(world: { fake: { prices: Map<string, Record<string, unknown>> } }, keys: string[]): string[] {
+  return keys.map((k) => [...world.fake.prices.values()].find((p) => p.lookup_key === k && p.active !== false)!.id as string);
+}
+
 async function acme() {
   const team = await makeTeam(await makeUser('olive'), 'acme');
   await addMember(team, await makeUser('mia'), 'member');
@@ -145,15 +150,38 @@ describe('billing with Stripe', () => {
     assert.equal((world.fake.customers.get(customer!)!.metadata as Record<string, string>).rhone_team_id, team.id);
     assert.equal(world.fake.portalSessions[0].return_url, `${world.config.publicUrl}/teams/acme/billing`);
 
-    // Subscribed: plan changes go through the portal; the direct change is for local mode only.
+    // Without a subscription, a plan change goes through Checkout.
+    const early = await olive.put('/api/teams/acme/billing/plan', { plan: 'pro' });
+    assert.deepEqual([early.status, early.body.error], [409, 'no_subscription']);
+
+    // Subscribed: a second Checkout is refused; plan changes swap the subscription's items.
+    const starterPrices = lookup(world, ['rhone_starter_base', 'rhone_starter_machine_seconds', 'rhone_starter_bandwidth', 'rhone_starter_builds']);
+    world.fake.putSubscription('sub_1', customer!, starterPrices);
     await Team.query(db()).patch({ plan: 'starter', stripeSubscriptionId: 'sub_1', subscriptionStatus: 'active' }).where({ id: team.id });
     await invalidate([tag.team(team.id)]);
     const twice = await olive.post('/api/teams/acme/billing/checkout', { plan: 'pro' });
     assert.deepEqual([twice.status, twice.body.error], [409, 'subscription_exists']);
-    const direct = await olive.put('/api/teams/acme/billing/plan', { plan: 'pro' });
-    assert.deepEqual([direct.status, direct.body.error], [409, 'stripe_configured']);
     const shown = await olive.get('/api/teams/acme/billing');
-    assert.deepEqual([shown.body.plan, shown.body.stripeConfigured, shown.body.changePlanVia, shown.body.subscriptionStatus], ['starter', true, 'portal', 'active']);
+    assert.deepEqual([shown.body.plan, shown.body.stripeConfigured, shown.body.changePlanVia, shown.body.subscriptionStatus], ['starter', true, 'subscription', 'active']);
     assert.equal(JSON.stringify(shown.body).includes(world.fake.apiKey), false);
+
+    assert.equal((await mia.put('/api/teams/acme/billing/plan', { plan: 'pro' })).status, 403);
+    const up = await olive.put('/api/teams/acme/billing/plan', { plan: 'pro' });
+    assert.equal(up.status, 200, JSON.stringify(up.body));
+    assert.equal(up.body.plan, 'pro');
+    assert.match(up.body.message, /now on Pro/);
+    const sub = world.fake.subscriptions.get('sub_1') as { items: { data: { price: { lookup_key: string } }[] }; last_proration_behavior: string };
+    assert.deepEqual(sub.items.data.map((i) => i.price.lookup_key).sort(), ['rhone_pro_bandwidth', 'rhone_pro_base', 'rhone_pro_machine_seconds']);
+    assert.equal(sub.last_proration_behavior, 'create_prorations');
+    assert.equal((await Team.query(db()).findById(team.id))!.plan, 'pro');
+
+    // Back to Free: the subscription ends with the period; the plan stays until Stripe says so.
+    const down = await olive.put('/api/teams/acme/billing/plan', { plan: 'free' });
+    assert.equal(down.status, 200);
+    assert.equal(down.body.plan, 'pro');
+    assert.match(down.body.message, /ends at the end of this billing period/);
+    assert.equal((world.fake.subscriptions.get('sub_1') as { cancel_at_period_end: boolean }).cancel_at_period_end, true);
+    const audit = await AuditEvent.query(db()).where({ teamId: team.id }).whereIn('action', ['billing.plan_changed', 'billing.plan_change_requested']).orderBy('id');
+    assert.deepEqual(audit.map((a) => [a.action, (a.data as { to: string }).to]), [['billing.plan_changed', 'pro'], ['billing.plan_change_requested', 'free']]);
   });
 });

@@ -8,6 +8,7 @@ import { dnsRecords } from '../domains/certificate.ts';
 import { displayHostname } from '../domains/hostname.ts';
 import { PLAN_DEFINITIONS, SELF_SERVE_PLANS } from '../billing/plans.ts';
 import { pastDueState } from '../billing/past-due.ts';
+import { subscribed } from '../commands/billing.ts';
 
 const iso = (d: Date | string | null | undefined) => (d ? new Date(d).toISOString() : null);
 
@@ -146,11 +147,13 @@ export function presentBranch(b: { name: string; commit: { sha: string }; protec
   return { name: b.name, commitSha: b.commit.sha, protected: Boolean(b.protected), default: b.name === defaultBranch };
 }
 
-/** GET /api/teams/:team/billing. `changePlanVia` says what the Billing page offers an owner. */
+/**
+ * GET /api/teams/:team/billing. `changePlanVia` says how an owner changes plan: `local` (at once,
+ * no Stripe), `checkout` (no subscription yet), `subscription` (PUT .../billing/plan swaps it).
+ */
 export function presentBilling(t: Team, stripeConfigured: boolean) {
   const def = PLAN_DEFINITIONS[t.plan];
   const pastDue = pastDueState(t);
-  const subscribed = Boolean(t.stripeSubscriptionId) && t.subscriptionStatus !== 'canceled';
   return {
     plan: t.plan,
     planName: def.name,
@@ -160,7 +163,7 @@ export function presentBilling(t: Team, stripeConfigured: boolean) {
     subscriptionStatus: t.subscriptionStatus,
     pastDue: pastDue ? { since: iso(pastDue.since), deploysRefusedFrom: iso(pastDue.deploysRefusedFrom), refusingDeploys: pastDue.refusingDeploys } : null,
     stripeConfigured,
-    changePlanVia: !stripeConfigured ? 'local' : subscribed ? 'portal' : 'checkout',
+    changePlanVia: !stripeConfigured ? 'local' : subscribed(t) ? 'subscription' : 'checkout',
     plans: SELF_SERVE_PLANS.map((p) => ({ plan: p, name: PLAN_DEFINITIONS[p].name, priceCents: PLAN_DEFINITIONS[p].priceCents, included: PLAN_DEFINITIONS[p].included })),
   };
 }

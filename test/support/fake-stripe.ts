@@ -118,6 +118,28 @@ export class FakeStripe {
     return sub;
   }
 
+  /** What Rhone changes on a subscription: its items (swapped, prorated) and cancel_at_period_end. */
+  private updateSubscription(id: string, body: Obj): Obj {
+    const sub = this.get(this.subscriptions, id, 'subscription') as Obj & { items: { data: Obj[] } };
+    if (body.cancel_at_period_end !== undefined) sub.cancel_at_period_end = body.cancel_at_period_end === 'true';
+    if (body.proration_behavior !== undefined) sub.last_proration_behavior = body.proration_behavior;
+    const changes = (body.items ?? []) as Obj[];
+    for (const change of changes) {
+      if (change.deleted === 'true') {
+        if (!sub.items.data.some((i) => i.id === change.id)) throw new StripeFail(400, 'invalid_request_error', `No such subscription item: '${String(change.id)}'`);
+        sub.items.data = sub.items.data.filter((i) => i.id !== change.id);
+      } else if (change.price) {
+        const price = this.prices.get(String(change.price));
+        if (!price) throw new StripeFail(400, 'invalid_request_error', `No such price: '${String(change.price)}'`);
+        if ((price.recurring as Obj | undefined)?.usage_type === 'metered' && change.quantity !== undefined) {
+          throw new StripeFail(400, 'invalid_request_error', 'Quantity should not be specified where usage_type is `metered`.');
+        }
+        sub.items.data.push({ id: this.id('si'), object: 'subscription_item', price });
+      }
+    }
+    return sub;
+  }
+
   private id(prefix: string): string {
     this.seq += 1;
     return `${prefix}_fake${String(this.seq).padStart(6, '0')}`;
@@ -190,6 +212,7 @@ export class FakeStripe {
       return session;
     }
     if ((m = match('GET', /^\/v1\/subscriptions\/([^/]+)$/))) return this.get(this.subscriptions, m[1], 'subscription');
+    if ((m = match('POST', /^\/v1\/subscriptions\/([^/]+)$/))) return this.updateSubscription(m[1], body);
     throw new StripeFail(404, 'invalid_request_error', `Unrecognized request URL (${method}: ${path}).`);
   }
 

@@ -3,12 +3,13 @@
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import { teamAccess } from '../../commands/access.ts';
-import { changePlanLocally, openPortal, startCheckout } from '../../commands/billing.ts';
+import { changePlanLocally, changeSubscriptionPlan, openPortal, startCheckout } from '../../commands/billing.ts';
 import { stripeClient } from '../../billing/stripe.ts';
 import { authorize } from '../../policies/index.ts';
 import { auth, requireActor } from '../../middleware/auth.ts';
 import { inputOf, validate } from '../../middleware/validate.ts';
 import { presentBilling } from '../../presenters/index.ts';
+import { Team } from '../../models/index.ts';
 import type { Deps } from '../deps.ts';
 import * as schema from './schema.ts';
 
@@ -40,7 +41,14 @@ export function billingRoutes({ config, knex }: Deps): Router {
     const actor = requireActor(ctx);
     const { team, role } = await teamAccess(actor, params.team);
     authorize(role, 'billing:manage');
-    ctx.body = presentBilling(await changePlanLocally(knex, config, actor, team, body.plan), stripeConfigured);
+    if (!stripeConfigured) {
+      ctx.body = presentBilling(await changePlanLocally(knex, config, actor, team, body.plan), stripeConfigured);
+      return;
+    }
+    // The cached team may predate a webhook that changed its subscription.
+    const fresh = await Team.query(knex).findById(team.id).throwIfNotFound();
+    const { team: after, message } = await changeSubscriptionPlan(knex, config, actor, fresh, body.plan);
+    ctx.body = { ...presentBilling(after, stripeConfigured), message };
   });
 
   return router;

@@ -15,7 +15,7 @@ export interface Billing {
   subscriptionStatus: string | null;
   pastDue: { since: string; deploysRefusedFrom: string; refusingDeploys: boolean } | null;
   stripeConfigured: boolean;
-  changePlanVia: 'checkout' | 'portal' | 'local';
+  changePlanVia: 'checkout' | 'subscription' | 'local';
   plans: { plan: string; name: string; priceCents: number | null; included: Record<MeterName, number | null> }[];
 }
 
@@ -79,20 +79,25 @@ export const useBilling = defineStore('billing', () => {
     const n = notifications.value[team];
     if (n) notifications.value[team] = { items: n.items.map((i) => ({ ...i, read: true })), unread: 0 };
   }
-  /** Local mode: the plan changes at once. With Stripe: a Checkout or portal page to go to. */
-  async function changePlan(team: string, plan: string): Promise<{ redirect?: string }> {
+  /**
+   * Local mode, or a team already subscribed: the plan changes here (a subscription is swapped by
+   * Stripe, prorated; back to Free at the period's end). Otherwise: a Checkout page to go to.
+   */
+  async function changePlan(team: string, plan: string): Promise<{ redirect?: string; message?: string }> {
     const b = billing.value[team] ?? (await loadBilling(team));
-    if (b.changePlanVia === 'local') {
-      billing.value[team] = await api.put<Billing>(`${base(team)}/billing/plan`, { plan });
-      return {};
-    }
-    if (b.changePlanVia === 'checkout' && plan !== 'free') return { redirect: (await api.post<{ url: string }>(`${base(team)}/billing/checkout`, { plan })).url };
-    return { redirect: (await api.post<{ url: string }>(`${base(team)}/billing/portal`)).url };
+    if (b.changePlanVia === 'checkout') return { redirect: (await api.post<{ url: string }>(`${base(team)}/billing/checkout`, { plan })).url };
+    const { message, ...next } = await api.put<Billing & { message?: string }>(`${base(team)}/billing/plan`, { plan });
+    billing.value[team] = next;
+    return { message };
+  }
+  /** Stripe's customer portal: payment method and invoices. */
+  async function openPortal(team: string): Promise<string> {
+    return (await api.post<{ url: string }>(`${base(team)}/billing/portal`)).url;
   }
   async function setSpendCap(team: string, capCents: number | null) {
     await api.put(`${base(team)}/billing/spend-cap`, { capCents });
     await loadUsage(team);
   }
 
-  return { billing, usage, notifications, loadBilling, loadUsage, loadNotifications, markAllRead, changePlan, setSpendCap };
+  return { billing, usage, notifications, loadBilling, loadUsage, loadNotifications, markAllRead, changePlan, openPortal, setSpendCap };
 });
