@@ -22,7 +22,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { benchEnvironment } from './env.ts';
+import { benchEnvironment, stopChild } from './env.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const num = (name: string, fallback: number) => {
@@ -83,15 +83,6 @@ async function startChild(script: string, nodeArgs: string[] = []): Promise<{ ch
     });
   });
   return { child, url: `http://127.0.0.1:${port}` };
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const force = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(force);
 }
 
 // ---- database and fixtures ----

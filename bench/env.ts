@@ -1,6 +1,7 @@
 // Every benchmark runs Rhone in local mode on a database, Redis database and data directory of
 // its own. Call this before any backend module is imported (the configuration is parsed on first
 // use); child processes inherit it. BENCH_DATABASE_URL, BENCH_REDIS_URL and BENCH_LOG_LEVEL win.
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,4 +19,14 @@ export function benchEnvironment(name: string, redisDb: number): string {
     PORT: '0',
   });
   return dataDir;
+}
+
+/** SIGTERM, then SIGKILL after 10 s; resolves once the child has exited. */
+export async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const force = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(force);
 }

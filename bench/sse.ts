@@ -27,7 +27,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClientsJob, ClientsResult } from './sse-clients.ts';
-import { benchEnvironment } from './env.ts';
+import { benchEnvironment, stopChild } from './env.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const num = (name: string, fallback: number) => {
@@ -84,15 +84,6 @@ function nextMessage<T>(child: ChildProcess, key: string, timeoutMs: number): Pr
     child.on('message', onMessage);
     child.once('exit', (code) => reject(new Error(`a child exited (${code}) before sending "${key}"`)));
   });
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const force = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(force);
 }
 
 // ---- fixtures ----

@@ -184,11 +184,15 @@ describe('dashboard (unit)', () => {
     it('shows each line once, in order, resumes after the last id when the stream gives up, and stops at end', async () => {
       const sources: FakeSource[] = [];
       const statuses: string[] = [];
-      const feed = new DeploymentFeed('dep-1', (url) => {
-        const s = new FakeSource(url);
-        sources.push(s);
-        return s;
-      }, (e) => statuses.push(e.status), (fn) => fn());
+      const feed = new DeploymentFeed('dep-1', {
+        open: (url) => {
+          const s = new FakeSource(url);
+          sources.push(s);
+          return s;
+        },
+        onStatus: (e) => statuses.push(e.status),
+        schedule: (fn) => fn(),
+      });
       feed.start();
       assert.equal(sources[0].url, '/api/deployments/dep-1/events');
       const log = (seq: number, line: string) => sources.at(-1)!.emit('log', seq, { stage: 'build', stream: 'stdout', line, at: '2026-11-27T00:00:00Z' });
@@ -225,21 +229,19 @@ describe('dashboard (unit)', () => {
       };
       const urls: string[] = [];
       let emit: ((type: string, id: number, data: unknown) => void) | undefined;
-      const feed = new DeploymentFeed(
-        'd1',
-        (url) => {
+      const feed = new DeploymentFeed('d1', {
+        open: (url) => {
           urls.push(url);
           const listeners = new Map<string, (ev: MessageEvent) => void>();
           emit = (type, id, data) => listeners.get(type)?.({ lastEventId: String(id), data: JSON.stringify(data) } as MessageEvent);
           return { readyState: 1, onerror: null, addEventListener: (t: string, l: (ev: MessageEvent) => void) => listeners.set(t, l), close() {} };
         },
-        () => {},
-        (fn) => fn(),
-        async (after) => {
+        schedule: (fn) => fn(),
+        history: async (after) => {
           asked.push(after);
           return pages[after];
         },
-      );
+      });
       feed.start();
       await new Promise((r) => setTimeout(r, 20));
       assert.deepEqual(asked, [0, 2]);

@@ -100,3 +100,16 @@ export const api = {
 };
 
 export const enc = encodeURIComponent;
+
+/** Every item of a paged list (`limit` per request, following `next`). */
+export async function allPages<T>(path: string, limit = 100): Promise<T[]> {
+  const all: T[] = [];
+  const join = path.includes('?') ? '&' : '?';
+  let cursor: string | number | null = null;
+  do {
+    const page: Page<T> = await api.get<Page<T>>(`${path}${join}limit=${limit}${cursor ? `&cursor=${enc(String(cursor))}` : ''}`);
+    all.push(...page.items);
+    cursor = page.next;
+  } while (cursor);
+  return all;
+}

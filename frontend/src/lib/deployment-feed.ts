@@ -42,19 +42,32 @@ export class DeploymentFeed {
   private flushScheduled = false;
   private closed = false;
 
+  private readonly open: EventSourceFactory;
+  private readonly onStatus: (e: StatusEvent) => void;
+  private readonly schedule: (fn: () => void) => void;
+  private readonly history?: HistoryLoader;
+
   constructor(
     private readonly deploymentId: string,
-    private readonly open: EventSourceFactory = (url) => new EventSource(url, { withCredentials: true }),
-    private readonly onStatus: (e: StatusEvent) => void = () => {},
+    options: {
+      open?: EventSourceFactory;
+      onStatus?: (e: StatusEvent) => void;
+      /** When to redraw after lines came; tests redraw at once. */
+      schedule?: (fn: () => void) => void;
+      /**
+       * The lines so far, in pages of a thousand, before the stream opens after the last of them:
+       * a long log arrives several times faster as JSON pages than as one event per line.
+       */
+      history?: HistoryLoader;
+    } = {},
+  ) {
+    this.open = options.open ?? ((url) => new EventSource(url, { withCredentials: true }));
+    this.onStatus = options.onStatus ?? (() => {});
     // At most ten redraws a second: a replay of 100,000 lines arrives in a few seconds, and each
     // redraw recomputes the viewer's rows; live lines still show within 100 ms.
-    private readonly schedule: (fn: () => void) => void = (fn) => setTimeout(fn, 100),
-    /**
-     * The lines so far, in pages of a thousand, before the stream opens after the last of them: a
-     * long log arrives several times faster as JSON pages than as one event per line.
-     */
-    private readonly history?: HistoryLoader,
-  ) {}
+    this.schedule = options.schedule ?? ((fn) => setTimeout(fn, 100));
+    this.history = options.history;
+  }
 
   url(): string {
     const q = this.lastId > 0 ? `?lastEventId=${this.lastId}` : '';

@@ -1,7 +1,7 @@
 // The current team's apps with their newest and serving deployments, and each app's detail.
 import { defineStore } from 'pinia';
 import { ref } from 'vue';
-import { api, enc, type Page } from '../lib/api.ts';
+import { allPages, api, enc, type Page } from '../lib/api.ts';
 import type { App, Instance, LatestDeployments } from '../lib/types.ts';
 
 export type AppInput = Partial<Omit<App, 'id' | 'team' | 'url' | 'sourceProblem' | 'createdAt' | 'updatedAt'>>;
@@ -14,13 +14,7 @@ export const useApps = defineStore('apps', () => {
   const instances = ref<Record<string, Instance[]>>({});
 
   async function loadTeam(team: string): Promise<App[]> {
-    const all: App[] = [];
-    let cursor: string | number | null = null;
-    do {
-      const page: Page<App> = await api.get<Page<App>>(`/api/teams/${enc(team)}/apps?limit=100${cursor ? `&cursor=${enc(String(cursor))}` : ''}`);
-      all.push(...page.items);
-      cursor = page.next;
-    } while (cursor);
+    const all = await allPages<App>(`/api/teams/${enc(team)}/apps`);
     lists.value[team] = all;
     for (const a of all) bySlug.value[a.slug] = a;
     return all;
