@@ -22,6 +22,20 @@ const TYPES: Record<string, string> = {
 const ASSET = /^\/assets\/[A-Za-z0-9._-]+$/;
 const NOT_SPA = ['/api/', '/auth/', '/webhooks/'];
 
+/**
+ * An asset's size and its gzip copy's, looked up once: asset names carry a hash of their content,
+ * so a name never changes content. A name not (yet) built is looked up again next time.
+ */
+const known = new Map<string, { plain: number; gzip: number | null }>();
+function assetSizes(file: string): { plain: number; gzip: number | null } | null {
+  let sizes = known.get(file);
+  if (sizes) return sizes;
+  if (!existsSync(file) || !statSync(file).isFile()) return null;
+  sizes = { plain: statSync(file).size, gzip: existsSync(`${file}.gz`) ? statSync(`${file}.gz`).size : null };
+  known.set(file, sizes);
+  return sizes;
+}
+
 export function spa(dir = path.join(frontendDir, 'dist')) {
   const index = path.join(dir, 'index.html');
   const placeholder = path.join(frontendDir, 'placeholder.html');
@@ -34,7 +48,8 @@ export function spa(dir = path.join(frontendDir, 'dist')) {
 
     if (ctx.path.startsWith('/assets/')) {
       const file = ASSET.test(ctx.path) ? path.join(dir, ctx.path) : null;
-      if (!file || !existsSync(file) || !statSync(file).isFile()) {
+      const sizes = file ? assetSizes(file) : null;
+      if (!file || !sizes) {
         ctx.status = 404;
         ctx.set('Cache-Control', 'no-store');
         ctx.body = { error: 'not_found', message: `No asset ${ctx.path}: the dashboard was rebuilt since this page loaded. Reload the page.` };
@@ -44,12 +59,12 @@ export function spa(dir = path.join(frontendDir, 'dist')) {
       ctx.set('Cache-Control', 'public, max-age=31536000, immutable');
       ctx.vary('Accept-Encoding');
       // The build writes a gzip copy of every asset beside it (frontend/vite.config.ts).
-      if (ctx.acceptsEncodings('gzip', 'identity') === 'gzip' && existsSync(`${file}.gz`)) {
+      if (ctx.acceptsEncodings('gzip', 'identity') === 'gzip' && sizes.gzip !== null) {
         ctx.set('Content-Encoding', 'gzip');
-        ctx.length = statSync(`${file}.gz`).size;
+        ctx.length = sizes.gzip;
         ctx.body = createReadStream(`${file}.gz`);
       } else {
-        ctx.length = statSync(file).size;
+        ctx.length = sizes.plain;
         ctx.body = createReadStream(file);
       }
       return;
