@@ -4,11 +4,12 @@ import type { Knex } from 'knex';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
-import { SessionSealer } from './lib/session.ts';
+import { SessionSealer, sessionCookieNames } from './lib/session.ts';
 import { errorHandler } from './middleware/errors.ts';
 import { requestLog } from './middleware/request-log.ts';
 import { jsonBody } from './middleware/body.ts';
 import { authenticate } from './middleware/auth.ts';
+import { localHostGuard, originGuard } from './middleware/host-origin.ts';
 import { DEFAULT_RATE_LIMITS, rateLimits, type RateLimits } from './middleware/rate-limit.ts';
 import type { Deps } from './routes/deps.ts';
 import { healthRoutes } from './routes/health/index.ts';
@@ -26,6 +27,7 @@ import { deploymentRoutes } from './routes/deployments/index.ts';
 import { githubRoutes } from './routes/github/index.ts';
 import { githubInstallRoutes } from './routes/github/install.ts';
 import { webhookRoutes } from './routes/webhooks/index.ts';
+import { WebhookGate } from './routes/webhooks/intake.ts';
 import { billingRoutes } from './routes/billing/index.ts';
 import { usageRoutes } from './routes/usage/index.ts';
 import { notificationRoutes } from './routes/notifications/index.ts';
@@ -48,7 +50,7 @@ export function createApp({ config, knex, redis, log, rateLimits: limitsConfig =
   // cookies can be set, and take the client address from the one hop we trust: the rightmost
   // X-Forwarded-For entry, which the proxy appended. Entries to its left are whatever the client sent.
   const app = new Koa({ proxy: !config.isLocal || config.secureCookies, maxIpsCount: 1 });
-  const sealer = new SessionSealer(config.sessionSecret);
+  const sealer = new SessionSealer(config.sessionSecret, sessionCookieNames(config.secureCookies));
   const limits = rateLimits(redis, limitsConfig);
   // This instance's read caches and their invalidation subscriber; closeApp() closes it.
   const caches = new CacheNode(redis);
@@ -56,11 +58,17 @@ export function createApp({ config, knex, redis, log, rateLimits: limitsConfig =
   const deps: Deps = { config, knex, redis, sealer, limits, caches, queues: queues ?? { connection: { url: config.redisUrl, maxRetriesPerRequest: null } } };
 
   app.use(requestLog(log));
-  app.use(errorHandler());
+  app.use(errorHandler(config.databaseUrl));
+  // DNS rebinding (middleware/host-origin.ts): local mode answers only to its own names, health checks included.
+  if (config.isLocal) app.use(localHostGuard(config));
   // Webhooks read their raw body themselves (signatures cover the exact bytes): before jsonBody.
-  const webhooks = webhookRoutes(deps);
+  const gate = new WebhookGate(config.webhooks);
+  gatesOf.set(app, gate);
+  const webhooks = webhookRoutes(deps, gate);
   app.use(webhooks.routes());
   app.use(webhooks.allowedMethods());
+  // After the webhooks: they are server-to-server and signed, not writes from a page.
+  app.use(originGuard(config));
   app.use(jsonBody());
 
   const api = new Router({ prefix: '/api' });
@@ -84,6 +92,12 @@ export function createApp({ config, knex, redis, log, rateLimits: limitsConfig =
 
 const routersOf = new WeakMap<Koa, Router[]>();
 const cachesOf = new WeakMap<Koa, CacheNode>();
+const gatesOf = new WeakMap<Koa, WebhookGate>();
+
+/** The app's count of webhook bodies being read (tests hold requests open and look). */
+export function appWebhookGate(app: Koa): WebhookGate | undefined {
+  return gatesOf.get(app);
+}
 
 /** The app's read caches (tests look inside). */
 export function appCaches(app: Koa): CacheNode | undefined {

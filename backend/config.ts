@@ -7,6 +7,9 @@ import { z } from 'zod';
 
 const emptyToUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
 const optionalString = z.preprocess(emptyToUndefined, z.string().optional());
+const GIB = 1024 ** 3;
+const positiveInt = (fallback: number) =>
+  z.preprocess(emptyToUndefined, z.coerce.number().int().positive().max(Number.MAX_SAFE_INTEGER).default(fallback));
 const port = (fallback: number) =>
   z.preprocess(emptyToUndefined, z.coerce.number().int().min(0).max(65535).default(fallback));
 
@@ -51,6 +54,16 @@ const schema = z.object({
   STRIPE_SECRET_KEY: optionalString,
   STRIPE_WEBHOOK_SECRET: optionalString,
   STRIPE_API_URL: z.preprocess(emptyToUndefined, z.url().default('https://api.stripe.com')),
+  // Unauthenticated webhook bodies (GitHub, Stripe) being read at once, per api process.
+  WEBHOOK_MAX_IN_FLIGHT: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).max(1000).default(8)),
+  WEBHOOK_MAX_IN_FLIGHT_PER_ADDRESS: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).max(1000).default(2)),
+  WEBHOOK_RATE_LIMIT_PER_MINUTE: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).max(1_000_000).default(600)),
+  // Size caps (backend/source/limits.ts): far above any real app, there to stop a repository or
+  // an archive that unpacks to far more than it stores. Bytes and counts, plain integers.
+  RHONE_MAX_SOURCE_BYTES: positiveInt(2 * GIB),
+  RHONE_MAX_SOURCE_FILES: positiveInt(200_000),
+  RHONE_MAX_ARTIFACT_BYTES: positiveInt(4 * GIB),
+  RHONE_MAX_ARTIFACT_FILES: positiveInt(1_000_000),
 });
 
 /** Settings production cannot run without; local mode replaces each with a working local part. */
@@ -107,12 +120,26 @@ export interface Config {
     apiUrl: string;
   };
   stripe: { secretKey?: string; webhookSecret?: string; apiUrl: string };
+  /**
+   * POST /webhooks/*: bodies read at once per api process (maxInFlight, and per source address), and
+   * requests per source address per minute (shared by every api process, in Redis).
+   */
+  webhooks: { maxInFlight: number; maxInFlightPerAddress: number; perMinutePerAddress: number };
   /** The BuildKit builder (builder-image/) production builds run on, and its mutual-TLS material. */
   builder: { addr?: string; tls?: { caCert: string; cert: string; key: string } };
   /** The S3-compatible artifact store; without it, the directory under dataDir (one machine only). */
   artifacts: { s3?: S3Settings };
+  /** Caps on a deployment's checkout and on each artifact and unpacking (backend/source/limits.ts). */
+  sizeLimits: SizeLimits;
   /** Names of settings local mode made up because they were not given. */
   generatedSecrets: string[];
+}
+
+export interface SizeLimits {
+  sourceBytes: number;
+  sourceFiles: number;
+  artifactBytes: number;
+  artifactFiles: number;
 }
 
 export interface S3Settings {
@@ -249,6 +276,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       apiUrl: e.GITHUB_API_URL,
     },
     stripe: { secretKey: e.STRIPE_SECRET_KEY, webhookSecret: e.STRIPE_WEBHOOK_SECRET, apiUrl: e.STRIPE_API_URL },
+    webhooks: { maxInFlight: e.WEBHOOK_MAX_IN_FLIGHT, maxInFlightPerAddress: e.WEBHOOK_MAX_IN_FLIGHT_PER_ADDRESS, perMinutePerAddress: e.WEBHOOK_RATE_LIMIT_PER_MINUTE },
     builder: {
       addr: e.RHONE_BUILDER_ADDR,
       tls: e.RHONE_BUILDER_TLS_CA && e.RHONE_BUILDER_TLS_CERT && e.RHONE_BUILDER_TLS_KEY
@@ -266,6 +294,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
             secretAccessKey: e.AWS_SECRET_ACCESS_KEY ?? '',
           }
         : undefined,
+    },
+    sizeLimits: {
+      sourceBytes: e.RHONE_MAX_SOURCE_BYTES,
+      sourceFiles: e.RHONE_MAX_SOURCE_FILES,
+      artifactBytes: e.RHONE_MAX_ARTIFACT_BYTES,
+      artifactFiles: e.RHONE_MAX_ARTIFACT_FILES,
     },
     generatedSecrets,
   };

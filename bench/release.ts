@@ -23,7 +23,7 @@ const hello = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../exa
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'rhone-bench-release-'));
 const local = await startLocalRuntime({ dataDir, machinesPort: 0, routerPort: 0 });
-const client = new FlyClient({ baseUrl: local.machinesUrl, token: 'bench' });
+const client = new FlyClient({ baseUrl: local.machinesUrl, token: local.token });
 for (const tag of ['a', 'b']) await importImage(dataDir, 'bench', tag, hello, { cmd: [process.execPath, 'server.js'] });
 
 function input(n: number): ReleaseInput {
@@ -32,6 +32,7 @@ function input(n: number): ReleaseInput {
     flyApp: flyAppNameForSlug('bench'),
     appId: 'bench-app',
     deploymentId: `bench-${n}`,
+    releaseVersion: n,
     image: `rhone-local/bench:${tag}`,
     settings: { region: 'local', machineSize: 'shared-cpu-1x', internalPort: 8080, healthCheckPath: '/health', instanceCount: 1 },
     secrets: { SECRET_TOKEN: 'not-logged' },

@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { Config } from '../backend/config.ts';
 import { LocalArtifactStore, type ArtifactStore } from '../backend/source/artifacts.ts';
 import { S3ArtifactStore } from '../backend/source/s3-artifacts.ts';
+import { artifactLimits } from '../backend/source/limits.ts';
 
 export const sourceKey = (deploymentId: string) => `deployments/${deploymentId}/source`;
 
@@ -16,7 +17,8 @@ const stores = new WeakMap<Config, ArtifactStore>();
 export function artifactStore(config: Config): ArtifactStore {
   let store = stores.get(config);
   if (!store) {
-    store = config.artifacts.s3 ? new S3ArtifactStore(config.artifacts.s3) : new LocalArtifactStore(path.join(config.dataDir, 'artifacts'));
+    const limits = artifactLimits(config.sizeLimits);
+    store = config.artifacts.s3 ? new S3ArtifactStore(config.artifacts.s3, { limits }) : new LocalArtifactStore(path.join(config.dataDir, 'artifacts'), limits);
     stores.set(config, store);
   }
   return store;

@@ -1,6 +1,7 @@
 // Repeatable work, registered with BullMQ job schedulers. Upserting is idempotent, so every
 // scheduler process (and every restart) may run it.
-import { queue, type QueueContext, type QueueKey } from './queues.ts';
+import type { Logger } from 'pino';
+import { queue, QUEUES, type QueueContext, type QueueKey } from './queues.ts';
 
 export const SCHEDULES: { id: string; queue: QueueKey; every?: number; pattern?: string }[] = [
   // 03:17 UTC: away from the hour, when everyone else's cron runs.
@@ -23,4 +24,26 @@ export async function registerSchedules(ctx: QueueContext): Promise<string[]> {
     });
   }
   return SCHEDULES.map((s) => s.id);
+}
+
+export const REAPER_TICK_MS = 30_000;
+
+/**
+ * Every worker process also adds a reaper run every 30 s, under one job id per 30 s window, so that
+ * however many workers there are, one run per window happens. The job scheduler alone is not
+ * enough: when Redis loses its keys, the scheduler is gone until a scheduler process registers it
+ * again (up to 5 minutes), and with it the only thing that would find the lost stage jobs.
+ * Returns a function that stops the ticks.
+ */
+export function startReaperTicks(ctx: QueueContext, log: Logger, everyMs = REAPER_TICK_MS, now: () => number = Date.now): () => void {
+  const tick = () => {
+    const jobId = `tick-${Math.floor(now() / everyMs)}`;
+    queue(ctx, 'reaper')
+      .add(QUEUES.reaper.name, {}, { ...QUEUES.reaper.options, jobId })
+      .catch((err: unknown) => log.warn({ err }, 'could not add a reaper run; the next tick tries again'));
+  };
+  tick();
+  const timer = setInterval(tick, everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
 }

@@ -9,6 +9,8 @@ import type { Logger } from 'pino';
 import type { Config } from '../backend/config.ts';
 import { App, Deployment, TERMINAL_STATUSES } from '../backend/models/index.ts';
 import { appendEvents, createLogSink } from '../backend/deployments/events.ts';
+import { capText, createRedactor, REASON_MAX, safeText, type Redactor } from '../backend/deployments/redact.ts';
+import { retryWhileDatabaseDown } from '../backend/lib/db-errors.ts';
 import { reportCommitStatus } from '../backend/deployments/commit-status.ts';
 import type { ConfigSnapshot } from '../backend/deployments/snapshot.ts';
 import { STAGE_STATUS, stageJobId, startNextQueued, type Stage } from '../backend/commands/deployments.ts';
@@ -30,7 +32,7 @@ export interface StageContext {
   signal: AbortSignal;
   /** A line in the deployment's log. */
   log(line: string, stream?: 'stdout' | 'stderr' | 'system'): void;
-  /** Values to redact from every log line from here on (the deploy stage adds the env values). */
+  /** Values to redact from every text of the stage from here on: log lines, the reason, the job failure (build and deploy add the env values first thing). */
   redact(values: string[]): void;
   deps: PipelineDeps;
 }
@@ -49,6 +51,8 @@ export class UserFacingError extends Error {}
 
 function isPermanent(err: unknown): boolean {
   if (err instanceof UserFacingError) return true;
+  // An error that says so itself (backend/source/limits.ts TooLargeError): the input must change.
+  if ((err as { permanent?: unknown })?.permanent === true) return true;
   if (err instanceof AppError && err.status < 500) return true;
   const name = (err as Error)?.name ?? '';
   // A source that is unreachable or timed out may answer next time; a missing branch will not.
@@ -63,7 +67,9 @@ async function addStatus(knex: Knex | Knex.Transaction, id: string, status: stri
 }
 
 /** Ends a deployment (failed or canceled) unless it already ended; then lets the app's next one start. */
-export async function finish(deps: PipelineDeps, id: string, status: 'failed' | 'canceled', reason: string): Promise<void> {
+export async function finish(deps: PipelineDeps, id: string, status: 'failed' | 'canceled', text: string): Promise<void> {
+  // Callers pass safeText (or a fixed sentence); the cap holds whatever they pass.
+  const reason = capText(text, REASON_MAX);
   const ended = await deps.knex.transaction(async (trx) => {
     const d = await Deployment.query(trx).findById(id).forUpdate();
     if (!d || isTerminal(d.status)) return null;
@@ -120,7 +126,7 @@ export function stageProcessor(def: StageDefinition, deps: PipelineDeps) {
   const queue = QUEUES[def.stage];
   return async (job: Job, token?: string) => {
     const { deploymentId } = queue.payload.parse(job.data) as { deploymentId: string };
-    const entered = await enter(deps, def, deploymentId, String(job.id));
+    const entered = await untilDatabaseAnswers(deps, () => enter(deps, def, deploymentId, String(job.id)));
     if (entered === null) return { skipped: true };
     if (entered === 'wait') {
       await job.moveToDelayed(Date.now() + 3000, token);
@@ -132,8 +138,18 @@ export function stageProcessor(def: StageDefinition, deps: PipelineDeps) {
       await finish(deps, deploymentId, 'failed', 'The app was deleted while this deployment ran.');
       return { skipped: true };
     }
+    // Every text this stage lets out (log lines, the reason, the status event, the job's failure
+    // in Redis, the worker's log) goes through this one redactor, fed the env values by the
+    // stages that open them (build and deploy) before they run anything.
     const secrets: string[] = [];
-    const sink = createLogSink({ knex: deps.knex, deploymentId, stage: def.stage, secrets });
+    const redact = createRedactor(secrets);
+    const sink = createLogSink({
+      knex: deps.knex,
+      deploymentId,
+      stage: def.stage,
+      secrets,
+      onTrouble: ({ error, retryInMs, lost }) => deps.log.warn({ deploymentId, err: { message: safeText(redact, errorMessage(error), 500) }, retryInMs, lost }, 'could not write the deployment log'),
+    });
     const controller = new AbortController();
     const deadline = setTimeout(() => controller.abort(new UserFacingError(`The ${def.stage} stage took longer than ${Math.round(queue.timeoutMs / 60000)} min and was stopped.`)), queue.timeoutMs);
     const stopWatching = watchCancel(deploymentId, () => controller.abort(new CancelRequested()));
@@ -159,45 +175,74 @@ export function stageProcessor(def: StageDefinition, deps: PipelineDeps) {
       redact: (values) => secrets.push(...values.filter((v) => v.length >= 4)),
       deps,
     };
+    let patch: Partial<Deployment>;
     try {
       if (controller.signal.aborted) throw controller.signal.reason;
-      const patch = (await def.run(ctx)) ?? {};
-      const timings = { ...deployment.stageTimings, [def.stage]: { ...deployment.stageTimings[def.stage], startedAt: deployment.stageTimings[def.stage]?.startedAt ?? new Date().toISOString(), finishedAt: new Date().toISOString() } };
-      await sink.close();
-      if (def.next) {
-        await Deployment.query(deps.knex).patch({ ...patch, stageTimings: timings }).where({ id: deploymentId });
-        await enqueue(deps.queues, def.next, { deploymentId }, stageJobId(def.next, deploymentId, deployment.recoveries));
-      } else {
-        await goLive(deps, deployment, { ...patch, stageTimings: timings });
-        await startNextQueued(deps.knex, deps.queues, deployment.appId);
-      }
-      return { ok: true };
+      patch = (await def.run(ctx)) ?? {};
     } catch (err) {
       const reason = controller.signal.aborted ? controller.signal.reason : err;
       if (reason instanceof CancelRequested) {
         ctx.log('Canceled: stopped what this stage was doing; the previous release keeps serving.');
-        await sink.close().catch(() => undefined);
-        await finish(deps, deploymentId, 'canceled', await cancelReason(deps, deploymentId));
+        await sink.close();
+        await untilDatabaseAnswers(deps, async () => finish(deps, deploymentId, 'canceled', await cancelReason(deps, deploymentId)));
         return { canceled: true };
       }
-      const message = (reason as Error)?.message ?? String(reason);
+      const message = safeText(redact, errorMessage(reason), REASON_MAX);
       const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       if (isPermanent(reason) || lastAttempt) {
         ctx.log(`Failed: ${message}`, 'stderr');
-        await sink.close().catch(() => undefined);
-        const why = isPermanent(reason) ? message : `The ${def.stage} stage failed ${job.attemptsMade + 1} times; the last error was: ${message}`;
-        await finish(deps, deploymentId, 'failed', why);
+        await sink.close();
+        const why = safeText(redact, isPermanent(reason) ? message : `The ${def.stage} stage failed ${job.attemptsMade + 1} times; the last error was: ${message}`, REASON_MAX);
+        await untilDatabaseAnswers(deps, () => finish(deps, deploymentId, 'failed', why));
         throw new UnrecoverableError(why);
       }
       ctx.log(`Attempt ${job.attemptsMade + 1} of the ${def.stage} stage failed (${message}); trying again.`, 'stderr');
-      await sink.close().catch(() => undefined);
-      throw err;
+      await sink.close();
+      // BullMQ keeps the thrown error's message and stack in Redis (failedReason, stacktrace) and
+      // the worker logs it: hand it the redacted message, not the original error.
+      throw new StageAttemptError(reason, message, redact);
     } finally {
       clearTimeout(deadline);
       clearInterval(heartbeat);
       stopWatching();
     }
+    // The stage's work is done. From here a database blip must not make it run again (a finished
+    // build built twice, its log twice): settling waits for the database instead of failing.
+    const timings = { ...deployment.stageTimings, [def.stage]: { ...deployment.stageTimings[def.stage], startedAt: deployment.stageTimings[def.stage]?.startedAt ?? new Date().toISOString(), finishedAt: new Date().toISOString() } };
+    await sink.close();
+    if (def.next) {
+      const next = def.next;
+      await untilDatabaseAnswers(deps, async () => Deployment.query(deps.knex).patch({ ...patch, stageTimings: timings }).where({ id: deploymentId }));
+      await enqueue(deps.queues, next, { deploymentId }, stageJobId(next, deploymentId, deployment.recoveries));
+    } else {
+      await untilDatabaseAnswers(deps, () => goLive(deps, deployment, { ...patch, stageTimings: timings }));
+      await untilDatabaseAnswers(deps, () => startNextQueued(deps.knex, deps.queues, deployment.appId));
+    }
+    return { ok: true };
   };
+}
+
+function untilDatabaseAnswers<T>(deps: PipelineDeps, fn: () => Promise<T>): Promise<T> {
+  return retryWhileDatabaseDown(fn, { onRetry: (err, inMs) => deps.log.warn({ err: { message: errorMessage(err) }, retryInMs: inMs }, 'the database is unreachable; trying again') });
+}
+
+function errorMessage(err: unknown): string {
+  try {
+    return err instanceof Error ? err.message : String(err);
+  } catch {
+    return 'an error that could not be described';
+  }
+}
+
+/** A failed attempt as BullMQ stores it: the original error's kind and frames, its message redacted. */
+export class StageAttemptError extends Error {
+  constructor(original: unknown, safeMessage: string, redact: Redactor) {
+    super(safeMessage);
+    const name = original instanceof Error && /^\w{1,60}$/.test(original.name) ? original.name : 'Error';
+    this.name = name;
+    const frames = original instanceof Error && typeof original.stack === 'string' ? original.stack.split('\n').filter((l) => /^\s+at /.test(l)) : [];
+    this.stack = [`${name}: ${safeMessage}`, ...frames.slice(0, 20).map((l) => safeText(redact, l, 300))].join('\n');
+  }
 }
 
 export class CancelRequested extends Error {

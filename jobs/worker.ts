@@ -8,8 +8,9 @@ import { closeRedis } from '../backend/redis.ts';
 import { logger } from '../backend/lib/logger.ts';
 import { closeQueues, QUEUES, type QueueKey } from './queues.ts';
 import { PROCESSORS } from './processors/index.ts';
-import { registerSchedules } from './schedules.ts';
+import { registerSchedules, startReaperTicks } from './schedules.ts';
 import { closeCancelWatch } from './cancel.ts';
+import { removeOrphanWorkDirs } from './work-dirs.ts';
 
 export interface WorkerOptions {
   connection: ConnectionOptions;
@@ -23,7 +24,14 @@ export interface WorkerOptions {
   lockMs?: number;
 }
 
-export function startWorkers({ connection, prefix, knex, log, config = getConfig(), only, lockMs = 30_000 }: WorkerOptions): Worker[] {
+/**
+ * 15 s locks, renewed by BullMQ every 7.5 s, and a stalled check every 5 s: a killed worker's job
+ * is back in its queue within about 20 s (BullMQ marks a job stalled once its lock lapsed at a
+ * check), and a busy worker has two renewals' slack before a false stall.
+ */
+export const LOCK_MS = 15_000;
+
+export function startWorkers({ connection, prefix, knex, log, config = getConfig(), only, lockMs = LOCK_MS }: WorkerOptions): Worker[] {
   const workers: Worker[] = [];
   const deps = { knex, log, config, queues: { connection, prefix } };
   for (const [key, make] of Object.entries(PROCESSORS) as [QueueKey, NonNullable<(typeof PROCESSORS)[QueueKey]>][]) {
@@ -36,7 +44,7 @@ export function startWorkers({ connection, prefix, knex, log, config = getConfig
       // A killed worker's job goes back to the queue after its lock lapses; a job that keeps
       // killing workers ends failed, and the reaper decides what that means for its deployment.
       lockDuration: lockMs,
-      stalledInterval: lockMs,
+      stalledInterval: Math.max(250, Math.round(lockMs / 3)),
       maxStalledCount: 2,
     });
     worker.on('failed', (job, err) => log.warn({ queue: def.name, jobId: job?.id, attempt: job?.attemptsMade, err: { message: err.message } }, 'job failed'));
@@ -52,6 +60,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const connection = { url: config.redisUrl, maxRetriesPerRequest: null };
   // --lock-ms=N: tests that kill workers shorten the time before their jobs are taken over.
   const lockArg = process.argv.find((a) => a.startsWith('--lock-ms='));
+  const orphans = await removeOrphanWorkDirs(config.dataDir).catch((err: unknown) => {
+    log.warn({ err }, 'could not remove the scratch directories of stopped workers');
+    return [];
+  });
+  if (orphans.length) log.info({ removed: orphans }, 'removed the scratch directories of stopped workers');
   const workers = startWorkers({ connection, knex: db(), log, config, lockMs: lockArg ? Number(lockArg.split('=')[1]) : undefined });
   // In production the worker process group also keeps the schedules registered, again every few
   // minutes so a flushed Redis gets them back (as the scheduler process does locally).
@@ -61,10 +74,12 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     await register();
     scheduleTimer = setInterval(() => void register(), 5 * 60_000);
   }
+  const stopReaperTicks = startReaperTicks({ connection }, log);
   log.info({ queues: workers.map((w) => w.name) }, 'worker started');
   const stop = async () => {
     log.info('shutting down worker');
     clearInterval(scheduleTimer);
+    stopReaperTicks();
     await Promise.allSettled(workers.map((w) => w.close()));
     await Promise.allSettled([closeQueues(), closeDb(), closeCancelWatch(), closeRedis()]);
     process.exit(0);

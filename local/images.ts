@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { cp, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { assertTreeWithin, STORE_HINT, type TreeLimits } from '../backend/source/limits.ts';
 
 export const IMAGE_PREFIX = 'rhone-local/';
 export const IMAGE_MANIFEST = 'rhone-image.json';
@@ -13,6 +14,13 @@ export interface ImageManifest {
   cmd: string[];
   env?: Record<string, string>;
   createdAt: string;
+}
+
+export interface StoreOptions {
+  cmd: string[];
+  env?: Record<string, string>;
+  /** Caps on what the image may hold (RHONE_MAX_ARTIFACT_*); checked before it replaces anything. */
+  limits?: TreeLimits;
 }
 
 export interface LocalImage {
@@ -76,10 +84,11 @@ export async function importImage(
   name: string,
   tag: string,
   sourceDir: string,
-  options: { cmd: string[]; env?: Record<string, string> },
+  options: StoreOptions,
 ): Promise<LocalImage> {
   const ref = imageRef(name, tag);
   const dir = imageDir(dataDir, ref);
+  await assertTreeWithin(sourceDir, options.limits, `the image ${ref}`, STORE_HINT);
   const staging = `${dir}.tmp-${randomBytes(4).toString('hex')}`;
   await mkdir(path.dirname(dir), { recursive: true });
   try {
@@ -103,12 +112,14 @@ export async function storeImage(
   name: string,
   tag: string,
   fromDir: string,
-  options: { cmd: string[]; env?: Record<string, string> },
+  options: StoreOptions,
 ): Promise<LocalImage> {
   const ref = imageRef(name, tag);
   const dir = imageDir(dataDir, ref);
   await mkdir(path.dirname(dir), { recursive: true });
   const manifest = await writeImageManifest(fromDir, options);
+  // Measured as it would be stored, manifest included; the image it would replace is untouched.
+  await assertTreeWithin(fromDir, options.limits, `the image ${ref}`, STORE_HINT);
   try {
     await swapIn(fromDir, dir);
   } catch (err) {

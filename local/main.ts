@@ -17,6 +17,7 @@ import { Runtime } from './runtime.ts';
 import { Store } from './store.ts';
 import { Supervisor } from './supervisor.ts';
 import type { HostResolver } from './certificates.ts';
+import { MachinesTokenError, machinesToken, machinesTokenPath } from './token.ts';
 
 export interface LocalRuntimeOptions {
   dataDir: string;
@@ -34,6 +35,9 @@ export interface LocalRuntimeOptions {
 export interface LocalRuntime {
   machinesUrl: string;
   routerUrl: string;
+  /** What the Machines API wants as "Authorization: Bearer <token>"; kept in tokenFile (mode 0600). */
+  token: string;
+  tokenFile: string;
   /** The shared state, for in-process callers (tests, the bandwidth meter). */
   runtime: Runtime;
   /**
@@ -66,6 +70,10 @@ export async function startLocalRuntime(options: LocalRuntimeOptions): Promise<L
   const host = options.host ?? '127.0.0.1';
   const log = options.log ?? silentLogger;
   const dataDir = path.resolve(options.dataDir);
+  // First, before anything is opened: an unsafe token file stops the start. Only the API needs the
+  // token; the router stays token-free, as it is how apps are reached.
+  const tokenFile = machinesTokenPath(dataDir);
+  const token = machinesToken(dataDir);
   const store = new Store(dataDir);
   const supervisor = new Supervisor(dataDir, store, log);
   const runtime = new Runtime(dataDir, store, supervisor, log, options.appsDomain ?? 'localhost', options.resolveHost);
@@ -75,7 +83,7 @@ export async function startLocalRuntime(options: LocalRuntimeOptions): Promise<L
   registerMachines(routes, runtime);
   registerMachineExtras(routes, runtime);
   registerAppResources(routes, runtime);
-  const api = createApiServer(routes, log);
+  const api = createApiServer(routes, log, { token, tokenFile });
   let routerPort = options.routerPort;
   const router = new Router(runtime, () => routerPort);
   const proxy = createRouterServer(router);
@@ -96,6 +104,8 @@ export async function startLocalRuntime(options: LocalRuntimeOptions): Promise<L
   return {
     machinesUrl: `http://${urlHost}:${machinesPort}`,
     routerUrl: `http://${urlHost}:${routerPort}`,
+    token,
+    tokenFile,
     runtime,
     close(closeOptions = {}) {
       closing ??= (async () => {
@@ -122,6 +132,10 @@ async function main(): Promise<void> {
     appsDomain: config.appsDomain,
     log,
   }).catch((err: NodeJS.ErrnoException & { port?: number }) => {
+    if (err instanceof MachinesTokenError) {
+      console.error(err.message);
+      process.exit(1);
+    }
     if (err.code !== 'EADDRINUSE') throw err;
     // The default router port, 8080, is often taken: say which setting moves it.
     const setting = err.port === config.routerPort ? 'RHONE_ROUTER_PORT' : 'RHONE_MACHINES_PORT';

@@ -1,7 +1,7 @@
 // Operating-system helpers for machine processes: free ports, spawning in a process group of
 // its own, signalling that group, and recognising a pid we started before a crash.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 
@@ -77,6 +77,19 @@ export function signalGroup(pid: number, signal: NodeJS.Signals): boolean {
   }
 }
 
+/**
+ * Signals a machine's main process alone. Safe from pid reuse while the process is running or its
+ * group lives on: Linux does not hand out a pid that is still some process group's id.
+ */
+export function signalProcess(pid: number, signal: NodeJS.Signals): boolean {
+  try {
+    process.kill(pid, signal);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -93,6 +106,46 @@ export function groupExists(pgid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/**
+ * Every process of session `sid`, read from /proc (Linux). A machine's process leads a session of
+ * its own (spawned detached, which calls setsid), and whatever it starts stays in that session even
+ * in a process group of its own (Rhone's start wrapper puts the app in one): the session is the
+ * machine, as the VM is on Fly. Empty where /proc is absent.
+ */
+export function sessionMembers(sid: number): number[] {
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return [];
+  }
+  const members: number[] = [];
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      // After the command name: state, ppid, pgrp, session.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[3]) === sid) members.push(Number(entry));
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return members;
+}
+
+/** Whether anything of the machine whose main process was `pid` still runs. */
+export function machineAlive(pid: number): boolean {
+  return groupExists(pid) || sessionMembers(pid).length > 0;
+}
+
+/** SIGKILLs everything the machine whose main process was `pid` runs: its group and its whole session. */
+export function killMachine(pid: number): boolean {
+  let any = signalGroup(pid, 'SIGKILL');
+  for (const member of sessionMembers(pid)) any = signalProcess(member, 'SIGKILL') || any;
+  return any;
 }
 
 /** The process's start time in clock ticks since boot (Linux); undefined where /proc is absent. */

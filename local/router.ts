@@ -5,7 +5,7 @@
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { flyAppNameForSlug } from '../backend/providers/fly/names.ts';
+import { isFlyAppNameOfSlug } from '../backend/providers/fly/names.ts';
 import { badGatewayPage, noHealthyMachinePage, notDeployedPage, rawResponse, type RouterPage } from './router-pages.ts';
 import type { Runtime } from './runtime.ts';
 import type { MachineRecord } from './store.ts';
@@ -38,8 +38,11 @@ export class Router {
     if (!host.endsWith(suffix)) return undefined;
     const label = host.slice(0, -suffix.length);
     if (!label || label.includes('.')) return undefined;
-    const name = flyAppNameForSlug(label);
-    return this.rt.store.state.apps[name] ? name : undefined;
+    // `{slug}.localhost` stands in for `{slug}.rhone.app`: the app Rhone named for that slug
+    // (providers/fly/names.ts). While a deleted app's teardown runs, its successor may exist too;
+    // the newest one is the live app.
+    const named = Object.values(this.rt.store.state.apps).filter((a) => isFlyAppNameOfSlug(a.name, label));
+    return named.sort((a, b) => b.createdAt - a.createdAt)[0]?.name;
   }
 
   /** The next healthy machine of the app in turn, skipping those already tried. */
@@ -167,6 +170,15 @@ export class Router {
         upstream.on('error', () => socket.destroy());
         upstream.on('close', () => socket.destroy());
         socket.on('close', () => upstream.destroy());
+        // Either side finishing ends the connection both ways, once what is in flight is written:
+        // half-open pairs (FIN-WAIT-2 on one side, CLOSE-WAIT on the other) would otherwise live
+        // until the app's idle timeout, and count twice in a drain. Fly's proxy closes both too.
+        const closeBoth = () => {
+          (socket as net.Socket).destroySoon();
+          upstream.destroySoon();
+        };
+        socket.once('end', closeBoth);
+        upstream.once('end', closeBoth);
       });
       upstream.on('error', (err) => retry(err.message));
       upstream.on('close', () => retry('the machine closed the connection before answering'));

@@ -12,7 +12,7 @@ import { durationOr } from './durations.ts';
 import { ulid } from './ids.ts';
 import { planLaunch } from './launch.ts';
 import type { LocalLogger } from './log.ts';
-import { processStartTime, signalGroup, spawnMachineProcess } from './processes.ts';
+import { isAlive, killMachine, machineAlive, processStartTime, signalProcess, spawnMachineProcess } from './processes.ts';
 import { EVENTS_KEPT, type MachineRecord, type Store } from './store.ts';
 
 const DEFAULT_STOP_TIMEOUT_MS = 5_000;
@@ -21,6 +21,10 @@ const IMMEDIATE_EXIT_MS = 1_000;
 /** A process that stayed up this long has its restart count forgiven. */
 const STABLE_MS = 10_000;
 const DEFAULT_MAX_RETRIES = 10;
+/** How often a stopping machine's process group is looked at once its main process has exited. */
+const GROUP_POLL_MS = 50;
+/** How often an adopted process (not our child, so no exit event) is looked at. */
+const ADOPTED_POLL_MS = 250;
 
 type Intent = 'stop' | 'restart' | 'replace' | 'destroy' | 'shutdown';
 
@@ -30,13 +34,18 @@ interface ExitInfo {
 }
 
 interface Running {
-  child: ChildProcess;
+  /** Absent for a process adopted from a runtime that died (not our child: watched by polling). */
+  child?: ChildProcess;
   pid: number;
   startedAt: number;
   intent?: Intent;
   exited: Promise<ExitInfo>;
   checks: CheckRunner;
   killTimer?: NodeJS.Timeout;
+  /** When the stop timeout's SIGKILL is due (set by a requested stop). */
+  killAt?: number;
+  /** For an adopted process: the timer that notices it has gone. */
+  watch?: NodeJS.Timeout;
 }
 
 export function stopSignalOf(m: MachineRecord, override?: string): NodeJS.Signals {
@@ -197,10 +206,46 @@ export class Supervisor {
     for (const run of this.running.values()) {
       run.checks.stop();
       if (run.killTimer) clearTimeout(run.killTimer);
-      run.child.removeAllListeners('exit');
-      run.child.unref();
+      if (run.watch) clearInterval(run.watch);
+      run.child?.removeAllListeners('exit');
+      run.child?.unref();
     }
     this.running.clear();
+  }
+
+  /**
+   * Takes over a machine's process that a runtime which died left running (checked by the caller:
+   * same pid and start time), so the app keeps its in-memory sessions across a runtime restart.
+   * It is not our child, so its end is noticed by polling, and its exit code is unknown.
+   */
+  adopt(m: MachineRecord): void {
+    const pid = m.pid;
+    if (pid === undefined || this.running.has(m.id)) return;
+    let onExit!: (info: ExitInfo) => void;
+    const exited = new Promise<ExitInfo>((resolve) => (onExit = resolve));
+    const checks = this.checkRunner(m);
+    const run: Running = { pid, startedAt: Date.now(), exited, checks };
+    const pidStart = m.pidStart;
+    run.watch = setInterval(() => {
+      if (isAlive(pid) && (!pidStart || processStartTime(pid) === pidStart)) return;
+      clearInterval(run.watch);
+      void this.groupGone(run).then(() => {
+        const info = { code: null, signal: null };
+        onExit(info);
+        this.exited(m, run, info);
+      });
+    }, ADOPTED_POLL_MS);
+    this.running.set(m.id, run);
+    this.writeLog(m, `the local runtime restarted and took over the running process ${pid}`);
+    checks.start();
+    if (m.state === 'starting' || m.state === 'replacing') this.transition(m, 'started', 'start', 'flyd');
+    else this.touch(m);
+  }
+
+  private checkRunner(m: MachineRecord): CheckRunner {
+    return new CheckRunner(checkSpecs(m.config), (internal) => (internal !== undefined ? m.hostPorts[internal] : undefined) ?? m.primaryPort, () =>
+      this.changes.emit(m.id),
+    );
   }
 
   // ---- the work ------------------------------------------------------------------------------
@@ -226,8 +271,14 @@ export class Supervisor {
     if (!run) return undefined;
     run.intent = intent;
     this.writeLog(m, `stopping with ${signal} (SIGKILL after ${timeoutMs} ms)`);
-    signalGroup(run.pid, signal);
-    if (signal !== 'SIGKILL') run.killTimer = setTimeout(() => signalGroup(run.pid, 'SIGKILL'), timeoutMs);
+    // As Fly's init does, the stop signal goes to the main process only (superfly/init-snapshot
+    // src/bin/init/main.rs: kill() with the child's positive pid); passing it on is the image's
+    // job, which Rhone's images do (backend/builder/start-command.ts). SIGKILL ends the whole
+    // group, as a VM's end does.
+    if (signal === 'SIGKILL') killMachine(run.pid);
+    else signalProcess(run.pid, signal);
+    run.killAt = Date.now() + (signal === 'SIGKILL' ? 0 : timeoutMs);
+    if (signal !== 'SIGKILL') run.killTimer = setTimeout(() => killMachine(run.pid), timeoutMs);
     return run.exited;
   }
 
@@ -255,22 +306,22 @@ export class Supervisor {
     const { child, pid } = spawned;
     if (this.closing) {
       // The runtime began closing while this process started: it must not outlive the runtime.
-      signalGroup(pid, 'SIGKILL');
+      killMachine(pid);
       return;
     }
     let onExit!: (info: ExitInfo) => void;
     const exited = new Promise<ExitInfo>((resolve) => (onExit = resolve));
-    const checks = new CheckRunner(checkSpecs(m.config), (internal) => (internal !== undefined ? hostPorts[internal] : undefined) ?? primaryPort, () =>
-      this.changes.emit(m.id),
-    );
+    m.hostPorts = hostPorts;
+    m.primaryPort = primaryPort;
+    const checks = this.checkRunner(m);
     const run: Running = { child, pid, startedAt: Date.now(), exited, checks };
     this.running.set(m.id, run);
     child.once('exit', (code, signal) => {
-      onExit({ code, signal });
-      this.exited(m, run, { code, signal });
+      void this.groupGone(run).then(() => {
+        onExit({ code, signal });
+        this.exited(m, run, { code, signal });
+      });
     });
-    m.hostPorts = hostPorts;
-    m.primaryPort = primaryPort;
     m.pid = pid;
     m.pidStart = processStartTime(pid);
     checks.start();
@@ -278,12 +329,28 @@ export class Supervisor {
     else this.touch(m);
   }
 
+  /**
+   * After a requested stop, the main process exiting is not the end of the drain: a shell that
+   * dies of the signal at once (`sh -c "npm run start"`) leaves the app it started, which got the
+   * same signal through the group, still closing its connections. Wait for the whole group to be
+   * gone, or for the stop timeout (whose SIGKILL then ends it). A crash (no intent) ends at once,
+   * as a VM does when its main process dies.
+   */
+  private async groupGone(run: Running): Promise<void> {
+    if (!run.intent) return;
+    // The SIGKILL at the stop timeout ends the group; the margin only guards against a process the
+    // kernel cannot kill (uninterruptible sleep), which must not hold the machine in stopping.
+    const giveUpAt = (run.killAt ?? Date.now()) + 2_000;
+    while (machineAlive(run.pid) && Date.now() < giveUpAt) await new Promise((resolve) => setTimeout(resolve, GROUP_POLL_MS));
+  }
+
   private exited(m: MachineRecord, run: Running, exit: ExitInfo): void {
     if (run.killTimer) clearTimeout(run.killTimer);
+    if (run.watch) clearInterval(run.watch);
     run.checks.stop();
     this.running.delete(m.id);
     // The main process is gone: as when a VM stops, nothing it started may outlive it.
-    signalGroup(run.pid, 'SIGKILL');
+    killMachine(run.pid);
     m.pid = undefined;
     m.pidStart = undefined;
     this.writeLog(m, `process exited (${exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`})`);

@@ -8,7 +8,7 @@ import { getConfig, type Config } from '../backend/config.ts';
 import { db } from '../backend/db.ts';
 import { Deployment, Team } from '../backend/models/index.ts';
 import { FlyClient } from '../backend/providers/fly/client.ts';
-import { flyAppNameForSlug } from '../backend/providers/fly/names.ts';
+import { flyNetworkForApp } from '../backend/providers/fly/names.ts';
 import { machineConfig } from '../backend/releases/machine-config.ts';
 import { sweepTeardowns, tearDown } from '../jobs/processors/app-teardown.ts';
 import { queue, type QueueContext } from '../jobs/queues.ts';
@@ -25,16 +25,17 @@ describe('deleting an app tears down its Fly app', function () {
   let queues: QueueContext;
 
   beforeEach(async () => {
-    config = { ...getConfig(), machinesPort: Number(new URL(rt.local.machinesUrl).port) };
+    config = { ...getConfig(), dataDir: rt.dataDir, machinesPort: Number(new URL(rt.local.machinesUrl).port) };
     queues = { connection: { url: config.redisUrl, maxRetriesPerRequest: null }, prefix: `test-${randomUUID()}` };
     server = await startTestServer({ config, queues });
   });
   afterEach(() => server.close());
 
-  async function runningApp(slug: string) {
-    const fly = new FlyClient({ baseUrl: rt.local.machinesUrl, token: 'local-runtime' });
-    const flyApp = flyAppNameForSlug(slug);
-    await fly.createApp({ name: flyApp, org_slug: 'personal', idempotency_key: randomUUID() });
+  /** A Fly app as the build stage makes it: under the stored name, in the app's own network (its mark). */
+  async function runningApp(app: { id: string; flyAppName: string }, network = flyNetworkForApp(app.id)) {
+    const fly = new FlyClient({ baseUrl: rt.local.machinesUrl, token: rt.local.token });
+    const flyApp = app.flyAppName;
+    await fly.createApp({ name: flyApp, org_slug: 'personal', network, idempotency_key: randomUUID() });
     const m = await fly.createMachine(flyApp, {
       region: 'local',
       config: machineConfig({
@@ -50,8 +51,8 @@ describe('deleting an app tears down its Fly app', function () {
   it('deletes the app, then its job removes the Fly app and its machines; running it again is harmless', async () => {
     const ada = await makeUser('ada');
     const team = await Team.query(db()).findOne({ slug: 'ada' }).throwIfNotFound();
-    await makeApp(ada, team, 'shop');
-    const { fly, flyApp } = await runningApp('shop');
+    const app = await makeApp(ada, team, 'shop');
+    const { fly, flyApp } = await runningApp(app);
 
     const client = await signedIn(server.url, 'ada');
     assert.equal((await client.delete('/api/apps/shop')).status, 204);
@@ -64,6 +65,24 @@ describe('deleting an app tears down its Fly app', function () {
     assert.equal(await fly.getApp(flyApp), null);
     assert.ok((await db()('appTeardowns').where({ id: row.id }).first()).doneAt);
     assert.equal(await tearDown(db(), config, row.id), 'already-done');
+  });
+
+  it('does not delete a Fly app whose mark names another Rhone app (a newer app under that name)', async () => {
+    const ada = await makeUser('ada');
+    const team = await Team.query(db()).findOne({ slug: 'ada' }).throwIfNotFound();
+    const app = await makeApp(ada, team, 'shop');
+    // The Fly app under this name is in another Rhone app's network: it is that app's, not this one's.
+    const other = randomUUID();
+    const { fly, flyApp } = await runningApp(app, flyNetworkForApp(other));
+    const client = await signedIn(server.url, 'ada');
+    assert.equal((await client.delete('/api/apps/shop')).status, 204);
+    const [row] = await db()('appTeardowns').select('*');
+    assert.equal(row.appId, app.id);
+    assert.equal(await tearDown(db(), config, row.id), 'refused');
+    assert.ok(await fly.getApp(flyApp), 'the other app\'s Fly app is still there');
+    const after = await db()('appTeardowns').where({ id: row.id }).first();
+    assert.ok(after.doneAt, 'nothing is left to do for this app');
+    assert.match(after.lastError, new RegExp(`^Did not delete the Fly app ${flyApp}: it is not this app's`));
   });
 
   it('refuses to delete an app while a deployment is in flight, and changes nothing', async () => {

@@ -14,6 +14,7 @@ import { Header } from 'tar';
 import { ArtifactNotFoundError, InvalidArtifactKeyError, LocalArtifactStore, type ArtifactStore } from '../backend/source/artifacts.ts';
 import { S3ArtifactStore } from '../backend/source/s3-artifacts.ts';
 import { UnsafeArchiveError } from '../backend/source/tar-tree.ts';
+import { TooLargeError, type TreeLimits } from '../backend/source/limits.ts';
 import { getConfig } from '../backend/config.ts';
 import { artifactStore } from '../jobs/artifacts.ts';
 import { FakeS3 } from './support/fake-s3.ts';
@@ -263,6 +264,39 @@ for (const kind of KINDS) {
   });
 }
 
+describe('artifact store limits', function () {
+  this.timeout(30_000);
+  let tmp: string;
+  beforeEach(() => { tmp = mkdtempSync(path.join(os.tmpdir(), 'rhone-artifact-limits-')); });
+  afterEach(() => rmSync(tmp, { recursive: true, force: true }));
+
+  it('refuses to store a tree with more entries or bytes than the limits, in both stores', async () => {
+    const fake = await FakeS3.start();
+    const stores: [string, ArtifactStore][] = [
+      ['local', new LocalArtifactStore(path.join(tmp, 'store'), LIMITS)],
+      ['s3', new S3ArtifactStore(fake.settings(), { limits: LIMITS })],
+    ];
+    try {
+      const many = makeVersion(path.join(tmp, 'many'), 'v1', 6);
+      const big = path.join(tmp, 'big');
+      mkdirSync(big);
+      writeFileSync(path.join(big, 'zeros'), Buffer.alloc(2 * 1024 * 1024));
+      for (const [name, store] of stores) {
+        await assert.rejects(store.putDir('a/many', many), (err: Error) => err instanceof TooLargeError && /RHONE_MAX_ARTIFACT_FILES/.test(err.message), name);
+        await assert.rejects(store.putDir('a/big', big), (err: Error) => err instanceof TooLargeError && /^The files of the artifact a\/big add up to more than 1 MiB/.test(err.message), name);
+        assert.equal(await store.has('a/many'), false, name);
+        assert.equal(await store.has('a/big'), false, name);
+      }
+      assert.equal(Object.keys(fake.ops).filter((op) => op !== 'HeadObject').length, 0, 'nothing was sent to the bucket');
+      const ok = makeVersion(path.join(tmp, 'ok'), 'v1', 2);
+      for (const [name, store] of stores) await store.putDir('a/ok', ok).then(() => undefined, (err: Error) => assert.fail(`${name}: ${err.message}`));
+    } finally {
+      (stores[1][1] as S3ArtifactStore).destroy();
+      await fake.close();
+    }
+  });
+});
+
 describe('artifact store (local only)', () => {
   it('lives under the data directory by default', () => {
     assert.equal(new LocalArtifactStore().root, path.join(getConfig().dataDir, 'artifacts'));
@@ -328,6 +362,42 @@ describe('artifact store (S3 only)', function () {
     assert.deepEqual(readdirSync(path.join(tmp, 'out')), [], 'no partial extraction is left behind');
   });
 
+  it('unpacks files and directories without their setuid, setgid and sticky bits', async () => {
+    fake.put(store.objectKey('modes'), tarGz([
+      { path: 'bin', type: 'Directory', mode: 0o3775 },
+      { path: 'bin/su', body: '#!/bin/sh\n', mode: 0o4755 },
+      { path: 'bin/sg', body: '#!/bin/sh\n', mode: 0o2711 },
+      { path: 'plain', body: 'x', mode: 0o640 },
+    ]));
+    const dest = path.join(tmp, 'out');
+    await store.getDir('modes', dest);
+    const mode = (name: string) => statSync(path.join(dest, name)).mode & 0o7777;
+    assert.equal(mode('bin/su').toString(8), '755');
+    assert.equal(mode('bin/sg').toString(8), '711');
+    assert.equal(mode('bin').toString(8), '775');
+    assert.equal(mode('plain').toString(8), '640');
+  });
+
+  it('refuses an archive with more entries or more bytes than the limits, writing nothing', async () => {
+    const limited = new S3ArtifactStore(fake.settings(), { limits: LIMITS });
+    try {
+      fake.put(store.objectKey('many'), tarGz(Array.from({ length: 6 }, (_, i) => ({ path: `f${i}.txt`, body: 'x' }))));
+      const dest = path.join(tmp, 'out');
+      await assert.rejects(limited.getDir('many', dest), (err: Error) => err instanceof TooLargeError && /more than 5 files and directories, the limit \(RHONE_MAX_ARTIFACT_FILES\)/.test(err.message));
+      assert.equal(existsSync(dest), false);
+      // 2 MiB of two bits of entropy per byte gzips to well under the 1 MiB limit: the bytes are
+      // counted as unpacked, not as stored. (tar itself stops ratios over 1000:1, not this.)
+      const body = Buffer.from(randomBytes(2 * 1024 * 1024).map((b) => 0x41 + (b & 3)));
+      fake.put(store.objectKey('bomb'), tarGz([{ path: 'packed', body }]));
+      assert.ok(fake.body(store.objectKey('bomb'))!.length < 1024 * 1024);
+      await assert.rejects(limited.getDir('bomb', dest), (err: Error) => err instanceof TooLargeError && /^The files of the artifact bomb add up to more than 1 MiB, the limit \(RHONE_MAX_ARTIFACT_BYTES\)/.test(err.message));
+      assert.equal(existsSync(dest), false);
+      assert.deepEqual(readdirSync(tmp), [], 'no staging directory is left');
+    } finally {
+      limited.destroy();
+    }
+  });
+
   it('fails on a damaged archive instead of hanging or leaving half a tree', async () => {
     await store.putDir('a/b', makeVersion(path.join(tmp, 'v1'), 'v1', 20, 16_384, true));
     const whole = fake.body(store.objectKey('a/b'))!;
@@ -354,10 +424,13 @@ describe('artifact store (S3 only)', function () {
 
 interface TarEntry {
   path: string;
-  type?: 'File' | 'SymbolicLink' | 'Link' | 'CharacterDevice';
-  body?: string;
+  type?: 'File' | 'Directory' | 'SymbolicLink' | 'Link' | 'CharacterDevice';
+  body?: string | Buffer;
   linkpath?: string;
+  mode?: number;
 }
+
+const LIMITS: TreeLimits = { maxBytes: 1024 * 1024, maxEntries: 5, settings: { bytes: 'RHONE_MAX_ARTIFACT_BYTES', entries: 'RHONE_MAX_ARTIFACT_FILES' } };
 
 /** A tar.gz built by hand, since tar itself will not write such entries. */
 function tarGz(entries: TarEntry[]): Buffer {
@@ -365,7 +438,7 @@ function tarGz(entries: TarEntry[]): Buffer {
   for (const e of entries) {
     const body = Buffer.from(e.body ?? '');
     const header = Buffer.alloc(512);
-    new Header({ path: e.path, type: e.type ?? 'File', size: body.length, mode: 0o644, mtime: new Date(), linkpath: e.linkpath }).encode(header, 0);
+    new Header({ path: e.path, type: e.type ?? 'File', size: body.length, mode: e.mode ?? 0o644, mtime: new Date(), linkpath: e.linkpath }).encode(header, 0);
     blocks.push(header, body, Buffer.alloc((512 - (body.length % 512)) % 512));
   }
   blocks.push(Buffer.alloc(1024));

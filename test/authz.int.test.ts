@@ -1,6 +1,9 @@
 // The authorization table: every /api route, called as nobody, as a user of another team, as each
-// role of the team, and as an admin holding an API token (no cookies, no CSRF header). Each case
-// starts from a fresh world, and a refused call must leave every table exactly as it was.
+// role of the team, and as an admin holding an API token of each scope (no cookies, no CSRF
+// header). Each case starts from a fresh world, and a refused call must leave every table exactly
+// as it was. A token gets what its holder's role would, if its scope covers the route: read covers
+// GETs, deploy adds deploying, canceling and rolling back, admin everything else; no token may
+// create, list or revoke tokens (only a browser session can).
 import assert from 'node:assert/strict';
 import { db } from '../backend/db.ts';
 import { getConfig } from '../backend/config.ts';
@@ -21,12 +24,16 @@ import { tempDataDir } from './local-helpers.ts';
 type Role = 'owner' | 'admin' | 'member';
 /** The columns of the table: who calls. */
 type Who = 'nobody' | 'other' | Role;
-/** Who calls, and how: a session cookie, or (admin-token) a Bearer API token. */
-type Caller = Who | 'admin-token';
+type Scope = 'read' | 'deploy' | 'admin';
+/** Who calls, and how: a session cookie, or (<scope>-token) a Bearer API token of adam, an admin. */
+type Caller = Who | `${Scope}-token`;
 type Person = Role | 'other';
+const SCOPES: Scope[] = ['read', 'deploy', 'admin'];
+/** The least scope a route needs: GETs read, other methods admin, unless a row says otherwise. */
+type Needs = Scope | 'session';
 
 const LOGIN: Record<Person | 'target', string> = { owner: 'olive', admin: 'adam', member: 'mia', other: 'otto', target: 'tara' };
-const CALLERS: Caller[] = ['nobody', 'other', 'owner', 'admin', 'member', 'admin-token'];
+const CALLERS: Caller[] = ['nobody', 'other', 'owner', 'admin', 'member', 'read-token', 'deploy-token', 'admin-token'];
 
 interface World {
   users: Record<Person | 'target', User>;
@@ -117,6 +124,18 @@ interface Row {
   prepare?(w: World): Promise<void>;
   /** Extra assertions on a 2xx answer. */
   check?(res: Res, w: World, who: Who): void;
+  /** The least token scope the route needs, when not the default for its method; 'session': no token at all. */
+  needs?: Needs;
+}
+
+const scopeRank = (s: Needs) => ({ read: 1, deploy: 2, admin: 3, session: 4 })[s];
+
+/** What a caller gets: a token caller what adam (an admin) gets, when its scope covers the route. */
+function expectedFor(row: Row, caller: Caller): number {
+  if (!caller.endsWith('-token')) return row.expect[caller as Who];
+  const scope = caller.replace('-token', '') as Scope;
+  const needs = row.needs ?? (row.route.startsWith('GET ') ? 'read' : 'admin');
+  return scopeRank(scope) >= scopeRank(needs) ? row.expect.admin : 403;
 }
 
 interface Named {
@@ -161,6 +180,7 @@ const TABLE: Row[] = [
   },
   {
     route: 'GET /api/tokens',
+    needs: 'session',
     call: () => ({ path: '/api/tokens' }),
     expect: { nobody: 401, other: 200, owner: 200, admin: 200, member: 200 },
     check(res, w, who) {
@@ -171,12 +191,14 @@ const TABLE: Row[] = [
   },
   {
     route: 'POST /api/tokens',
+    needs: 'session',
     call: () => ({ path: '/api/tokens', body: { name: 'ci' } }),
     expect: { nobody: 401, other: 201, owner: 201, admin: 201, member: 201 },
     check: (res) => assert.match((res.body as { token: string }).token, /^rhone_/),
   },
   {
     route: 'DELETE /api/tokens/:id',
+    needs: 'session',
     call: (w, who) => ({ path: `/api/tokens/${w.tokenIds[own(who)]}` }),
     expect: { nobody: 401, other: 404, owner: 204, admin: 204, member: 204 },
   },
@@ -372,6 +394,7 @@ const TABLE: Row[] = [
   // Deployments: every role deploys, cancels, rolls back and reads them.
   {
     route: 'POST /api/apps/:app/deploy',
+    needs: 'deploy',
     call: () => ({ path: '/api/apps/acme-web/deploy', body: {} }),
     expect: { nobody: 401, other: 404, owner: 202, admin: 202, member: 202 },
     check: (res) => assert.deepEqual([(res.body as { status: string }).status, (res.body as { number: number }).number], ['queued', 3]),
@@ -390,12 +413,14 @@ const TABLE: Row[] = [
   },
   {
     route: 'POST /api/deployments/:id/cancel',
+    needs: 'deploy',
     call: (w) => ({ path: `/api/deployments/${w.queuedDeploymentId}/cancel`, body: {} }),
     expect: { nobody: 401, other: 404, owner: 202, admin: 202, member: 202 },
     check: (res) => assert.equal((res.body as { status: string }).status, 'canceled'),
   },
   {
     route: 'POST /api/deployments/:id/rollback',
+    needs: 'deploy',
     call: (w) => ({ path: `/api/deployments/${w.liveDeploymentId}/rollback`, body: {} }),
     expect: { nobody: 401, other: 404, owner: 202, admin: 202, member: 202 },
     check: (res) => assert.equal((res.body as { trigger: string }).trigger, 'rollback'),
@@ -555,8 +580,10 @@ describe('authorization table', () => {
 
   before(async () => {
     // An empty local runtime answers the Machines API for the instances route.
-    runtime = await startLocalRuntime({ dataDir: tempDataDir(), machinesPort: 0, routerPort: 0 });
-    server = await startTestServer({ config: { machinesPort: Number(new URL(runtime.machinesUrl).port) } });
+    const dataDir = tempDataDir();
+    runtime = await startLocalRuntime({ dataDir, machinesPort: 0, routerPort: 0 });
+    // The api shares the runtime's data directory, as under `npm start`: that is where the Machines API token is.
+    server = await startTestServer({ config: { dataDir, machinesPort: Number(new URL(runtime.machinesUrl).port) } });
     const rows = (await db().select('tablename').from('pg_tables').where({ schemaname: 'public' }).whereNotIn('tablename', ['knex_migrations', 'knex_migrations_lock'])) as { tablename: string }[];
     tables = rows.map((r) => r.tablename).sort();
   });
@@ -565,16 +592,22 @@ describe('authorization table', () => {
     await runtime.close();
   });
   beforeEach(async () => {
+    // Each case starts from an empty database, so Fly starts empty too: a Fly app (and its
+    // certificates) left by the previous case belongs to an app that no longer exists.
+    const fly = runtime.runtime.store.state;
+    for (const name of Object.keys(fly.apps)) delete fly.apps[name];
+    for (const id of Object.keys(fly.machines)) delete fly.machines[id];
     world = await buildWorld();
   });
 
   async function clientFor(caller: Caller): Promise<Client> {
     if (caller === 'nobody') return new Client(server.url);
-    if (caller !== 'admin-token') return signedIn(server.url, LOGIN[caller]);
+    if (!caller.endsWith('-token')) return signedIn(server.url, LOGIN[caller as Person]);
     // Made through the API, then used alone: no cookie, so no CSRF header either.
     const session = await signedIn(server.url, LOGIN.admin);
-    const created = await session.post<{ token: string }>('/api/tokens', { name: 'automation' });
+    const created = await session.post<{ token: string; scope: string }>('/api/tokens', { name: 'automation', scope: caller.replace('-token', '') });
     assert.equal(created.status, 201);
+    assert.equal(created.body.scope, caller.replace('-token', ''));
     return new Client(server.url).withToken(created.body.token);
   }
 
@@ -591,8 +624,8 @@ describe('authorization table', () => {
     const [method, pattern] = row.route.split(' ');
     describe(row.route, () => {
       for (const caller of CALLERS) {
-        const who: Who = caller === 'admin-token' ? 'admin' : caller;
-        const expected = row.expect[who];
+        const who: Who = caller.endsWith('-token') ? 'admin' : (caller as Who);
+        const expected = expectedFor(row, caller);
         it(`${caller} → ${expected}`, async () => {
           await row.prepare?.(world);
           const client = await clientFor(caller);
@@ -604,6 +637,7 @@ describe('authorization table', () => {
           const changed = changedTables(before, await snapshot());
           if (expected >= 400) {
             assert.equal((res.body as { error: string }).error, ERROR_CODE[expected]);
+            if (caller.endsWith('-token') && row.needs === 'session') assert.match((res.body as { message: string }).message, /^API tokens cannot create, list or revoke API tokens; .*dashboard/);
             assert.deepEqual(changed, [], 'a refused call wrote nothing');
             return;
           }
@@ -720,7 +754,7 @@ describe('authorization edges', () => {
   describe('API tokens', () => {
     it('work on reads and writes without a cookie or CSRF header, and stop working once revoked', async () => {
       const adam = await signedIn(server.url, LOGIN.admin);
-      const created = await adam.post('/api/tokens', { name: 'ci' });
+      const created = await adam.post('/api/tokens', { name: 'ci', scope: 'admin' });
       const bearer = new Client(server.url).withToken(created.body.token);
       assert.equal(bearer.cookies.size, 0);
       const write = await bearer.patch('/api/apps/acme-web', { name: 'Via token' });
@@ -731,6 +765,41 @@ describe('authorization edges', () => {
       const after = await bearer.get('/api/me');
       assert.equal(after.status, 401);
       assert.equal(after.body.error, 'unauthenticated');
+    });
+
+    it('default to the deploy scope, the least `rhone up` needs, and the list shows each token\'s scope', async () => {
+      const adam = await signedIn(server.url, LOGIN.admin);
+      const created = await adam.post('/api/tokens', { name: 'laptop' });
+      assert.equal(created.status, 201);
+      assert.equal(created.body.scope, 'deploy');
+      const listed = await adam.get('/api/tokens');
+      assert.deepEqual(listed.body.items.map((t: { name: string; scope: string }) => [t.name, t.scope]), [['laptop', 'deploy'], ['admin laptop', 'deploy']]);
+      const bad = await adam.post('/api/tokens', { name: 'x', scope: 'root' });
+      assert.equal(bad.status, 400);
+      assert.equal(bad.body.details[0].field, 'body.scope');
+    });
+
+    it('only an admin-scoped token may reveal env values, though revealing is a GET', async () => {
+      const adam = await signedIn(server.url, LOGIN.admin);
+      for (const scope of SCOPES) {
+        const created = await adam.post('/api/tokens', { name: scope, scope });
+        const res = await new Client(server.url).withToken(created.body.token).get('/api/apps/acme-web/env?reveal=1');
+        assert.equal(res.status, scope === 'admin' ? 200 : 403, `${scope}: ${JSON.stringify(res.body)}`);
+        if (scope !== 'admin') assert.match(res.body.message, new RegExp(`^This API token's scope \\(${scope}\\) does not allow revealing env var values; it needs the admin scope\\.`));
+      }
+      const reveals = await AuditEvent.query(db()).where({ teamId: world.team.id, action: 'env.revealed' });
+      assert.equal(reveals.length, 1);
+    });
+
+    it('cannot mint a token that would outlive its own revocation', async () => {
+      const adam = await signedIn(server.url, LOGIN.admin);
+      const parent = await adam.post('/api/tokens', { name: 'parent', scope: 'admin' });
+      const bearer = new Client(server.url).withToken(parent.body.token);
+      const child = await bearer.post('/api/tokens', { name: 'child', scope: 'admin' });
+      assert.equal(child.status, 403);
+      assert.equal(child.body.error, 'forbidden');
+      assert.match(child.body.message, /sign in to the dashboard/);
+      assert.deepEqual((await adam.get('/api/tokens')).body.items.map((t: { name: string }) => t.name), ['parent', 'admin laptop']);
     });
 
     it('a made-up or malformed token is a 401, even alongside a valid session cookie', async () => {

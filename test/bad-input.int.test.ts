@@ -5,6 +5,15 @@ import { Team, TeamMember, type User } from '../backend/models/index.ts';
 import { addMember, makeApp, makeUser } from './factories.ts';
 import { Client, signedIn, startTestServer, type Res, type TestServer } from './http.ts';
 import { dbFingerprint } from './db-state.ts';
+import { useLookup } from '../backend/source/remote-guard.ts';
+
+// Outbound DNS is off in tests: the production checks resolve through this table instead.
+const DNS: Record<string, string[]> = { 'example.com': ['93.184.215.14', '2606:2800:21f:cb07:6820:80da:af6b:8b2c'], 'internal.example.com': ['127.0.0.1'], 'mixed.example.com': ['93.184.215.14', '10.1.2.3'] };
+const fakeLookup = async (host: string) => {
+  const found = DNS[host];
+  if (!found) throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: 'ENOTFOUND' });
+  return found;
+};
 
 const gitSource = { type: 'git', url: 'file:///tmp/repo.git', branch: 'main' };
 const newApp = (slug: string, extra: Record<string, unknown> = {}) => ({ name: 'Web', slug, source: gitSource, ...extra });
@@ -136,23 +145,65 @@ describe('bad input', () => {
     await refused(() => ada.post('/api/teams/ada/invitations', { login: 'carol', role: 'member', expiresAt: '2099-01-01' }), 400, 'validation_error', /expiresAt/);
   });
 
-  it('refuses file:// git URLs in production mode, and accepts https', async () => {
+  it('refuses git URLs with a user name or password on create and update, in every mode', async () => {
+    for (const url of ['https://user:tok3n@github.com/a/b.git', 'https://tok3n@github.com/a/b.git', 'https://x-access-token:ghs_abc@github.com/a/b.git']) {
+      const source = { type: 'git', url, branch: 'main' };
+      const created = await refused(() => ada.post('/api/teams/ada/apps', newApp('web-two', { source })), 400, 'validation_error', /remove the credentials from the URL; private GitHub repositories are reached through the GitHub App/);
+      const updated = await refused(() => ada.patch('/api/apps/web', { source }), 400, 'validation_error', /remove the credentials/);
+      for (const res of [created, updated]) {
+        assert.doesNotMatch(JSON.stringify(res.body), /tok3n|ghs_abc/);
+        assert.equal(res.body.details[0].field, 'body.source.url');
+      }
+    }
+  });
+
+  it('never shows the credentials of a URL stored before they were refused', async () => {
+    await db()('apps').where({ slug: 'web' }).update({ source: JSON.stringify({ type: 'git', url: 'https://user:tok3n@example.com/a/b.git', branch: 'main' }) });
+    const res = await ada.get('/api/apps/web');
+    assert.equal(res.status, 200);
+    assert.equal(res.body.source.url, 'https://example.com/a/b.git');
+    assert.doesNotMatch(JSON.stringify(res.body), /tok3n/);
+  });
+
+  /** Runs `body` against an api in production mode, as ada with an admin token, with DNS answered by fakeLookup. */
+  async function inProduction(body: (api: Client) => Promise<void>): Promise<void> {
+    const restore = useLookup(fakeLookup);
     const prod = await startTestServer({ config: { isLocal: false, mode: 'production' } });
     try {
-      const { token } = await createToken(db(), { user: adaUser, via: 'session' }, { name: 'ci' });
+      const { token } = await createToken(db(), { user: adaUser, via: 'session' }, { name: 'ci', scope: 'admin' });
       const api = new Client(prod.url).withToken(token);
       // The first use stamps the token's last_used_at; later ones within a minute write nothing.
       assert.equal((await api.get('/api/me')).status, 200);
+      await body(api);
+    } finally {
+      await prod.close();
+      restore();
+    }
+  }
+
+  it('refuses, in production, git URLs whose host is or resolves to a non-public address', () =>
+    inProduction(async (api) => {
+      const hosts = ['127.0.0.1', '127.0.0.1:6379', '169.254.169.254', '[::1]', '10.0.0.1', '100.64.0.1', '[fd00::1]', '0.0.0.0', '[::ffff:127.0.0.1]', 'localhost', 'git.localhost', 'internal.example.com', 'mixed.example.com', '2130706433'];
+      for (const host of hosts) {
+        const source = { type: 'git', url: `https://${host}/a/b.git`, branch: 'main' };
+        await refused(() => api.post('/api/teams/ada/apps', newApp('web-two', { source })), 400, 'validation_error', /not a public one/);
+        await refused(() => api.patch('/api/apps/web', { source }), 400, 'validation_error', /not a public one/);
+      }
+      const nowhere = { type: 'git', url: 'https://nowhere.invalid/a/b.git', branch: 'main' };
+      await refused(() => api.post('/api/teams/ada/apps', newApp('web-two', { source: nowhere })), 400, 'validation_error', /could not be resolved/);
+      const ok = await api.patch('/api/apps/web', { source: { type: 'git', url: 'https://example.com/a/b.git', branch: 'main' } });
+      assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    }));
+
+  it('refuses file:// git URLs in production mode, and accepts https', () =>
+    inProduction(async (api) => {
       const fileSource = { type: 'git', url: 'file:///srv/repo.git', branch: 'main' };
       await refused(() => api.post('/api/teams/ada/apps', newApp('web-two', { source: fileSource })), 400, 'validation_error', /https:\/\/ URL/);
       await refused(() => api.patch('/api/apps/web', { source: fileSource }), 400, 'validation_error', /https/);
       await refused(() => api.post('/api/teams/ada/apps', newApp('web-two', { source: { ...fileSource, url: 'http://example.com/r.git' } })), 400, 'validation_error', /https/);
       const ok = await api.post('/api/teams/ada/apps', newApp('web-two', { source: { ...fileSource, url: 'https://example.com/r.git' } }));
       assert.equal(ok.status, 201, JSON.stringify(ok.body));
-    } finally {
-      await prod.close();
-    }
-  });
+    }));
 
   it('answers unknown routes with a JSON 404 and wrong methods with a JSON 405', async () => {
     for (const [method, path] of [['GET', '/api/nope'], ['POST', '/api/nope'], ['GET', '/api/apps/web/nothing'], ['POST', '/nope'], ['DELETE', '/api/teams/ada/widgets/1']]) {

@@ -1,7 +1,9 @@
 // The build stage in production mode: the plan and the pinned source go to BuildKit through
 // buildctl (a fake one here, speaking buildctl's rawjson progress), the image is pushed to Fly's
 // registry under the app and deployment, and neither the Fly token nor the app's env values ever
-// appear on the command line (the values reach the build as BuildKit secrets).
+// appear on the command line (the values reach the build as BuildKit secrets). The fake buildctl
+// pushes to the fake Fly's registry, which, like Fly's, refuses a repository whose app does not
+// exist: the stage must create the Fly app (in its own network) first.
 import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -16,10 +18,19 @@ import { sealValue } from '../backend/commands/env.ts';
 import type { ConfigSnapshot } from '../backend/deployments/snapshot.ts';
 import { build, registryPassword } from '../jobs/processors/build.ts';
 import type { StageContext } from '../jobs/stage.ts';
+import { startFakeFlyMachines, type FakeFlyMachines } from './support/fake-fly-machines.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const TOKEN = 'FlyV1 fm2_secret-token-value';
 const APP_ID = '99999999-2222-4333-8444-555555555555';
+/** The stored Fly app name: not `rhone-shop`, which on Fly may be anyone's. */
+const FLY_APP = 'rhone-shop-k3x9q2m7';
+
+function prodConfig(dataDir: string) {
+  const base = getConfig();
+  return { ...base, isLocal: false, mode: 'production' as const, dataDir, fly: { ...base.fly, token: TOKEN, apiUrl: fakeUrl(), org: 'rhone' }, builder: { addr: 'tcp://builder.internal:1234' } };
+}
+let fakeUrl: () => string = () => { throw new Error('the fake Fly is not started'); };
 
 /** A snapshot's env list, sealed with the test keys as takeSnapshot would store it. */
 function sealedEnv(vars: Record<string, string>): ConfigSnapshot['env'] {
@@ -32,8 +43,11 @@ function sealedEnv(vars: Record<string, string>): ConfigSnapshot['env'] {
 describe('build stage in production mode (BuildKit)', () => {
   let bin: string;
   let savedPath: string | undefined;
+  let fake: FakeFlyMachines;
 
-  before(() => {
+  before(async () => {
+    fake = await startFakeFlyMachines();
+    fakeUrl = () => fake.url;
     bin = mkdtempSync(path.join(os.tmpdir(), 'rhone-fake-buildctl-'));
     writeFileSync(
       path.join(bin, 'buildctl'),
@@ -50,6 +64,13 @@ while [ $# -gt 0 ]; do
   shift
 done
 cat '${path.join(root, 'test/fixtures/buildkit/railpack-node-success.rawjson')}' >&2
+# The push: registry.fly.io/<app>:<tag> goes to the fake's registry, which refuses a missing app.
+img=$(grep '^type=image,name=' '${bin}/argv'); img="\${img#type=image,name=registry.fly.io/}"; img="\${img%%,*}"
+set -- "\${img%%:*}" "\${img#*:}"
+if ! curl -sf -X PUT "${fake.url}/v2/$1/manifests/$2" > /dev/null; then
+  echo "error: failed to push registry.fly.io/$1:$2: name unknown: app repository not found" >&2
+  exit 1
+fi
 printf '{"containerimage.digest":"sha256:%s"}' 3434343434343434343434343434343434343434343434343434343434343434 > "$meta"
 `,
     );
@@ -57,13 +78,14 @@ printf '{"containerimage.digest":"sha256:%s"}' 343434343434343434343434343434343
     savedPath = process.env.PATH;
     process.env.PATH = `${bin}:${savedPath}`;
   });
-  after(() => {
+  after(async () => {
     process.env.PATH = savedPath;
+    await fake.close();
   });
 
   it('builds on the builder, pushes to the Fly registry, and keeps the token off argv', async () => {
     const dataDir = mkdtempSync(path.join(os.tmpdir(), 'rhone-prod-build-'));
-    const config = { ...getConfig(), isLocal: false, mode: 'production' as const, dataDir, fly: { ...getConfig().fly, token: TOKEN }, builder: { addr: 'tcp://builder.internal:1234' } };
+    const config = prodConfig(dataDir);
     const src = mkdtempSync(path.join(os.tmpdir(), 'rhone-src-'));
     writeFileSync(path.join(src, 'package.json'), '{"name":"shop","scripts":{"start":"node server.js"}}');
     writeFileSync(path.join(src, 'server.js'), 'require("http").createServer((q, s) => s.end("ok")).listen(process.env.PORT)');
@@ -73,7 +95,7 @@ printf '{"containerimage.digest":"sha256:%s"}' 343434343434343434343434343434343
     const redacted: string[] = [];
     const ctx = {
       deployment: { id: deploymentId, plan: { provider: 'node', deploy: { base: { image: 'x' }, startCommand: 'npm run start' } } } as unknown as Deployment,
-      app: { id: APP_ID },
+      app: { id: APP_ID, flyAppName: FLY_APP },
       snapshot: { slug: 'shop', settings: { rootDirectory: '' }, env: sealedEnv({ DATABASE_URL: 'postgres://shop:db-password-42@db/shop' }) },
       signal: new AbortController().signal,
       log: (line: string) => lines.push(line),
@@ -82,10 +104,15 @@ printf '{"containerimage.digest":"sha256:%s"}' 343434343434343434343434343434343
     } as unknown as StageContext;
 
     const result = (await build.run(ctx)) as { image: string };
-    assert.equal(result.image, `registry.fly.io/rhone-shop:deploy-${deploymentId}@sha256:${'34'.repeat(32)}`);
+    assert.equal(result.image, `registry.fly.io/${FLY_APP}:deploy-${deploymentId}@sha256:${'34'.repeat(32)}`);
+    // The Fly app was created (waiting for it, as fly-go's CreateApp does), in its own network, before the push.
+    assert.deepEqual(fake.fly.history, [`app.create ${FLY_APP} wait`, `registry.push ${FLY_APP}:deploy-${deploymentId}`]);
+    assert.equal(fake.fly.apps.get(FLY_APP)?.network, `rhone-app-${APP_ID}`);
     const argv = readFileSync(path.join(bin, 'argv'), 'utf8');
     assert.match(argv, /^--addr\ntcp:\/\/builder\.internal:1234\nbuild\n/);
-    assert.match(argv, /name=registry\.fly\.io\/rhone-shop:deploy-/);
+    assert.match(argv, new RegExp(`name=registry\\.fly\\.io/${FLY_APP}:deploy-`));
+    // The build cache is the app's, by id: a new app that reuses a deleted app's slug starts cold.
+    assert.match(argv, new RegExp(`\nbuild-arg:cache-key=${APP_ID}\n`));
     assert.ok(!argv.includes('secret-token-value'), 'the token is not on the command line');
     // The app's env var is a build secret: named on the command line, its value only in a file.
     assert.ok(!argv.includes('db-password-42'), 'env values are not on the command line');
@@ -95,8 +122,40 @@ printf '{"containerimage.digest":"sha256:%s"}' 343434343434343434343434343434343
     assert.equal(Buffer.from(auth.auths['registry.fly.io'].auth, 'base64').toString(), 'x:fm2_secret-token-value');
     assert.deepEqual(readFileSync(path.join(bin, 'context'), 'utf8').trim().split('\n').sort(), ['package.json', 'server.js'], 'the context is the source alone');
     assert.ok(lines.length > 3, 'BuildKit progress became log lines');
-    assert.ok(lines.some((l) => /Pushed image registry\.fly\.io\/rhone-shop/.test(l)));
+    assert.ok(lines.some((l) => l.startsWith(`Pushed image registry.fly.io/${FLY_APP}:`)));
     assert.equal(registryPassword('Bearer abc'), 'abc');
+  });
+
+  it("refuses a push to an app that does not exist, as Fly's registry does", async () => {
+    const res = await fetch(`${fake.url}/v2/rhone-nobody-00000000/manifests/deploy-1`, { method: 'PUT' });
+    assert.equal(res.status, 404);
+    assert.deepEqual(await res.json(), { errors: [{ code: 'NAME_UNKNOWN', message: 'app repository not found' }] });
+    // Nor does a machine run in an app that does not exist, or from an image never pushed.
+    const machine = (image: string) => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ config: { image } }) });
+    assert.equal((await fetch(`${fake.url}/v1/apps/rhone-nobody-00000000/machines`, machine('registry.fly.io/rhone-nobody-00000000:deploy-1'))).status, 404);
+    fake.fly.add({ name: 'rhone-empty-00000000' });
+    assert.equal((await fetch(`${fake.url}/v1/apps/rhone-empty-00000000/machines`, machine('registry.fly.io/rhone-empty-00000000:deploy-1'))).status, 422);
+  });
+
+  it('fails without pushing when the Fly app name belongs to another app on Fly, and says what to do', async () => {
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'rhone-prod-build-'));
+    const deploymentId = '11111111-2222-4333-8444-777777777777';
+    const src = mkdtempSync(path.join(os.tmpdir(), 'rhone-src-'));
+    writeFileSync(path.join(src, 'index.html'), 'hi');
+    await new LocalArtifactStore(path.join(dataDir, 'artifacts')).putDir(`deployments/${deploymentId}/source`, src);
+    fake.fly.add({ name: 'rhone-taken-aaaaaaaa', network: 'someone-else' });
+    const ctx = {
+      deployment: { id: deploymentId, plan: { provider: 'node', deploy: { base: { image: 'x' }, startCommand: 'npm run start' } } } as unknown as Deployment,
+      app: { id: APP_ID, flyAppName: 'rhone-taken-aaaaaaaa' },
+      snapshot: { slug: 'taken', settings: { rootDirectory: '' }, env: [] },
+      signal: new AbortController().signal,
+      log: () => undefined,
+      redact: () => undefined,
+      deps: { knex: db(), config: prodConfig(dataDir), queues: { connection: {} }, log: pino({ level: 'silent' }) },
+    } as unknown as StageContext;
+    const pushesBefore = fake.fly.history.filter((h) => h.startsWith('registry.push')).length;
+    await assert.rejects(build.run(ctx), /The Fly app name "rhone-taken-aaaaaaaa" is in use by an app that is not this one/);
+    assert.equal(fake.fly.history.filter((h) => h.startsWith('registry.push')).length, pushesBefore, 'nothing was pushed');
   });
 
   it('says which settings a production build needs when the builder is not configured', async () => {

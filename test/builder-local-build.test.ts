@@ -11,6 +11,7 @@ import type { BuildPlan } from '../backend/builder/plan.ts';
 import { readImage } from '../local/images.ts';
 import { freePort, hostEnv } from '../local/processes.ts';
 import { cleanupTemp, repo, root, tempDir } from './builder-support.ts';
+import { imageCommand } from '../backend/builder/start-command.ts';
 
 interface Logged {
   stream: LogStream;
@@ -90,7 +91,7 @@ describe('builder: local build', function () {
     const dir = path.join(dataDir, 'images/hello-node/dep-1');
     assert.deepEqual(readdirSync(dir).sort(), ['package.json', 'rhone-image.json', 'server.js']);
     const manifest = JSON.parse(readFileSync(path.join(dir, 'rhone-image.json'), 'utf8'));
-    assert.deepEqual(manifest.cmd, ['sh', '-c', 'npm run start']);
+    assert.deepEqual(manifest.cmd, imageCommand('npm run start'), 'the start command runs behind the signal-forwarding wrapper');
     assert.equal(manifest.env.NODE_ENV, 'production');
     assert.deepEqual(readdirSync(path.join(dataDir, 'builds')), [], 'the workspace is gone');
     assert.match(rec.text(), /stored image rhone-local\/hello-node:dep-1/);
@@ -173,6 +174,20 @@ http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever(
     assert.match(String(missing), /exited with code 127 \(command not found/);
   });
 
+  it('redacts the secrets from its output before cutting long lines, and from the last output a failure quotes', async () => {
+    const rec = recorder();
+    const secret = 'straddling-secret-value-0123456789';
+    // A 16 KB line cut would fall in the middle of the secret; the failure quotes the output's end.
+    const plan = planOf([`printf '%16374s' x | tr ' ' x; echo "$TOKEN tail"; echo "using $TOKEN" >&2; exit 4`]);
+    const err = await buildLocal({ sourceDir: repo({}), plan, dataDir, imageName: 'leaky', tag: 'v1', stepTimeoutMs: 10_000, log: rec.log, secrets: { TOKEN: secret } }).catch((e: unknown) => e);
+    assert.ok(err instanceof BuildError, String(err));
+    assert.match(err.message, /last output:[\s\S]*using \[redacted\]/);
+    assert.ok(err.message.length < 2000, `a message of ${err.message.length} characters`);
+    const all = `${rec.text()}\n${err.message}\n${err.lastLines.join('\n')}`;
+    for (const piece of [secret.slice(0, 8), secret.slice(8, 16), secret.slice(-8)]) assert.ok(!all.includes(piece), `"${piece}" of the secret shows`);
+    assert.ok(rec.lines.map((l) => l.line).join('').includes('x[redacted] tail'));
+  });
+
   it('kills a step that outlives its timeout, children included, and says which step', async () => {
     const source = repo({});
     const pidFile = path.join(source, 'sleep.pid');
@@ -229,7 +244,7 @@ http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever(
       deploy: { base: { image: 'x' }, startCommand: 'true', variables: { VENV: '/app/.venv' } },
     };
     try {
-      const { image } = await buildLocal({ sourceDir: repo({}), plan, dataDir, imageName: 'env', tag: 'v1', stepTimeoutMs: 10_000, log: rec.log, secrets: { API_KEY: 'k-123' } });
+      const { image } = await buildLocal({ sourceDir: repo({}), plan, dataDir, imageName: 'env', tag: 'v1', stepTimeoutMs: 10_000, log: rec.log, secrets: { API_KEY: 'k-123456' } });
       const env = rec.text();
       assert.doesNotMatch(env, /must-not-leak|RHONE_SESSION_SECRET|DATABASE_URL/);
       assert.doesNotMatch(env, /^API_KEY=/m, 'a step that asks for no secrets gets none');
@@ -237,7 +252,8 @@ http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever(
       assert.ok(home.startsWith(path.join(dataDir, 'builds')), home);
       const echoed = rec.lines.find((l) => l.line.startsWith('secret='))?.line ?? '';
       const workspace = path.join(path.dirname(home), 'app');
-      assert.equal(echoed.split(' ')[0], 'secret=k-123');
+      // The value reached the command (and is redacted from its output as it is read).
+      assert.equal(echoed.split(' ')[0], 'secret=[redacted]');
       assert.ok(echoed.includes(`path=${workspace}/bin:`), echoed);
       assert.ok(echoed.endsWith(`tool=${workspace}/.tool`), echoed);
       const { dir, manifest } = await readImage(dataDir, image);

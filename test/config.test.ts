@@ -58,6 +58,7 @@ describe('loadConfig', () => {
     assert.equal(c.appsDomain, 'localhost');
     assert.equal(c.routerPort, 8080);
     assert.equal(c.machinesPort, 4280);
+    assert.deepEqual(c.sizeLimits, { sourceBytes: 2 * 1024 ** 3, sourceFiles: 200_000, artifactBytes: 4 * 1024 ** 3, artifactFiles: 1_000_000 });
     assert.equal(c.fly.apiUrl, 'https://api.machines.dev');
     assert.equal(c.github.apiUrl, 'https://api.github.com');
     assert.equal(c.stripe.apiUrl, 'https://api.stripe.com');

@@ -13,12 +13,14 @@ import { db } from '../backend/db.ts';
 import { redis } from '../backend/redis.ts';
 import { errorHandler } from '../backend/middleware/errors.ts';
 import { appendEvents, createLogSink, eventsChannel, type NewEvent, type StoredEvent } from '../backend/deployments/events.ts';
-import { closeEventStreams, deploymentEventRoutes } from '../backend/routes/deployments/events.ts';
+import { closeEventStreams, deploymentEventRoutes, type EventStreamOptions } from '../backend/routes/deployments/events.ts';
+import type { Actor } from '../backend/middleware/auth.ts';
 import { Team, type User } from '../backend/models/index.ts';
 import { addMember, makeApp, makeUser } from './factories.ts';
 import { Client, signedIn, startTestServer, type TestServer } from './http.ts';
 import { dumpDatabase } from './db-state.ts';
 import { SseClient } from './support/sse.ts';
+import { until } from './local-helpers.ts';
 
 const logEvent = (line: string, stage = 'build'): NewEvent => ({ type: 'log', data: { stage, stream: 'stdout', line, at: new Date().toISOString() } });
 const statusEvent = (status: string, stage: string | null = null, reason?: string): NewEvent => ({ type: 'status', data: reason ? { status, stage, reason } : { status, stage } });
@@ -227,15 +229,15 @@ describe('deployment events', () => {
   });
 
   /** The route mounted on its own (the actor set the way auth() would), to vary its settings and its Redis. */
-  async function bareRoute(options: { heartbeatMs?: number; maxBufferedBytes?: number; hubRedis?: Redis } = {}) {
+  async function bareRoute(options: EventStreamOptions & { hubRedis?: Redis; actor?: Actor } = {}) {
+    const { hubRedis = redis(), actor = { user: ada, via: 'session' }, ...settings } = options;
     const koa = new Koa();
     koa.use(errorHandler());
     koa.use(async (ctx, next) => {
-      ctx.state.actor = { user: ada, via: 'session' };
+      ctx.state.actor = actor;
       await next();
     });
-    const hubRedis = options.hubRedis ?? redis();
-    koa.use(deploymentEventRoutes({ knex: db(), redis: hubRedis }, { heartbeatMs: options.heartbeatMs, maxBufferedBytes: options.maxBufferedBytes }).routes());
+    koa.use(deploymentEventRoutes({ knex: db(), redis: hubRedis }, settings).routes());
     const server: Server = await new Promise((resolve) => {
       const s = koa.listen(0, '127.0.0.1', () => resolve(s));
     });
@@ -267,7 +269,9 @@ describe('deployment events', () => {
     const slow = redis().duplicate();
     const subscribe = slow.subscribe.bind(slow);
     Object.assign(slow, { subscribe: async (...channels: string[]) => (await sleep(300), subscribe(...channels)) });
-    const route = await bareRoute({ hubRedis: { duplicate: () => slow } as unknown as Redis });
+    // An ordinary connection (the route counts streams on it) whose duplicates are the slow one.
+    const conn = Object.assign(redis().duplicate(), { duplicate: () => slow });
+    const route = await bareRoute({ hubRedis: conn });
     try {
       const connecting = SseClient.connect(route.url);
       await sleep(100);
@@ -279,6 +283,7 @@ describe('deployment events', () => {
     } finally {
       await route.close();
       slow.disconnect();
+      conn.disconnect();
     }
   });
 
@@ -411,6 +416,87 @@ describe('deployment events', () => {
     const rows = await db()('deployment_events').where({ deploymentId }).orderBy('seq').select('seq', 'data');
     assert.deepEqual(rows.map((r: { data: { line: string } }) => r.data.line), ['lonely', ...range(0, 1199).map((i) => `line ${i}`)]);
     assert.deepEqual(rows.map((r: { seq: number }) => r.seq), range(1, 1201));
+  });
+
+  describe('access while streaming', () => {
+    const endReason = (c: SseClient) => {
+      const last = c.messages.at(-1);
+      return last?.event === 'end' ? (JSON.parse(last.data) as { reason?: string }).reason : undefined;
+    };
+    async function member(login: string): Promise<{ user: User; client: Client }> {
+      const user = await makeUser(login);
+      await addMember(await Team.query(db()).findOne({ slug: 'ada' }).throwIfNotFound(), user, 'member');
+      return { user, client: await signedIn(a.url, login) };
+    }
+
+    it('ends a viewer\'s streams on every api process once they are removed from the team, long before the periodic re-check', async () => {
+      const { client: mia } = await member('mia');
+      const onA = await open(a, { as: mia });
+      const onB = await open(b, { as: mia });
+      assert.deepEqual([onA.status, onB.status], [200, 200]);
+      assert.equal((await owner.delete('/api/teams/ada/members/mia')).status, 204);
+      // The periodic re-check is 15 s away: ending within 2 s is the invalidation message's doing.
+      await onA.waitFor((c) => c.done, 2000, 'the stream on a to end');
+      await onB.waitFor((c) => c.done, 2000, 'the stream on b to end');
+      assert.deepEqual([endReason(onA), endReason(onB)], ['access_revoked', 'access_revoked']);
+    });
+
+    it('ends the stream when its session signs out, or its API token is revoked', async () => {
+      const { client: mia } = await member('mia');
+      const stream = await open(b, { as: mia });
+      assert.equal((await mia.post('/auth/logout')).status, 204);
+      await stream.waitFor((c) => c.done, 2000, 'the stream to end on sign-out');
+      assert.equal(endReason(stream), 'access_revoked');
+
+      const created = await owner.post('/api/tokens', { name: 'watcher' });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      const viaToken = await SseClient.connect(eventsUrl(a), { headers: { authorization: `Bearer ${created.body.token}` } });
+      assert.equal(viaToken.status, 200);
+      assert.equal((await owner.delete(`/api/tokens/${created.body.id}`)).status, 204);
+      await viaToken.waitFor((c) => c.done, 2000, 'the stream to end on revocation');
+      assert.equal(endReason(viaToken), 'access_revoked');
+    });
+
+    it('re-checks access on a timer, so a change no message announced still ends the stream', async () => {
+      const mia = await makeUser('mia');
+      await addMember(await Team.query(db()).findOne({ slug: 'ada' }).throwIfNotFound(), mia, 'member');
+      const route = await bareRoute({ accessCheckMs: 50, actor: { user: mia, via: 'session' } });
+      try {
+        const stream = await SseClient.connect(route.url);
+        assert.equal(stream.status, 200);
+        // Straight SQL: no invalidation is published, only the timer can notice.
+        await db()('team_members').where({ userId: mia.id }).delete();
+        await stream.waitFor((c) => c.done, 2000, 'the stream to end');
+        assert.equal(endReason(stream), 'access_revoked');
+      } finally {
+        await route.close();
+      }
+    });
+
+    it('refuses a user\'s 21st concurrent stream, counted across api processes, with a 429 that says why', async () => {
+      const streams = await Promise.all(range(1, 20).map((i) => open(i % 2 ? a : b)));
+      try {
+        assert.deepEqual(streams.map((s) => s.status), range(1, 20).map(() => 200));
+        const extra = await open(a);
+        assert.equal(extra.status, 429, extra.body);
+        const body = JSON.parse(extra.body) as { error: string; message: string };
+        assert.equal(body.error, 'too_many_streams');
+        assert.match(body.message, /^You have 20 live deployment streams open/);
+        // Someone else is not affected, and closing one frees a place.
+        const { client: mia } = await member('mia');
+        const other = await open(b, { as: mia });
+        assert.equal(other.status, 200);
+        other.close();
+        streams.pop()?.close();
+        const again = await until('a place to free up', async () => {
+          const s = await open(b);
+          return s.status === 200 ? s : (s.close(), undefined);
+        }, 3000);
+        streams.push(again);
+      } finally {
+        for (const s of streams) s.close();
+      }
+    });
   });
 
   it('pages the log lines (not status events) as JSON', async () => {

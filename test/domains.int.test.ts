@@ -10,7 +10,7 @@ import { rm } from 'node:fs/promises';
 import { pino } from 'pino';
 import { db } from '../backend/db.ts';
 import { getConfig, type Config } from '../backend/config.ts';
-import { AuditEvent, Domain, Team, type App, type User } from '../backend/models/index.ts';
+import { App, AuditEvent, Domain, Team, type User } from '../backend/models/index.ts';
 import { checkCertificates } from '../jobs/processors/check-certificates.ts';
 import { SCHEDULES } from '../jobs/schedules.ts';
 import { importImage } from '../local/images.ts';
@@ -37,7 +37,9 @@ async function world(plan: Team['plan'] = 'free'): Promise<World> {
   await db()('teams').where({ id: team.id }).update({ plan });
   const mia = await makeUser('mia');
   await addMember(team, mia, 'member');
-  const app = await makeApp(olive, team, 'shop');
+  const made = await makeApp(olive, team, 'shop');
+  // An app from before Fly app names were stored: its Fly app is the legacy rhone-{slug}, the name these tests use.
+  const app = await App.query(db()).patchAndFetchById(made.id, { flyAppName: 'rhone-shop' });
   return { olive, team: await Team.query(db()).findById(team.id).throwIfNotFound(), app };
 }
 
@@ -60,7 +62,7 @@ describe('custom domains', function () {
       dataDir = tempDataDir();
       local = await startLocalRuntime({ dataDir, machinesPort: 0, routerPort: 0, resolveHost: async (h) => dns.get(h) ?? [] });
       await importImage(dataDir, 'fixture', 'v1', FIXTURE_APP, { cmd: [process.execPath, 'server.mjs'] });
-      config = { ...getConfig(), machinesPort: Number(new URL(local.machinesUrl).port), routerPort: Number(new URL(local.routerUrl).port) };
+      config = { ...getConfig(), dataDir, machinesPort: Number(new URL(local.machinesUrl).port), routerPort: Number(new URL(local.routerUrl).port) };
       server = await startTestServer({ config });
     });
     afterEach(async () => {
@@ -71,9 +73,11 @@ describe('custom domains', function () {
 
     /** The app deployed: one healthy machine of rhone-shop behind the router. */
     async function deployed(): Promise<void> {
-      const api = new FlyApi(local.machinesUrl);
+      const api = new FlyApi(local.machinesUrl, `Bearer ${local.token}`);
       await api.createApp('rhone-shop');
-      const m = await api.createMachine('rhone-shop', { config: appConfig() });
+      // Machines Rhone made carry the app's id: the mark of a Fly app made before apps had their own network.
+      const { id } = await db()('apps').where({ slug: 'shop' }).first();
+      const m = await api.createMachine('rhone-shop', { config: appConfig({ metadata: { rhone_app: id } }) });
       await healthy(api, 'rhone-shop', m.id);
     }
 
@@ -252,7 +256,7 @@ describe('custom domains', function () {
 
     /** Production has no dev login: olive calls with an API token. */
     async function asOlive(w: World): Promise<Client> {
-      const { token } = await createToken(db(), { user: w.olive, via: 'session' }, { name: 'test' });
+      const { token } = await createToken(db(), { user: w.olive, via: 'session' }, { name: 'test', scope: 'admin' });
       return new Client(server.url).withToken(token);
     }
 
@@ -280,7 +284,7 @@ describe('custom domains', function () {
       assert.match(d.dnsRecords[0].note, /zone apex/);
       // The Fly app did not exist (never deployed): it was made, with a shared IPv4 and an IPv6.
       assert.ok(fly.apps.has('rhone-shop'));
-      assert.deepEqual(fly.ips.get('rhone-shop')?.map((i) => i.ip), ['66.241.124.10', '2a09:8280:1::4e:1']);
+      assert.deepEqual(fly.ips.get('rhone-shop')?.map((i) => i.ip).sort(), ['2a09:8280:1::4e:1', '66.241.124.10']);
       assert.equal((await olive.get(`/api/apps/shop/domains/${encodeURIComponent('bücher.example')}`)).body.hostname, 'xn--bcher-kva.example');
 
       const own = await olive.post('/api/apps/shop/domains', { hostname: 'www.shop.rhone.app' });

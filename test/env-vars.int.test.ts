@@ -130,6 +130,33 @@ describe('env vars', () => {
       }
     });
 
+    it('caps the total size of an app\'s env vars (names and values) at 256 KB, and a refused PUT writes nothing', async () => {
+      const kb = (n: number) => 'v'.repeat(n * 1024);
+      const first = await owner.put('/api/apps/web/env', { vars: { ONE: kb(60), TWO: kb(60), THREE: kb(60) } });
+      assert.equal(first.status, 200, JSON.stringify(first.body));
+      const before = await dumpDatabase();
+      // Each value is under the 64 KB per-value limit; together they are not under the app's.
+      const over = await owner.put('/api/apps/web/env', { vars: { FOUR: kb(60), FIVE: kb(60) } });
+      assert.equal(over.status, 400, JSON.stringify(over.body));
+      assert.equal(over.body.error, 'validation_error');
+      assert.match(over.body.message, /^body\.vars: an app's env vars may take at most 256 KB \(names and values\); this would make 300\.0 KB\./);
+      assert.equal(await dumpDatabase(), before, 'nothing written');
+      // Replacing a value counts its new size, not both; another app has its own budget.
+      assert.equal((await owner.put('/api/apps/web/env', { vars: { ONE: kb(1), FOUR: kb(60) } })).status, 200);
+      assert.equal((await owner.put('/api/apps/api-svc/env', { vars: { BIG: kb(60), BIGGER: kb(60) } })).status, 200);
+    });
+
+    it('two concurrent PUTs cannot both slip under the cap (the app row is locked for the check)', async () => {
+      const kb = (n: number) => 'w'.repeat(n * 1024);
+      const results = await Promise.all([
+        owner.put('/api/apps/web/env', { vars: { A1: kb(60), A2: kb(60) } }),
+        admin.put('/api/apps/web/env', { vars: { B1: kb(60), B2: kb(60), B3: kb(60) } }),
+      ]);
+      assert.deepEqual(results.map((r) => r.status).sort(), [200, 400]);
+      const names = (await rows()).map((r) => r.name);
+      assert.ok(['A1,A2', 'B1,B2,B3'].includes(names.join(',')), names.join(','));
+    });
+
     it('binds each ciphertext to its app and name, so a copied value does not decrypt', async () => {
       await owner.put('/api/apps/web/env', { vars: { ONE: 'first', TWO: 'second' } });
       const [one, two] = await rows();

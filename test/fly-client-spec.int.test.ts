@@ -33,7 +33,7 @@ describe('Fly client against the spec', function () {
   });
 
   it('sends and receives only what the spec describes, for every call it makes', async () => {
-    const fly = new FlyClient({ baseUrl: proxy.url, token: 'fo1_token' });
+    const fly = new FlyClient({ baseUrl: proxy.url, token: local.token });
     const app = 'rhone-shop';
     assert.equal(await fly.getApp(app), null);
     const created = await fly.createApp({ name: app, org_slug: 'personal', idempotency_key: 'k1' });
@@ -86,7 +86,7 @@ describe('Fly client against the spec', function () {
       const template = findPathTemplate(r.method, r.path);
       assert.ok(template, `${r.method} ${r.path} is not an operation of Fly's spec`);
       operations.add(`${r.method} ${template}`);
-      assert.equal(r.headers.authorization, 'Bearer fo1_token');
+      assert.equal(r.headers.authorization, `Bearer ${local.token}`);
       validateRequest(r.method, template, r.body);
       assert.ok(r.response, `${r.method} ${r.path} got an answer`);
       validateResponse(r.method, template, r.response.status, r.response.body);

@@ -82,6 +82,13 @@ describe('dashboard (unit)', () => {
       await assert.rejects(api.get('/api/me'), (e: ApiError) => e.code === 'network' && /not done/.test(e.message));
     });
 
+    it('reads the __Host- CSRF cookie the api sets over https, before any unprefixed one', () => {
+      assert.equal(csrfToken('__Host-rhone_csrf=a%2Fb'), 'a/b');
+      // An app on a sibling subdomain can plant rhone_csrf for the whole domain, never __Host-rhone_csrf.
+      assert.equal(csrfToken('rhone_csrf=planted; __Host-rhone_csrf=real'), 'real');
+      assert.equal(csrfToken('other=1'), '');
+    });
+
     it('maps only body fields to bare names', () => {
       assert.deepEqual(fieldErrors([{ field: 'params.app', message: 'bad' }, { field: 'body', message: 'send something' }]), { 'params.app': 'bad', _: 'send something' });
       assert.deepEqual(fieldErrors('nonsense'), {});

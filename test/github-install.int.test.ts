@@ -6,8 +6,9 @@ import { AuditEvent, GithubInstallation, GithubInstallationRepository, Team, Use
 import { addMember, makeTeam } from './factories.ts';
 import { Client, type Res } from './http.ts';
 import { captureLog, callbackPath, githubSignIn } from './support/github-signin.ts';
-import { useGithubAppWorld } from './support/github-app.ts';
-import type { FakeRepo } from './support/fake-github-app.ts';
+import { installationPayload, useGithubAppWorld } from './support/github-app.ts';
+import type { FakeInstallation, FakeRepo } from './support/fake-github-app.ts';
+import { handleInstallationEvent } from '../backend/commands/github-webhooks.ts';
 import { TestRepo } from './support/git-repo.ts';
 
 function assertPage(res: Res, status: number, words: RegExp): void {
@@ -168,6 +169,120 @@ describe('GitHub App installation and repository picker', () => {
     assertPage(done, 409, /already connected to another Rhone team/);
     const row = await GithubInstallation.query(db()).findById(first.installation.id).throwIfNotFound();
     assert.equal(row.teamId, (await Team.query(db()).findOne({ slug: 'acme' }))?.id);
+  });
+
+  /**
+   * Connecting an installation that already exists on GitHub, as a browser: Rhone's install link for
+   * `team`, then GitHub's Setup URL for that installation (GitHub sends setup_action=update when the
+   * App is already installed there), then the authorize page as `login`.
+   */
+  async function connectExisting(client: Client, login: string, team: string, installationId: number): Promise<Res> {
+    const start = await client.get(`/github/install?team=${team}`);
+    assert.equal(start.status, 302, String(start.body));
+    const back = new URL(world.app.setupUrl);
+    back.searchParams.set('installation_id', String(installationId));
+    back.searchParams.set('setup_action', 'update');
+    back.searchParams.set('state', new URL(start.headers.get('location')!).searchParams.get('state')!);
+    const setup = await client.get(callbackPath(back));
+    assert.equal(setup.status, 302, String(setup.body));
+    return client.get(callbackPath(world.fake.authorize(setup.headers.get('location')!, login)));
+  }
+
+  /** The installation.created delivery, as the webhooks job applies it: `sender` is who installed it. */
+  async function installedBy(installation: FakeInstallation, sender: string, requester?: string): Promise<void> {
+    const who = (login: string) => ({ id: world.fake.user(login).id, login });
+    const payload = installationPayload('created', installation, [], { sender: who(sender), requester: requester ? who(requester) : undefined });
+    await handleInstallationEvent({ knex: db(), config: world.config, queues: world.queues }, payload);
+  }
+
+  async function nothingConnected(installationId: number): Promise<void> {
+    const row = await GithubInstallation.query(db()).findById(installationId);
+    assert.equal(row?.teamId ?? null, null, 'the installation was connected to a team');
+    assert.equal(await AuditEvent.query(db()).where({ action: 'github.installation_linked' }).resultSize(), 0);
+    assert.equal((await ada.get('/api/teams/acme/github/repos')).body.items.length, 0);
+  }
+
+  describe('whose installation it is', () => {
+    let bob: Client;
+    let org: FakeRepo;
+
+    beforeEach(async () => {
+      bob = new Client(world.server.url);
+      assert.equal((await githubSignIn(bob, world.fake, 'bob')).status, 302);
+      await makeTeam(await User.query(db()).findOne({ login: 'bob' }).throwIfNotFound(), 'bobs');
+      org = world.app.addRepo('acme-org/site');
+      world.app.addMembership('acme-org', 'bob', 'admin');
+      world.app.addMembership('acme-org', 'ada', 'member');
+    });
+
+    it('refuses an organization member who neither installed it nor is an owner there, and connects nothing', async () => {
+      // Installed by bob (an owner); ada, a member, sees it in /user/installations like every member.
+      const theirs = world.app.addInstallation('acme-org', [org], { type: 'Organization', users: ['ada', 'bob'] });
+      await installedBy(theirs, 'bob');
+      const done = await connectExisting(ada, 'ada', 'acme', theirs.id);
+      assertPage(done, 403, /Only an owner of the GitHub organization acme-org, or whoever installed the App there/);
+      assert.match(String(done.body), /you are a member there/);
+      await nothingConnected(theirs.id);
+      // The row the webhook wrote is left as it was.
+      assert.equal((await GithubInstallation.query(db()).findById(theirs.id))?.accountLogin, 'acme-org');
+
+      // Abandoned, or its webhook never came: still not ada's to take.
+      const abandoned = world.app.addInstallation('acme-org', [org], { type: 'Organization', users: ['ada', 'bob'] });
+      assertPage(await connectExisting(ada, 'ada', 'acme', abandoned.id), 403, /Only an owner of the GitHub organization acme-org/);
+      await nothingConnected(abandoned.id);
+      assert.equal(await GithubInstallation.query(db()).findById(abandoned.id), undefined);
+    });
+
+    it('refuses another user\'s personal installation, even one the user can see', async () => {
+      const mallorys = world.app.addInstallation('mallory', [api], { users: ['mallory', 'ada'] });
+      assertPage(await connectExisting(ada, 'ada', 'acme', mallorys.id), 403, /on the GitHub account mallory, not yours \(ada\)/);
+      await nothingConnected(mallorys.id);
+    });
+
+    it('connects it for whoever installed it (installation.created\'s sender), and for an owner of the organization', async () => {
+      const adas = world.app.addInstallation('acme-org', [org], { type: 'Organization', users: ['ada', 'bob'] });
+      await installedBy(adas, 'ada'); // e.g. ada administers the repository, and the organization lets repository admins install
+      const done = await connectExisting(ada, 'ada', 'acme', adas.id);
+      assert.equal(done.status, 302, String(done.body));
+      assert.equal((await GithubInstallation.query(db()).findById(adas.id))?.teamId, (await Team.query(db()).findOne({ slug: 'acme' }))?.id);
+
+      // No webhook yet: bob is an active owner of acme-org.
+      const bobs = world.app.addInstallation('acme-org', [org], { type: 'Organization', users: ['ada', 'bob'] });
+      const byOwner = await connectExisting(bob, 'bob', 'bobs', bobs.id);
+      assert.equal(byOwner.status, 302, String(byOwner.body));
+      assert.equal((await GithubInstallation.query(db()).findById(bobs.id))?.teamId, (await Team.query(db()).findOne({ slug: 'bobs' }))?.id);
+      const [check] = world.fake.calls('GET', '/user/memberships/orgs/acme-org').slice(-1);
+      assert.match(check.headers.authorization ?? '', /^token ghu_/);
+    });
+
+    it('refuses a pending owner, and says to ask an owner when GitHub does not let Rhone check', async () => {
+      world.app.addMembership('acme-org', 'bob', 'admin', 'pending');
+      const first = world.app.addInstallation('acme-org', [org], { type: 'Organization', users: ['bob'] });
+      assertPage(await connectExisting(bob, 'bob', 'bobs', first.id), 403, /you are a pending admin there/);
+      world.app.addMembership('acme-org', 'bob', 'admin');
+      delete first.permissions.members;
+      const refused = await connectExisting(bob, 'bob', 'bobs', first.id);
+      assertPage(refused, 403, /GitHub did not let Rhone check that you are an owner of acme-org/);
+      assert.match(String(refused.body), /Ask an owner of acme-org/);
+      assert.equal((await GithubInstallation.query(db()).findById(first.id))?.teamId ?? null, null);
+    });
+
+    it('never connects on setup_action=request, nor later for whoever requested it', async () => {
+      const start = await ada.get('/github/install?team=acme');
+      const requested = world.app.request(start.headers.get('location')!);
+      requested.searchParams.set('installation_id', '123456'); // forged: GitHub sends none with a request
+      assertPage(await ada.get(callbackPath(requested)), 200, /asked to approve/);
+      // The flow it ended cannot be carried on with the same state.
+      const resumed = new URL(requested);
+      resumed.searchParams.set('setup_action', 'install');
+      assertPage(await ada.get(callbackPath(resumed)), 400, /not valid/);
+
+      // bob approves: GitHub creates the installation, sender bob, requester ada.
+      const approved = world.app.addInstallation('acme-org', [org], { type: 'Organization', users: ['ada', 'bob'] });
+      await installedBy(approved, 'bob', 'ada');
+      assertPage(await connectExisting(ada, 'ada', 'acme', approved.id), 403, /Only an owner of the GitHub organization acme-org/);
+      await nothingConnected(approved.id);
+    });
   });
 
   it('answers the picker\'s bad input and GitHub\'s failures with clear errors', async () => {

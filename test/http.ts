@@ -57,7 +57,8 @@ export class Client {
   async request<T = any>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Res<T>> {
     const h: Record<string, string> = { accept: 'application/json', ...headers };
     if (this.cookies.size > 0) h.cookie = [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
-    const csrf = this.cookies.get('rhone_csrf');
+    // Over https the cookie carries the __Host- prefix (backend/lib/session.ts).
+    const csrf = this.cookies.get('__Host-rhone_csrf') ?? this.cookies.get('rhone_csrf');
     if (csrf && !['GET', 'HEAD'].includes(method) && !('x-csrf-token' in headers)) h['x-csrf-token'] = csrf;
     if (this.token) h.authorization = `Bearer ${this.token}`;
     let payload: string | undefined;

@@ -29,7 +29,7 @@ export function tempDataDir(): string {
 export async function startRuntime(dataDir = tempDataDir()): Promise<{ local: LocalRuntime; api: FlyApi; dataDir: string }> {
   const local = await startLocalRuntime({ dataDir, machinesPort: 0, routerPort: 0 });
   await importImage(dataDir, 'fixture', 'v1', FIXTURE_APP, { cmd: [process.execPath, 'server.mjs'] });
-  return { local, api: new FlyApi(local.machinesUrl), dataDir };
+  return { local, api: new FlyApi(local.machinesUrl, `Bearer ${local.token}`), dataDir };
 }
 
 export interface RuntimeFixture {
@@ -76,7 +76,8 @@ export interface CallOptions {
 
 /** Calls the local Machines API by the spec's path template; every answer is checked against the spec. */
 export class FlyApi {
-  constructor(readonly baseUrl: string, readonly token = 'Bearer local-test-token') {}
+  /** token: the whole Authorization value, `Bearer ${local.token}`; '' sends none. */
+  constructor(readonly baseUrl: string, readonly token: string) {}
 
   async call<T = any>(method: string, template: string, options: CallOptions = {}): Promise<Answer<T>> {
     const concrete = template.replace(/\{(\w+)\}/g, (_, name: string) => {

@@ -1,6 +1,6 @@
 // The local runtime's state machine at its edges (restart policies, failures, updates of stopped
-// machines) and its recovery: after a crash or a restart it brings back what was running,
-// without leaving a process behind or starting one twice.
+// machines) and its recovery: after a crash it takes over the processes that survived and brings
+// back what died, without leaving a process behind or starting one twice.
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -30,33 +30,61 @@ describe('local runtime: state machine edges and reconcile', function () {
 
   const pidVia = async (host: string) => JSON.parse((await viaRouter(rt.local, host)).body).pid as number;
 
-  it('after a crash, kills what the dead runtime left and restarts its machines once', async function () {
+  it('after a crash, takes over the processes that survived and restarts only the machine whose process died', async function () {
     if (!existsSync('/proc/self/environ')) this.skip(); // counting processes needs Linux's /proc
     const app = await rt.api.createApp('rhone-shop');
     const kept = await rt.api.createMachine(app, { config: appConfig() });
-    const once = await rt.api.createMachine(app, { config: appConfig({ restart: { policy: 'no' } }) });
+    const died = await rt.api.createMachine(app, { config: appConfig() });
     await healthy(rt.api, app, kept.id);
-    await healthy(rt.api, app, once.id);
+    await healthy(rt.api, app, died.id);
     const [oldKept] = processesOf(kept.id);
-    const [oldOnce] = processesOf(once.id);
-    assert.ok(oldKept && oldOnce);
+    const [oldDied] = processesOf(died.id);
+    assert.ok(oldKept && oldDied);
 
     await rt.local.close({ leaveMachinesRunning: true });
     assert.ok(isAlive(oldKept), 'a crash leaves the processes running');
+    process.kill(oldDied, 'SIGKILL'); // and one of them dies while no runtime watches
+    await until('the process to be gone', () => !isAlive(oldDied));
     rt.local = await startLocalRuntime({ dataDir: rt.dataDir, machinesPort: 0, routerPort: 0 });
-    rt.api = new FlyApi(rt.local.machinesUrl);
+    rt.api = new FlyApi(rt.local.machinesUrl, `Bearer ${rt.local.token}`);
 
-    assert.equal(isAlive(oldKept), false);
-    assert.equal(isAlive(oldOnce), false);
-    await healthy(rt.api, app, kept.id);
-    const now = processesOf(kept.id);
-    assert.equal(now.length, 1, `one process for the machine, got ${now.join(', ')}`);
-    assert.notEqual(now[0], oldKept);
-    assert.equal(await pidVia('shop.localhost'), now[0]);
-    assert.equal((await rt.api.machine(app, once.id)).state, 'stopped');
-    assert.deepEqual(processesOf(once.id), []);
-    const list = await rt.api.call('GET', '/v1/apps/{app_name}/machines', { params: { app_name: app } });
-    assert.deepEqual(list.body.map((m: { id: string }) => m.id).sort(), [kept.id, once.id].sort());
+    // The survivor is the same process, so whatever it held in memory is still there.
+    assert.deepEqual(processesOf(kept.id), [oldKept]);
+    const keptNow = await healthy(rt.api, app, kept.id);
+    assert.equal(keptNow.state, 'started');
+    const diedNow = await healthy(rt.api, app, died.id);
+    assert.equal(diedNow.state, 'started');
+    const restarted = processesOf(died.id);
+    assert.equal(restarted.length, 1, `one process for the machine, got ${restarted.join(', ')}`);
+    assert.notEqual(restarted[0], oldDied);
+    const pids = new Set<number>();
+    for (let i = 0; i < 6; i++) pids.add(await pidVia('shop.localhost'));
+    assert.deepEqual([...pids].sort(), [oldKept, restarted[0]].sort(), 'the router serves both machines');
+
+    // The adopted process is watched: when it dies now, it is restarted (policy always).
+    process.kill(oldKept, 'SIGKILL');
+    await until('the adopted machine to be restarted', () => {
+      const now = processesOf(kept.id);
+      return now.length === 1 && now[0] !== oldKept;
+    });
+    const stopped = await rt.api.call('POST', '/v1/apps/{app_name}/machines/{machine_id}/stop', { params: { app_name: app, machine_id: died.id } });
+    assert.equal(stopped.status, 200);
+    await rt.api.wait(app, died.id, 'stopped', 10);
+  });
+
+  it('after a crash, kills the leftover process of a machine that was being stopped', async function () {
+    if (!existsSync('/proc/self/environ')) this.skip();
+    const app = await rt.api.createApp('rhone-stubborn');
+    const m = await rt.api.createMachine(app, { config: appConfig({ env: { IGNORE_SIGTERM: '1' } }) });
+    await healthy(rt.api, app, m.id);
+    const [pid] = processesOf(m.id);
+    await rt.api.call('POST', '/v1/apps/{app_name}/machines/{machine_id}/stop', { params: { app_name: app, machine_id: m.id }, body: { signal: 'SIGTERM', timeout: '30s' } });
+    await until('the machine to be stopping', async () => (await rt.api.machine(app, m.id)).state === 'stopping');
+    await rt.local.close({ leaveMachinesRunning: true });
+    rt.local = await startLocalRuntime({ dataDir: rt.dataDir, machinesPort: 0, routerPort: 0 });
+    rt.api = new FlyApi(rt.local.machinesUrl, `Bearer ${rt.local.token}`);
+    assert.equal(isAlive(pid), false);
+    assert.equal((await rt.api.machine(app, m.id)).state, 'stopped');
   });
 
   it('stops machines gracefully on close and starts them again on the next start', async () => {
@@ -71,7 +99,7 @@ describe('local runtime: state machine edges and reconcile', function () {
     assert.equal(statSync(path.join(rt.dataDir, 'machines', 'state.json')).mode & 0o777, 0o600);
 
     rt.local = await startLocalRuntime({ dataDir: rt.dataDir, machinesPort: 0, routerPort: 0 });
-    rt.api = new FlyApi(rt.local.machinesUrl);
+    rt.api = new FlyApi(rt.local.machinesUrl, `Bearer ${rt.local.token}`);
     await healthy(rt.api, app, m.id);
     assert.notEqual(await pidVia('shop.localhost'), before);
   });

@@ -35,7 +35,7 @@ describe('request log', () => {
     assert.equal(track(await ada.put('/api/apps/web/env', { vars: { 'bad-name': secret } })).status, 400);
     assert.equal(track(await ada.request('PUT', '/api/apps/web/env', `{"vars":{"API_KEY":"${secret}"`)).status, 400);
 
-    const created = track(await ada.post('/api/tokens', { name: 'ci' }));
+    const created = track(await ada.post('/api/tokens', { name: 'ci', scope: 'admin' }));
     assert.equal(created.status, 201);
     const token: string = created.body.token;
     const api = new Client(world.server.url).withToken(token);

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { startLocalRuntime, type LocalRuntime } from '../local/main.ts';
 import { importImage } from '../local/images.ts';
 import { FlyClient } from '../backend/providers/fly/client.ts';
-import { flyAppNameForSlug } from '../backend/providers/fly/names.ts';
+import { flyAppNameForSlug, flyNetworkForApp } from '../backend/providers/fly/names.ts';
 import { META } from '../backend/providers/fly/types.ts';
 import { release, ReleaseError, type ReleaseInput } from '../backend/releases/blue-green.ts';
 import { get, startLoad } from './support/load.ts';
@@ -39,7 +39,7 @@ describe('blue/green release on the local runtime', function () {
   beforeEach(async () => {
     dataDir = mkdtempSync(path.join(os.tmpdir(), 'rhone-release-'));
     local = await startLocalRuntime({ dataDir, machinesPort: 0, routerPort: 0 });
-    client = new FlyClient({ baseUrl: local.machinesUrl, token: 'local', backoff: { baseMs: 50, capMs: 500 } });
+    client = new FlyClient({ baseUrl: local.machinesUrl, token: local.token, backoff: { baseMs: 50, capMs: 500 } });
     for (const tag of ['v1', 'v2']) await importImage(dataDir, 'web', tag, HELLO, { cmd: ['node', 'server.js'] });
   });
   afterEach(async () => {
@@ -75,6 +75,29 @@ describe('blue/green release on the local runtime', function () {
     // Env vars went in as secrets, never into the machine config.
     const green = await client.getMachine(flyAppNameForSlug('web'), second.machines[0]);
     assert.ok(!JSON.stringify(green?.config).includes('hello from'), 'secret values are not in the machine config');
+  });
+
+  it('the first release gives the app public addresses and its own network; machines carry Fly\'s standard metadata', async () => {
+    const app = flyAppNameForSlug('web');
+    await release_(local, client, releaseInput('web', 'dep-1', 'v1', { releaseVersion: 1 }));
+    // As flyctl's first deploy: an IPv6 and a shared IPv4, so <app>.fly.dev resolves.
+    const ips = await client.listIps(app);
+    assert.deepEqual(ips.map((i) => [i.ip.includes(':') ? 'v6' : 'v4', i.shared ?? false]).sort(), [['v4', true], ['v6', false]]);
+    const second = await release_(local, client, releaseInput('web', 'dep-2', 'v2', { releaseVersion: 2 }));
+    assert.equal((await client.listIps(app)).length, 2, 'a second release allocates nothing more');
+    // Each Rhone app is alone in its private network: two apps, two networks.
+    await importImage(dataDir, 'api', 'v1', HELLO, { cmd: ['node', 'server.js'] });
+    await release_(local, client, releaseInput('api', 'dep-3', 'v1', { image: 'rhone-local/api:v1' }));
+    assert.equal((await client.getApp(app))?.network, flyNetworkForApp('app-web'));
+    assert.equal((await client.getApp(flyAppNameForSlug('api')))?.network, flyNetworkForApp('app-api'));
+    assert.notEqual(flyNetworkForApp('app-web'), flyNetworkForApp('app-api'));
+    // fly_* metadata as flyctl sets it (machine_types.go, machines_deploymachinesapp.go), so flyctl
+    // and Fly's dashboard treat the machines as a managed release of the app's "app" group.
+    const green = await client.getMachine(app, second.machines[0]);
+    assert.deepEqual(
+      Object.fromEntries(Object.entries(green?.config.metadata ?? {}).filter(([k]) => k.startsWith('fly_'))),
+      { fly_platform_version: 'v2', fly_process_group: 'app', fly_release_id: 'dep-2', fly_release_version: '2' },
+    );
   });
 
   it('a release whose checks never pass leaves v1 serving and says why', async () => {

@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fetchCommit, resolveRef, SourceError, type SourceErrorCode } from '../backend/source/git.ts';
-import { commandLines, httpBackendPath, isDead, makeRepo, startGitHttpServer, type GitHttpServer, type TestRepo } from './source-git-fixtures.ts';
+import { runGit } from '../backend/source/git-process.ts';
+import { pinConfig, useLookup } from '../backend/source/remote-guard.ts';
+import { commandLines, gitEnv, httpBackendPath, isDead, makeRepo, startGitHttpServer, type GitHttpServer, type TestRepo } from './source-git-fixtures.ts';
 
 async function rejectsWith(promise: Promise<unknown>, code: SourceErrorCode, message?: RegExp): Promise<SourceError> {
   try {
@@ -79,6 +82,27 @@ describe('source: git', function () {
     });
   });
 
+  describe('a user\'s URL in production (publicOnly)', () => {
+    let restore: () => void;
+    before(() => {
+      restore = useLookup(async (host) => {
+        if (host === 'internal.example.com') return ['10.0.0.7'];
+        throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: 'ENOTFOUND' });
+      });
+    });
+    after(() => restore());
+
+    it('refuses hosts that are or resolve to non-public addresses before git runs', async () => {
+      for (const url of ['https://internal.example.com/app.git', 'https://169.254.169.254/latest.git', 'https://[::1]/app.git', 'https://localhost/app.git']) {
+        const err = await rejectsWith(resolveRef(url, 'main', { publicOnly: true }), 'blocked_host', /not a public one/);
+        assert.equal(err.transient, false);
+        await rejectsWith(fetchCommit({ url, sha: repo.first, dir: path.join(tmp, 'blocked'), publicOnly: true }), 'blocked_host');
+      }
+      assert.equal(readdirSync(tmp).includes('blocked'), false, 'no workspace was made');
+      await rejectsWith(resolveRef('https://nowhere.invalid/app.git', 'main', { publicOnly: true }), 'blocked_host', /could not be resolved/);
+    });
+  });
+
   describe('fetchCommit', () => {
     it('fetches exactly the pinned commit, not the branch head', async () => {
       const dir = path.join(tmp, 'checkout-first');
@@ -107,6 +131,35 @@ describe('source: git', function () {
       const ghost = randomBytes(20).toString('hex');
       await rejectsWith(fetchCommit({ url: repo.fileUrl, sha: ghost, dir: path.join(tmp, 'ghost') }), 'commit_not_found', /force-pushed/);
       await rejectsWith(fetchCommit({ url: repo.fileUrl, sha: 'main', dir: path.join(tmp, 'x') }), 'invalid_ref');
+    });
+
+    it('refuses, before checking out, a commit whose files add up to more than the limits', async () => {
+      // 3 MiB of zeros is a few kilobytes in git's pack: the size that counts is the checkout's.
+      const work = path.join(tmp, 'bomb-work');
+      mkdirSync(path.join(work, 'dir'), { recursive: true });
+      writeFileSync(path.join(work, 'zeros.bin'), Buffer.alloc(3 * 1024 * 1024));
+      writeFileSync(path.join(work, 'dir', 'a.txt'), 'a');
+      writeFileSync(path.join(work, 'dir', 'b.txt'), 'b');
+      const env = gitEnv(path.join(tmp, 'home'));
+      const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=T', '-c', 'user.email=t@example.com', ...args], { cwd: work, env, encoding: 'utf8' }).trim();
+      git('init', '-q', '-b', 'main');
+      git('add', '.');
+      git('commit', '-q', '-m', 'bomb');
+      const sha = git('rev-parse', 'HEAD');
+      const url = `file://${work}`;
+      const settings = { bytes: 'RHONE_MAX_SOURCE_BYTES', entries: 'RHONE_MAX_SOURCE_FILES' };
+
+      const dir = path.join(tmp, 'checkout-bomb');
+      const bytes = await rejectsWith(fetchCommit({ url, sha, dir, limits: { maxBytes: 1024 * 1024, maxEntries: 100, settings } }), 'too_large',
+        /^The files of the repository add up to 3 MiB, over the 1 MiB limit \(RHONE_MAX_SOURCE_BYTES\)\./);
+      assert.equal(bytes.transient, false);
+      assert.deepEqual(tree(dir), [], 'nothing was checked out');
+      // zeros.bin, dir, dir/a.txt, dir/b.txt
+      await rejectsWith(fetchCommit({ url, sha, dir, limits: { maxBytes: 10 * 1024 * 1024, maxEntries: 3, settings } }), 'too_large',
+        /^The repository holds 4 files and directories, over the 3 limit \(RHONE_MAX_SOURCE_FILES\)\./);
+      const ok = await fetchCommit({ url, sha, dir, limits: { maxBytes: 4 * 1024 * 1024, maxEntries: 4, settings } });
+      assert.equal(ok.sha, sha);
+      assert.deepEqual(tree(dir), ['dir', 'dir/a.txt', 'dir/b.txt', 'zeros.bin']);
     });
 
     it('stops at once when the signal is already aborted', async () => {
@@ -156,6 +209,19 @@ describe('source: git', function () {
       }
       assert.ok(lines.length > 0);
       assert.ok(lines.every((l) => !l.includes(password)));
+    });
+
+    it('pins git to the checked address: curl connects there whatever DNS would say', async () => {
+      // git.rhone-pin.invalid resolves nowhere (RFC 6761): only the pin can take git to the server.
+      const port = Number(new URL(server.url).port);
+      const url = `http://git.rhone-pin.invalid:${port}/app.git`;
+      const run = (config: string[]) => runGit(['ls-remote', url, 'refs/heads/main'], { config, credentials: { username, password }, protocols: ['http'], timeoutMs: 10_000 });
+      const unpinned = await run([]);
+      assert.notEqual(unpinned.code, 0);
+      assert.match(unpinned.stderr, /Could not resolve host/);
+      const pinned = await run(pinConfig({ host: 'git.rhone-pin.invalid', port, addresses: ['127.0.0.1'] }));
+      assert.equal(pinned.code, 0, pinned.stderr);
+      assert.match(pinned.stdout, new RegExp(`^${repo.second}\trefs/heads/main`));
     });
 
     it('refuses a wrong password with a message that names the repository, not the secret', async () => {

@@ -12,6 +12,7 @@ import { signedIn } from './http.ts';
 import { until } from './local-helpers.ts';
 import { TestRepo } from './support/git-repo.ts';
 import { deliverStripe, stripeEvent, useStripeWorld } from './support/stripe-world.ts';
+import { answeredWithin, holdRequest } from './support/held-request.ts';
 
 const DAY = 86_400_000;
 
@@ -37,6 +38,21 @@ describe('Stripe webhooks', () => {
     assert.equal(res.status, 202, JSON.stringify(res.body));
     return processed(event.id);
   };
+
+  it('refuses a body over 1 MB from its Content-Length alone, and a missing signature header, without reading the body', async () => {
+    const url = `${world.server.url}/webhooks/stripe`;
+    const signature = `t=${Math.floor(Date.now() / 1000)},v1=${'0'.repeat(64)}`;
+    const big = holdRequest(url, { 'content-type': 'application/json', 'content-length': String(1024 * 1024 + 1), 'stripe-signature': signature });
+    const tooBig = await answeredWithin(big, 5000, 'the api waited for a body it must refuse from its length');
+    assert.equal(tooBig.status, 413);
+    assert.match(tooBig.body.message, /larger than the 1 MB Stripe sends at most/);
+    const unsigned = holdRequest(url, { 'content-type': 'application/json', 'content-length': '1000' }, '{"id":');
+    const res = await answeredWithin(unsigned, 5000, 'the api read the body of an unsigned request');
+    assert.equal(res.status, 400);
+    assert.equal(res.body.error, 'invalid_signature');
+    unsigned.req.destroy();
+    assert.equal(await WebhookDelivery.query(db()).resultSize(), 0);
+  });
 
   it('refuses a wrong, missing or stale signature with 400 and stores nothing', async () => {
     const event = stripeEvent('invoice.payment_failed', { id: 'in_1', object: 'invoice', customer: 'cus_acme' });

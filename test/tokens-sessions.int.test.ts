@@ -42,12 +42,13 @@ describe('API tokens', () => {
 
   it('authenticates Bearer requests on /api without CSRF, until revoked', async () => {
     const ada = await signedIn(server.url, 'ada');
-    const { token, id } = (await ada.post('/api/tokens', { name: 'cli' })).body;
+    const { token, id } = (await ada.post('/api/tokens', { name: 'cli', scope: 'admin' })).body;
     const api = new Client(server.url).withToken(token);
     assert.equal((await api.get('/api/me')).body.user.login, 'ada');
     const created = await api.post('/api/teams', { slug: 'acme', name: 'Acme' });
     assert.equal(created.status, 201, JSON.stringify(created.body));
-    assert.ok((await api.get('/api/tokens')).body.items[0].lastUsedAt);
+    // Tokens are listed through the dashboard's session only (no token may list them).
+    assert.ok((await ada.get('/api/tokens')).body.items[0].lastUsedAt);
 
     // The same write from the cookie session needs the CSRF header.
     const noCsrf = await ada.request('POST', '/api/teams', { slug: 'acme-2', name: 'x' }, { 'x-csrf-token': '' });
@@ -73,6 +74,19 @@ describe('API tokens', () => {
     assert.equal((await api.post('/api/teams', { slug: 'acme-3', name: 'x' })).status, 401);
     assert.deepEqual((await ada.get('/api/tokens')).body.items, []);
     assert.equal((await ada.delete(`/api/tokens/${id}`)).status, 404);
+  });
+
+  it('a token, whatever its scope, cannot create, list or revoke tokens: 403 saying to use the dashboard', async () => {
+    const ada = await signedIn(server.url, 'ada');
+    const { token, id } = (await ada.post('/api/tokens', { name: 'cli', scope: 'admin' })).body;
+    const api = new Client(server.url).withToken(token);
+    for (const res of [await api.post('/api/tokens', { name: 'child' }), await api.get('/api/tokens'), await api.delete(`/api/tokens/${id}`)]) {
+      assert.equal(res.status, 403);
+      assert.equal(res.body.error, 'forbidden');
+      assert.match(res.body.message, /^API tokens cannot create, list or revoke API tokens; sign in to the dashboard/);
+    }
+    assert.deepEqual((await ada.get('/api/tokens')).body.items.map((t: { name: string }) => t.name), ['cli']);
+    assert.equal((await api.get('/api/me')).status, 200, 'not revoked');
   });
 
   it('refuses an expired token', async () => {
@@ -113,7 +127,35 @@ describe('sessions', () => {
       // Behind a TLS-terminating proxy, as on Fly: the request reaches us as http with X-Forwarded-Proto.
       const res = await new Client(secure.url).request('POST', '/auth/dev', { login: 'ada' }, { 'x-forwarded-proto': 'https' });
       assert.equal(res.status, 201, JSON.stringify(res.body));
-      for (const name of ['rhone_session', 'rhone_csrf']) assert.ok(cookieLine(res, name).attrs.has('secure'), name);
+      for (const name of ['__Host-rhone_session', '__Host-rhone_csrf']) assert.ok(cookieLine(res, name).attrs.has('secure'), name);
+    } finally {
+      await secure.close();
+    }
+  });
+
+  it('names the cookies __Host- over https, so an app on a sibling subdomain cannot set them', async () => {
+    const secure = await startTestServer({ config: { secureCookies: true, publicUrl: 'https://rhone.example' } });
+    try {
+      const https = { 'x-forwarded-proto': 'https' };
+      const client = new Client(secure.url);
+      const res = await client.request('POST', '/auth/dev', { login: 'ada' }, https);
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      for (const name of ['__Host-rhone_session', '__Host-rhone_csrf']) {
+        const line = cookieLine(res, name);
+        for (const attr of ['secure', 'path=/']) assert.ok(line.attrs.has(attr), `${attr} missing: ${line.raw}`);
+        assert.ok(![...line.attrs].some((a) => a.startsWith('domain=')), line.raw);
+      }
+      assert.equal(res.headers.getSetCookie().filter((l) => l.startsWith('rhone_')).length, 0, 'unprefixed cookies were set too');
+      // The client echoes __Host-rhone_csrf (test/http.ts, as the dashboard does).
+      assert.equal((await client.request('GET', '/api/me', undefined, https)).status, 200);
+      assert.equal((await client.request('POST', '/api/teams', { slug: 'acme', name: 'Acme' }, https)).status, 201);
+      // A cookie tossed under the old name (what a sibling subdomain can set) does not sign anyone in.
+      const tossed = new Client(secure.url);
+      tossed.cookies = new Map([['rhone_session', client.cookies.get('__Host-rhone_session')!]]);
+      assert.equal((await tossed.request('GET', '/api/me', undefined, https)).status, 401);
+      const out = await client.request('POST', '/auth/logout', {}, https);
+      assert.equal(out.status, 204);
+      assert.equal(cookieLine(out, '__Host-rhone_session').value, '');
     } finally {
       await secure.close();
     }

@@ -34,7 +34,10 @@ interface World {
 async function world(): Promise<World> {
   const ada = await makeUser('ada');
   const team = await makeTeam(ada, 'acme');
-  const app = await makeApp(ada, team, 'web');
+  const made = await makeApp(ada, team, 'web');
+  // An app from before Fly app names were stored: its Fly app is the legacy rhone-{slug}.
+  await db()('apps').where({ id: made.id }).update({ flyAppName: 'rhone-web' });
+  const app = { ...made, flyAppName: 'rhone-web' } as App;
   const fly = await startFakeFlyMachines();
   // No retries: a failed request fails the poll, as it would after the client's retries ran out.
   const client = new FlyClient({ baseUrl: fly.url, token: 'test', retries: 0 });
@@ -69,7 +72,7 @@ describe('poll-usage', () => {
     w.fly.add({ id: 'always', app: 'rhone-web', rhoneApp: w.app.id, events: [[T0 - HOUR, 'launch', 'created'], [T0 - HOUR + S, 'start', 'started']] });
     w.fly.add({ id: 'brief', app: 'rhone-web', rhoneApp: w.app.id, events: [[T0 + 10 * S, 'launch', 'created'], [T0 + 60 * S, 'start', 'started'], [T0 + 180 * S, 'exit', 'stopped']] });
     w.fly.add({ id: 'gone', app: 'rhone-web', rhoneApp: w.app.id, region: 'ams', events: [[T0 - HOUR, 'launch', 'created'], [T0 - HOUR + S, 'start', 'started'], [T0 + 100 * S, 'destroy', 'destroyed']] });
-    // No metadata, but the Fly app name is rhone-{slug}.
+    // No metadata, but the Fly app name is the one stored on the app.
     w.fly.add({ id: 'by-name', app: 'rhone-web', events: [[T0 - 10 * MIN, 'launch', 'created'], [T0 - 10 * MIN + S, 'start', 'started']] });
     w.fly.add({ id: 'stranger', app: 'someone-else', events: [[T0 - HOUR, 'launch', 'created'], [T0 - HOUR + S, 'start', 'started']] });
 

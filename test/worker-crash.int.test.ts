@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getConfig } from '../backend/config.ts';
-import { Deployment } from '../backend/models/index.ts';
+import { App, Deployment } from '../backend/models/index.ts';
 import { db } from '../backend/db.ts';
 import { startLocalRuntime, type LocalRuntime } from '../local/main.ts';
 import { startTestServer, signedIn, type Client, type TestServer } from './http.ts';
@@ -66,6 +66,9 @@ describe('worker killed mid-stage', function () {
     await local.close();
   });
 
+  /** The Fly app Rhone named for the app (names carry a random suffix). */
+  const flyAppName = async () => (await App.query(db()).findOne({ slug: 'web' }).throwIfNotFound()).flyAppName;
+
   async function waitFor(id: string, ok: (d: Deployment) => boolean, timeoutMs = 60_000): Promise<Deployment> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -94,8 +97,8 @@ describe('worker killed mid-stage', function () {
       if (stage === 'deploying') {
         const deadline = Date.now() + 20_000;
         for (;;) {
-          const url = `${local.machinesUrl}/v1/apps/rhone-web/machines?metadata.rhone_deploy=${v2.body.id}`;
-          const greens = (await fetch(url, { headers: { authorization: 'Bearer t' } }).then((r) => r.json())) as unknown[];
+          const url = `${local.machinesUrl}/v1/apps/${await flyAppName()}/machines?metadata.rhone_deploy=${v2.body.id}`;
+          const greens = (await fetch(url, { headers: { authorization: `Bearer ${local.token}` } }).then((r) => r.json())) as unknown[];
           if (greens.length > 0) break;
           assert.ok(Date.now() < deadline, 'the new machine was never created');
           await new Promise((r) => setTimeout(r, 20));
@@ -108,7 +111,7 @@ describe('worker killed mid-stage', function () {
       assert.equal(result.failed, 0, `requests failed while the worker died: ${result.failures.slice(0, 5).join('; ')}`);
       assert.equal(JSON.parse((await get(local.routerUrl, 'web.localhost', '/release')).body).release, '#2');
       assert.ok(live.stageTimings.deploy?.finishedAt);
-      const machines = await fetch(`${local.machinesUrl}/v1/apps/rhone-web/machines`, { headers: { authorization: 'Bearer t' } }).then((r) => r.json()) as { state: string }[];
+      const machines = await fetch(`${local.machinesUrl}/v1/apps/${await flyAppName()}/machines`, { headers: { authorization: `Bearer ${local.token}` } }).then((r) => r.json()) as { state: string }[];
       assert.equal(machines.filter((m) => m.state === 'started').length, 1, 'one machine serves: no twin, no leftover');
     });
   }

@@ -76,24 +76,20 @@ export function guestSize(guest: MachineGuest | undefined): string | null {
   return named ? named[0] : `${kind}-cpu-${cpus}x:${guest.memory_mb ?? 0}MB`;
 }
 
-/** Maps machines to Rhone apps and teams: by the rhone_app metadata, else the Fly app name rhone-{slug}. */
+/** Maps machines to Rhone apps and teams: by the rhone_app metadata, else by the Fly app name stored on the app. */
 class AppDirectory {
   private readonly byId = new Map<string, AppRef | null>();
-  private readonly bySlug = new Map<string, AppRef | null>();
+  private readonly byFlyName = new Map<string, AppRef | null>();
   readonly seen = new Map<string, AppRef>();
 
   constructor(private readonly knex: Knex) {}
 
-  private static slugOf(flyApp: string): string | null {
-    return flyApp.startsWith(FLY_APP_PREFIX) ? flyApp.slice(FLY_APP_PREFIX.length) : null;
-  }
-
   async load(machines: OrgMachine[]): Promise<void> {
     const ids = [...new Set(machines.map((m) => m.config?.metadata?.[META.app]).filter((id): id is string => !!id && UUID.test(id) && !this.byId.has(id)))];
-    const slugs = [...new Set(machines.filter((m) => !m.config?.metadata?.[META.app]).map((m) => AppDirectory.slugOf(m.app_name)).filter((s): s is string => !!s && !this.bySlug.has(s)))];
+    const names = [...new Set(machines.filter((m) => !m.config?.metadata?.[META.app]).map((m) => m.app_name).filter((n) => n.startsWith(FLY_APP_PREFIX) && !this.byFlyName.has(n)))];
     if (ids.length > 0) {
-      const rows = (await this.knex('apps').whereRaw('id = any(?::uuid[])', [ids]).select('id', 'teamId', 'slug')) as { id: string; teamId: string; slug: string }[];
-      for (const r of rows) this.byId.set(r.id, { flyApp: FLY_APP_PREFIX + r.slug, appId: r.id, teamId: r.teamId });
+      const rows = (await this.knex('apps').whereRaw('id = any(?::uuid[])', [ids]).select('id', 'teamId', 'flyAppName')) as { id: string; teamId: string; flyAppName: string }[];
+      for (const r of rows) this.byId.set(r.id, { flyApp: r.flyAppName, appId: r.id, teamId: r.teamId });
       const missing = ids.filter((id) => !this.byId.has(id));
       // A deleted app's machines still ran until they were destroyed: its deletion's audit event names the team.
       if (missing.length > 0) {
@@ -102,17 +98,16 @@ class AppDirectory {
       }
       for (const id of missing) if (!this.byId.has(id)) this.byId.set(id, null);
     }
-    if (slugs.length > 0) {
-      const rows = (await this.knex('apps').whereRaw('slug = any(?::text[])', [slugs]).select('id', 'teamId', 'slug')) as { id: string; teamId: string; slug: string }[];
-      for (const r of rows) this.bySlug.set(r.slug, { flyApp: FLY_APP_PREFIX + r.slug, appId: r.id, teamId: r.teamId });
-      for (const s of slugs) if (!this.bySlug.has(s)) this.bySlug.set(s, null);
+    if (names.length > 0) {
+      const rows = (await this.knex('apps').whereRaw('fly_app_name = any(?::text[])', [names]).select('id', 'teamId', 'flyAppName')) as { id: string; teamId: string; flyAppName: string }[];
+      for (const r of rows) this.byFlyName.set(r.flyAppName, { flyApp: r.flyAppName, appId: r.id, teamId: r.teamId });
+      for (const n of names) if (!this.byFlyName.has(n)) this.byFlyName.set(n, null);
     }
   }
 
   of(m: OrgMachine): AppRef | null {
     const id = m.config?.metadata?.[META.app];
-    const slug = AppDirectory.slugOf(m.app_name);
-    const ref = id ? this.byId.get(id) : slug ? this.bySlug.get(slug) : null;
+    const ref = id ? this.byId.get(id) : this.byFlyName.get(m.app_name);
     if (!ref) return null;
     const withName = { ...ref, flyApp: m.app_name };
     if (ref.appId) this.seen.set(m.app_name, withName);

@@ -8,7 +8,8 @@ import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises
 import os from 'node:os';
 import path from 'node:path';
 import { hostEnv } from '../../local/processes.ts';
-import { BuildError, CanceledError } from './errors.ts';
+import { BuildError, CanceledError, quoteOutput } from './errors.ts';
+import { createRedactor } from '../deployments/redact.ts';
 import { parseBuildPlan } from './plan.ts';
 import { runProcess } from './process.ts';
 import { type BuildLogStream, RawJsonDecoder } from './rawjson.ts';
@@ -105,7 +106,11 @@ export async function buildWithBuildkit(options: BuildkitBuildOptions): Promise<
 
     const decoder = new RawJsonDecoder();
     const tail: string[] = [];
-    const emit = (stream: BuildLogStream, line: string) => {
+    // The commands' output reaches us base64-encoded inside rawjson, so it is redacted once decoded:
+    // what is logged, and what a failure quotes, never holds an env value.
+    const redact = createRedactor(Object.values(options.secrets ?? {}));
+    const emit = (stream: BuildLogStream, raw: string) => {
+      const line = redact(raw);
       if (stream === 'stderr') {
         tail.push(line);
         if (tail.length > TAIL_LINES) tail.shift();
@@ -117,6 +122,8 @@ export async function buildWithBuildkit(options: BuildkitBuildOptions): Promise<
       env: { ...hostEnv(), DOCKER_CONFIG: dockerConfig },
       signal: options.signal,
       timeoutMs: options.timeoutMs,
+      // buildctl's own plain-text messages may quote a value too: redact before the 16 KB line cut.
+      redact,
       // Progress (rawjson) is on stderr; stdout carries nothing with an image output, but pass it on.
       onLine: (stream, line) => {
         if (stream === 'stdout') return emit('stdout', line);
@@ -135,7 +142,7 @@ export async function buildWithBuildkit(options: BuildkitBuildOptions): Promise<
       throw new BuildError(`the image build timed out after ${Math.round((options.timeoutMs ?? 0) / 1000)} s and was stopped`, { ...details, timedOut: true });
     }
     if (result.code !== 0) {
-      const why = failed ? `"${failed.vertex}" failed: ${failed.error}` : tail.slice(-5).join(' / ') || `buildctl exited with code ${result.code}`;
+      const why = failed ? redact(`"${failed.vertex}" failed: ${failed.error}`) : quoteOutput(tail.slice(-5), 800).join(' / ') || `buildctl exited with code ${result.code}`;
       throw new BuildError(`the image build failed: ${why}`, details);
     }
     const digest = await readDigest(metadataFile);

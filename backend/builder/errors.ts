@@ -60,3 +60,22 @@ export class CanceledError extends Error {
     this.name = 'CanceledError';
   }
 }
+
+const QUOTED_LINE_MAX = 300;
+
+/**
+ * The end of a command's output, for a failure reason: the last lines that fit in `maxChars`, each
+ * cut to a few hundred characters, so one runaway line cannot push out the lines that explain the
+ * failure. The lines must be redacted already.
+ */
+export function quoteOutput(lines: readonly string[], maxChars = 1200): string[] {
+  const out: string[] = [];
+  let size = 0;
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const line = lines[i].length > QUOTED_LINE_MAX ? `${lines[i].slice(0, QUOTED_LINE_MAX - 1)}…` : lines[i];
+    if (size + line.length > maxChars && out.length > 0) break;
+    out.unshift(line);
+    size += line.length + 3;
+  }
+  return out;
+}

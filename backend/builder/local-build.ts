@@ -6,11 +6,14 @@
 import { chmod, cp, mkdir, mkdtemp, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { imageDir, imageRef, storeImage } from '../../local/images.ts';
+import type { TreeLimits } from '../source/limits.ts';
 import { hostEnv } from '../../local/processes.ts';
-import { CanceledError, BuildError } from './errors.ts';
+import { CanceledError, BuildError, quoteOutput } from './errors.ts';
 import { type BuildPlan, type Step, isCopyCommand, isExecCommand, isFileCommand, isPathCommand } from './plan.ts';
 import { runProcess } from './process.ts';
+import { createRedactor, type Redactor } from '../deployments/redact.ts';
 import { orderSteps, sourceFilter } from './plan-order.ts';
+import { imageCommand } from './start-command.ts';
 
 export { CanceledError, BuildError } from './errors.ts';
 
@@ -29,6 +32,8 @@ export interface BuildLocalOptions {
   log: (stream: LogStream, line: string) => void;
   /** Values for the plan's secrets (the app's env vars), exposed to steps that ask for them, as Railpack does. */
   secrets?: Record<string, string>;
+  /** Caps on the stored image (RHONE_MAX_ARTIFACT_*). */
+  limits?: TreeLimits;
 }
 
 const TAIL_LINES = 20;
@@ -54,7 +59,10 @@ export async function buildLocal(options: BuildLocalOptions): Promise<{ image: s
     log('system', 'copying the source into a fresh build workspace');
     await cp(options.sourceDir, workspace, { recursive: true, verbatimSymlinks: true, filter: sourceFilter(options.sourceDir, plan.exclude) });
 
-    const ctx: StepContext = { ...options, log, workspace, home, tmp, outputs: new Map() };
+    // The commands' output is redacted as it is read, before it is cut into lines: the log and the
+    // "last output" a failure quotes never hold a secret, whole or in halves.
+    const redact = createRedactor(Object.values(options.secrets ?? {}));
+    const ctx: StepContext = { ...options, log, redact, workspace, home, tmp, outputs: new Map() };
     for (const step of steps) {
       throwIfCanceled(signal);
       await runStep(ctx, step);
@@ -68,7 +76,7 @@ export async function buildLocal(options: BuildLocalOptions): Promise<{ image: s
     if (imagePaths.length) env.PATH = [...imagePaths, hostEnv().PATH ?? ''].join(':');
     throwIfCanceled(signal);
     log.rethrow();
-    await storeImage(dataDir, options.imageName, options.tag, workspace, { cmd: ['sh', '-c', startCommand], env });
+    await storeImage(dataDir, options.imageName, options.tag, workspace, { cmd: imageCommand(startCommand), env, limits: options.limits });
     const durationMs = Math.round(performance.now() - started);
     log('system', `stored image ${image} (${(durationMs / 1000).toFixed(1)} s)`);
     return { image, durationMs };
@@ -82,6 +90,7 @@ interface StepContext extends BuildLocalOptions {
   home: string;
   tmp: string;
   log: GuardedLog;
+  redact: Redactor;
   /** What each finished step hands to the steps built on it: its variables and PATH entries. */
   outputs: Map<string, { variables: Record<string, string>; paths: string[] }>;
 }
@@ -164,6 +173,7 @@ async function runExec(ctx: StepContext, step: Step, label: string, cmd: string,
     env,
     signal: ctx.signal,
     timeoutMs: deadline - performance.now(),
+    redact: ctx.redact,
     onLine: (stream, line) => {
       tail.push(line);
       if (tail.length > TAIL_LINES) tail.shift();
@@ -173,7 +183,7 @@ async function runExec(ctx: StepContext, step: Step, label: string, cmd: string,
   ctx.log.rethrow();
   if (result.aborted) throw new CanceledError(`the build was canceled during step "${step.name}"`, { cause: ctx.signal?.reason });
   const details = { step: step.name, command: label, exitCode: result.code, signal: result.signal, lastLines: tail };
-  const output = tail.length ? `\nlast output:\n${tail.map((l) => `  ${l}`).join('\n')}` : '';
+  const output = tail.length ? `\nlast output:\n${quoteOutput(tail).map((l) => `  ${l}`).join('\n')}` : '';
   if (result.timedOut) {
     throw new BuildError(
       `step "${step.name}" timed out after ${formatMs(ctx.stepTimeoutMs)} while running \`${label}\`; the build was stopped. ` +

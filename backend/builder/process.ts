@@ -3,6 +3,7 @@
 // over line by line as it is written, never buffered to the end.
 import { spawn } from 'node:child_process';
 import { StringDecoder } from 'node:string_decoder';
+import type { Redactor } from '../deployments/redact.ts';
 
 /** Longer lines are cut into pieces of this size, so one runaway line cannot exhaust memory. */
 const MAX_LINE = 16 * 1024;
@@ -12,9 +13,14 @@ export interface LineSplitter {
   end(): void;
 }
 
-/** Splits a byte stream into lines (\n or \r\n), decoding UTF-8 across chunk boundaries. */
-export function lineSplitter(onLine: (line: string) => void): LineSplitter {
+/**
+ * Splits a byte stream into lines (\n or \r\n), decoding UTF-8 across chunk boundaries. With a
+ * redactor, the stream is redacted before it is cut (into lines, or a long line into pieces), so
+ * a secret crossing a chunk or a cut never shows in halves.
+ */
+export function lineSplitter(onLine: (line: string) => void, redact?: Redactor): LineSplitter {
   const decoder = new StringDecoder('utf8');
+  const redacting = redact?.stream();
   let pending = '';
   const emit = (text: string) => {
     for (let i = 0; i < text.length; i += MAX_LINE) onLine(text.slice(i, i + MAX_LINE));
@@ -32,9 +38,9 @@ export function lineSplitter(onLine: (line: string) => void): LineSplitter {
     }
   };
   return {
-    push: (chunk) => take(decoder.write(chunk)),
+    push: (chunk) => take(redacting ? redacting.push(decoder.write(chunk)) : decoder.write(chunk)),
     end: () => {
-      take(decoder.end());
+      take(redacting ? redacting.push(decoder.end()) + redacting.end() : decoder.end());
       if (pending) emit(pending.replace(/\r$/, ''));
       pending = '';
     },
@@ -48,6 +54,8 @@ export interface RunOptions {
   /** Kill the process group after this long; undefined: no limit. */
   timeoutMs?: number;
   onLine: (stream: 'stdout' | 'stderr', line: string) => void;
+  /** Redacts the output before it is cut into lines (see lineSplitter). */
+  redact?: Redactor;
 }
 
 export interface RunResult {
@@ -79,8 +87,8 @@ export function runProcess(argv: string[], options: RunOptions): Promise<RunResu
     let timedOut = false;
     let aborted = false;
     let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-    const out = lineSplitter((line) => options.onLine('stdout', line));
-    const err = lineSplitter((line) => options.onLine('stderr', line));
+    const out = lineSplitter((line) => options.onLine('stdout', line), options.redact);
+    const err = lineSplitter((line) => options.onLine('stderr', line), options.redact);
     child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
     child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
 

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { App, Deployment, GithubInstallation, GithubInstallationRepository, Team, type AppSource } from '../models/index.ts';
-import { flyAppNameForSlug } from '../providers/fly/names.ts';
+import { newFlyAppName } from '../providers/fly/names.ts';
 import { enqueue, type QueueContext } from '../../jobs/queues.ts';
 import { IN_FLIGHT } from './deployments.ts';
 import { ConflictError, ValidationError } from '../lib/errors.ts';
@@ -11,6 +11,7 @@ import { decodeCursor, toPage } from '../lib/pagination.ts';
 import { recordAudit } from './audit.ts';
 import { transaction } from '../lib/transaction.ts';
 import { assertRegionAllowed } from '../billing/limits.ts';
+import { assertNoCredentials, checkPublicRemote, UnsafeRemoteError } from '../source/remote-guard.ts';
 
 function invalidSource(field: string, message: string): ValidationError {
   return new ValidationError(`body.source.${field}: ${message}`, [{ field: `body.source.${field}`, message }]);
@@ -28,6 +29,15 @@ async function checkSource(knex: Knex, config: Config, team: Team, source: AppSo
     if (!allowed.includes(protocol)) {
       const message = config.isLocal ? 'must be an https:// or file:// URL' : 'must be an https:// URL (file:// works only in local mode)';
       throw invalidSource('url', message);
+    }
+    // A token in the URL would be stored and shown to every member; in production the host must
+    // be public (remote-guard.ts). Local mode is the developer's own machine: localhost is fine.
+    try {
+      assertNoCredentials(source.url);
+      if (!config.isLocal) await checkPublicRemote(source.url);
+    } catch (err) {
+      if (err instanceof UnsafeRemoteError) throw invalidSource('url', err.message);
+      throw err;
     }
     return source;
   }
@@ -63,6 +73,7 @@ export async function createApp(knex: Knex, config: Config, actor: Actor, team: 
     const rows = (await trx('apps')
       .insert({
         ...input,
+        flyAppName: newFlyAppName(input.slug),
         source: JSON.stringify(source),
         buildCommand: input.buildCommand ?? null,
         startCommand: input.startCommand ?? null,
@@ -100,7 +111,7 @@ export async function deleteApp(knex: Knex, queues: QueueContext, actor: Actor, 
       throw new ConflictError('deployment_in_flight', `Deployment #${running.number} of ${app.slug} is ${running.status}; cancel it (or wait for it to finish), then delete the app.`);
     }
     await App.query(trx).deleteById(app.id);
-    const [row] = await trx('appTeardowns').insert({ teamId: team.id, appSlug: app.slug, flyApp: flyAppNameForSlug(app.slug) }).returning('id');
+    const [row] = await trx('appTeardowns').insert({ teamId: team.id, appSlug: app.slug, appId: app.id, flyApp: app.flyAppName }).returning('id');
     await recordAudit(trx, { teamId: team.id, actor, action: 'app.deleted', subjectType: 'app', subjectId: app.id, data: { slug: app.slug, name: app.name } });
     return row.id as string;
   });

@@ -125,6 +125,9 @@ async function insertDeployment(knex: Knex, queues: QueueContext, app: App, acto
   return deployment;
 }
 
+/** The branch look-up runs inside the request: it may hold it this long, not git's 60 s. */
+const API_RESOLVE_TIMEOUT_MS = 10_000;
+
 /** POST /api/apps/:app/deploy: pins the commit and the settings now, then queues the work. */
 export async function createDeployment(knex: Knex, config: Config, queues: QueueContext, actor: Actor | null, app: App, request: DeployRequest): Promise<Deployment> {
   const problem = describeSourceProblem(app);
@@ -133,14 +136,19 @@ export async function createDeployment(knex: Knex, config: Config, queues: Queue
   await assertNotPastDue(knex, app.teamId);
   const ref = request.ref ?? app.source.branch;
   let sha = request.commitSha;
+  let publicOnly = false;
   if (!sha) {
     try {
       const source = await resolveSource(config, app.source);
-      sha = (await resolveRef(source.url, ref, { credentials: source.credentials })).sha;
+      publicOnly = source.publicOnly;
+      sha = (await resolveRef(source.url, ref, { credentials: source.credentials, publicOnly, timeoutMs: API_RESOLVE_TIMEOUT_MS })).sha;
     } catch (err) {
       // Nothing was written yet: say what is wrong with the source, as a client error.
-      if (err instanceof SourceError) throw new AppError(err.transient ? 503 : 422, `source_${err.code}`, err.message);
-      throw err;
+      if (!(err instanceof SourceError)) throw err;
+      // A user's host that does not answer, answers slowly or drops the connection gets one
+      // answer, so the look-up tells nothing about what listens where (issue 12, item 8).
+      if (publicOnly && err.transient) throw new AppError(503, 'source_unreachable', `The repository could not be reached within ${API_RESOLVE_TIMEOUT_MS / 1000} s; check the URL, or try again in a moment.`);
+      throw new AppError(err.transient ? 503 : 422, `source_${err.code}`, err.message);
     }
   }
   const snapshot = await takeSnapshot(knex, app);

@@ -10,7 +10,7 @@ import type { Actor } from '../middleware/auth.ts';
 import { transaction } from '../lib/transaction.ts';
 import { recordAudit } from './audit.ts';
 import { assertPlanAllows } from '../billing/limits.ts';
-import { flyAppNameForSlug, machinesApi } from '../providers/fly/index.ts';
+import { machinesApi } from '../providers/fly/index.ts';
 import { ensureFlyApp, ensurePublicIps } from '../providers/fly/app-setup.ts';
 import { FlyApiError, FlyNetworkError, isTransient } from '../providers/fly/errors.ts';
 import type { CertificateDetail } from '../providers/fly/types.ts';
@@ -61,7 +61,7 @@ async function taken(knex: Knex | Knex.Transaction, app: App, hostname: string):
 /** The Fly app behind a Rhone app, created with public addresses if it has not been deployed yet. */
 async function prepareFlyApp(config: Config, app: App) {
   const { client, org } = machinesApi(config);
-  const flyApp = flyAppNameForSlug(app.slug);
+  const flyApp = app.flyAppName;
   await ensureFlyApp(client, flyApp, org, app.id);
   await ensurePublicIps(client, flyApp);
   return { client, flyApp };
@@ -137,7 +137,7 @@ export async function checkDomainNow(knex: Knex, config: Config, actor: Actor, t
  * Exported for the certificate checker.
  */
 export async function requestOrCheck(config: Config, app: App, domain: Pick<Domain, 'hostname' | 'certificate'>): Promise<CertificateDetail> {
-  const { client, flyApp } = domain.certificate ? { client: machinesApi(config).client, flyApp: flyAppNameForSlug(app.slug) } : await prepareFlyApp(config, app);
+  const { client, flyApp } = domain.certificate ? { client: machinesApi(config).client, flyApp: app.flyAppName } : await prepareFlyApp(config, app);
   if (!domain.certificate) return client.requestCertificate(flyApp, domain.hostname);
   try {
     return await client.checkCertificate(flyApp, domain.hostname);
@@ -150,7 +150,7 @@ export async function requestOrCheck(config: Config, app: App, domain: Pick<Doma
 /** Deletes the certificate at Fly (the hostname stops routing), then the domain. */
 export async function removeDomain(knex: Knex, config: Config, actor: Actor, team: Team, app: App, domain: Domain): Promise<void> {
   try {
-    await machinesApi(config).client.deleteCertificate(flyAppNameForSlug(app.slug), domain.hostname);
+    await machinesApi(config).client.deleteCertificate(app.flyAppName, domain.hostname);
   } catch (err) {
     throw flyUnavailable(`removing the certificate of ${displayHostname(domain.hostname)}`, err);
   }

@@ -11,6 +11,7 @@ import { decodeCursor, toPage } from '../lib/pagination.ts';
 import { transaction } from '../lib/transaction.ts';
 import { allPages, githubApp, githubStatus, githubTransient, githubUnavailable, installationClient, repoClient, type GithubClient } from '../providers/github/index.ts';
 import { recordAudit } from './audit.ts';
+import { ensureMayConnect } from './github-installation-access.ts';
 
 export interface RepoState {
   id: number;
@@ -22,16 +23,18 @@ export interface RepoState {
 export interface InstallationState {
   id: number;
   deleted: boolean;
-  account?: { login: string; type: string };
+  account?: { login: string; type: string; id?: number };
   repositorySelection?: string | null;
   suspendedAt?: string | null;
   /** Null when they could not be read (a suspended installation lists nothing): kept as they are. */
   repositories: RepoState[] | null;
+  /** Who installed it, from installation.created's sender; left as stored when undefined. */
+  installerGithubId?: number;
 }
 
 interface GhInstallation {
   id: number;
-  account: { login?: string; slug?: string; type?: string } | null;
+  account: { login?: string; slug?: string; type?: string; id?: number } | null;
   repository_selection?: string;
   suspended_at?: string | null;
 }
@@ -43,8 +46,8 @@ interface GhRepo {
   default_branch?: string;
 }
 
-function accountOf(installation: GhInstallation): { login: string; type: string } {
-  return { login: installation.account?.login ?? installation.account?.slug ?? 'unknown', type: installation.account?.type ?? 'User' };
+function accountOf(installation: GhInstallation): { login: string; type: string; id?: number } {
+  return { login: installation.account?.login ?? installation.account?.slug ?? 'unknown', type: installation.account?.type ?? 'User', id: installation.account?.id };
 }
 
 /** The installation as GitHub sees it now; uninstalled when GitHub no longer knows it. */
@@ -117,6 +120,7 @@ export async function storeInstallation(knex: Knex, state: InstallationState, li
         suspendedAt: state.suspendedAt ? new Date(state.suspendedAt) : null,
         deletedAt: state.deleted ? now : null,
         updatedAt: now,
+        ...(state.installerGithubId !== undefined ? { installerGithubId: state.installerGithubId } : {}),
       };
       await trx('github_installations').insert({ id: state.id, ...fields }).onConflict('id').merge(Object.keys(fields));
     } else if (state.deleted) {
@@ -197,13 +201,16 @@ export async function listBranches(config: Config, repo: TeamRepo): Promise<GhBr
 
 /**
  * Connects the installation to the team, after checking with the user's own GitHub token (`user`)
- * that it is their GitHub account and that it can access the installation: an installation id in
- * a URL can be forged. Nothing is written when a check fails.
+ * that it is their GitHub account, that it can access the installation (an installation id in a URL
+ * can be forged), and that the installation is theirs to connect: every member of an organization
+ * sees its installations, so seeing one is not enough (see ensureMayConnect). Nothing is written
+ * when a check fails.
  */
 export async function connectInstallation(knex: Knex, config: Config, actor: Actor, team: Team, installationId: number, user: GithubClient): Promise<InstallationState> {
   let installations: { id: number }[];
+  let me: { id: number; login: string };
   try {
-    const { data: me } = (await user.request('GET /user')) as { data: { id: number; login: string } };
+    ({ data: me } = (await user.request('GET /user')) as { data: { id: number; login: string } });
     if (actor.user.githubId && Number(actor.user.githubId) !== Number(me.id)) {
       throw new ForbiddenError(`GitHub says you are ${me.login} there, but you are signed in to Rhone as ${actor.user.login}. Sign in to GitHub as ${actor.user.login} and start again; nothing was connected.`);
     }
@@ -223,6 +230,8 @@ export async function connectInstallation(knex: Knex, config: Config, actor: Act
     throw githubUnavailable(err, 'reading the installation');
   }
   if (state.deleted) throw new NotFoundError(`Installation ${installationId} of the Rhone GitHub App`);
+  const stored = await GithubInstallation.query(knex).findById(installationId);
+  await ensureMayConnect(user, me, state, stored?.installerGithubId ?? null, team);
   await storeInstallation(knex, state, { team, actor });
   return state;
 }

@@ -9,7 +9,7 @@ import { App } from '../models/index.ts';
 import type { Config } from '../config.ts';
 import { createDeployment, recordSkippedPush } from './deployments.ts';
 import { PlanLimitError } from '../billing/limits.ts';
-import { fetchInstallation, storeInstallation } from './github-installations.ts';
+import { fetchInstallation, storeInstallation, type InstallationState } from './github-installations.ts';
 import type { QueueContext } from '../../jobs/queues.ts';
 
 export interface GithubWebhookDeps {
@@ -32,7 +32,9 @@ const pushPayload = z.object({
   installation: installationRef.nullish(),
 });
 
-const installationPayload = z.object({ action: z.string(), installation: installationRef });
+// `sender` is who acted; on installation.created that is who installed the App (or, for a request, the
+// owner who approved it; the member who asked is `requester`, and is not recorded).
+const installationPayload = z.object({ action: z.string(), installation: installationRef, sender: z.object({ id: z.number().int().positive() }).nullish() });
 
 const NO_COMMIT = /^0{40}$/;
 // GitHub's own spelling, and the one Rhone adds.
@@ -93,9 +95,10 @@ export async function handlePush(deps: GithubWebhookDeps, raw: unknown): Promise
 
 /** Installation events: read the installation from GitHub as it is now and store that. */
 export async function handleInstallationEvent(deps: GithubWebhookDeps, raw: unknown): Promise<{ installationId: number; deleted: boolean }> {
-  const { action, installation } = installationPayload.parse(raw);
+  const { action, installation, sender } = installationPayload.parse(raw);
   // An uninstall is final (ids are never reused); everything else may since have changed again.
-  const state = action === 'deleted' ? { id: installation.id, deleted: true, repositories: [] } : await fetchInstallation(deps.config, installation.id);
+  const state: InstallationState = action === 'deleted' ? { id: installation.id, deleted: true, repositories: [] } : await fetchInstallation(deps.config, installation.id);
+  if (action === 'created' && sender && !state.deleted) state.installerGithubId = sender.id;
   await storeInstallation(deps.knex, state);
   return { installationId: installation.id, deleted: state.deleted };
 }

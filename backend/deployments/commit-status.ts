@@ -6,7 +6,7 @@
 import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import type { Config } from '../config.ts';
-import { Deployment, type DeploymentStatus } from '../models/index.ts';
+import { App, Deployment, type DeploymentStatus } from '../models/index.ts';
 import { logger } from '../lib/logger.ts';
 import { appUrl } from '../presenters/index.ts';
 import { githubAppConfigured, repoClient } from '../providers/github/index.ts';
@@ -76,6 +76,8 @@ export async function postCommitStatus(knex: Knex, config: Config, deploymentId:
     const snapshot = d.configSnapshot as unknown as ConfigSnapshot;
     const client = await repoClient(config, source.installationId, { fullName: source.repo, id: source.repositoryId }, { statuses: 'write' });
     const [owner, repo] = source.repo.split('/');
+    // The live app's address is its stored Fly app's (appUrl); a deleted app has none.
+    const app = state === 'success' ? await App.query(knex).findById(d.appId) : undefined;
     await client.request('POST /repos/{owner}/{repo}/statuses/{sha}', {
       owner,
       repo,
@@ -83,7 +85,7 @@ export async function postCommitStatus(knex: Knex, config: Config, deploymentId:
       state,
       context: `rhone/${snapshot.slug}`,
       description: describe(d, state),
-      target_url: state === 'success' ? appUrl(config, snapshot.slug) : `${config.publicUrl}/apps/${snapshot.slug}/deployments/${d.id}`,
+      target_url: app ? appUrl(config, app) : `${config.publicUrl}/apps/${snapshot.slug}/deployments/${d.id}`,
     });
     await Deployment.query(knex).patch({ githubStatus: state }).where({ id: d.id });
     posted = state;

@@ -6,6 +6,9 @@ import type { Redis } from 'ioredis';
 import { redis as sharedRedis } from '../redis.ts';
 import { logger } from '../lib/logger.ts';
 import { NotFoundError } from '../lib/errors.ts';
+import { createRedactor, redactedPrefix, type Redactor } from './redact.ts';
+
+export { REDACTED } from './redact.ts';
 
 export type LogStream = 'stdout' | 'stderr' | 'system';
 export interface StatusData {
@@ -95,11 +98,18 @@ export async function listEvents(knex: Knex, deploymentId: string, afterSeq: num
 // ---- log sink ----
 
 export interface LogSink {
-  /** Queues a line; never throws. A failed write shows up at the next flush() or close(). */
+  /** Queues a line; never throws. */
   write(stream: LogStream, line: string): void;
-  /** Stores everything written so far; rejects with the first error since the last flush. */
+  /**
+   * Stores everything written so far. A write that fails because the database is unreachable is
+   * retried (the lines wait, in order); only a failure that retrying cannot fix (the deployment
+   * is gone) rejects, once.
+   */
   flush(): Promise<void>;
-  /** flush(), then ignore further writes. */
+  /**
+   * Ignores further writes and stores what is left, retrying for up to closeTimeoutMs; never
+   * rejects. A log line is never what decides a stage's outcome.
+   */
   close(): Promise<void>;
 }
 
@@ -116,37 +126,76 @@ export interface LogSinkOptions extends PublishOptions {
   flushMs?: number;
   maxBatch?: number;
   maxLineBytes?: number;
+  /** Lines kept while the database cannot be written; past it, lines are counted and said lost. */
+  maxBuffered?: number;
+  /** How long close() keeps retrying before it gives up on what is left. */
+  closeTimeoutMs?: number;
+  /** Told of each failed write that will be retried, and of lines given up on (for the worker's log). */
+  onTrouble?: (event: { error: unknown; retryInMs?: number; lost?: number }) => void;
 }
 
-export const REDACTED = '[redacted]';
-const MIN_SECRET_LENGTH = 4;
+const RETRY_FIRST_MS = 200;
+const RETRY_MAX_MS = 5_000;
 
 /**
  * Batches a stage's log lines into appendEvents calls: every flushMs, or at once when maxBatch
- * lines are waiting. One batch is in flight at a time, so seqs follow the order of writes.
+ * lines are waiting. One batch is in flight at a time, so seqs follow the order of writes. A batch
+ * is removed only once stored (a failed transaction stores nothing and allocates no seqs, so a
+ * retry leaves no gap).
  */
 export function createLogSink(options: LogSinkOptions): LogSink {
-  const { knex, deploymentId, stage, flushMs = 100, maxBatch = 500, maxLineBytes = 8192 } = options;
-  const redact = redactor(options.secrets);
+  const { knex, deploymentId, stage, flushMs = 100, maxBatch = 500, maxLineBytes = 8192, maxBuffered = 20_000, closeTimeoutMs = 60_000 } = options;
+  const redact = createRedactor(options.secrets);
   let buffer: NewEvent[] = [];
   let timer: NodeJS.Timeout | undefined;
   let chain: Promise<void> = Promise.resolve();
   let drainQueued = false;
   let failure: { error: unknown } | undefined;
   let closed = false;
+  /** Set when retrying must stop: the deployment is gone, or close() ran out of time. */
+  let givenUp = false;
+  let dropped = 0;
+  let wakeRetry: (() => void) | undefined;
+
+  const line = (stream: LogStream, text: string): NewEvent => ({ type: 'log', data: { stage, stream, line: text, at: new Date().toISOString() } });
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, ms);
+      t.unref();
+      wakeRetry = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
 
   const drain = async () => {
     drainQueued = false;
-    while (buffer.length > 0) {
+    let delay = RETRY_FIRST_MS;
+    while (buffer.length > 0 && !givenUp) {
       const batch = buffer.slice(0, maxBatch);
-      buffer = buffer.slice(batch.length);
       try {
         await appendEvents(knex, deploymentId, batch, { publisher: options.publisher });
+        buffer = buffer.slice(batch.length);
+        delay = RETRY_FIRST_MS;
+        if (dropped > 0 && buffer.length < maxBuffered) {
+          buffer.push(line('system', `${dropped} log lines were lost while the database could not be written.`));
+          dropped = 0;
+        }
       } catch (error) {
-        // The batch is dropped rather than retried forever (the deployment may be gone); the
-        // stage learns of it from flush() or close().
-        failure ??= { error };
+        if (error instanceof NotFoundError) {
+          // The deployment is gone: nothing will ever take these lines.
+          failure ??= { error };
+          givenUp = true;
+          break;
+        }
+        options.onTrouble?.({ error, retryInMs: delay });
+        await pause(delay);
+        delay = Math.min(delay * 2, RETRY_MAX_MS);
       }
+    }
+    if (givenUp && buffer.length > 0) {
+      options.onTrouble?.({ error: failure?.error, lost: buffer.length + dropped });
+      buffer = [];
     }
   };
   const queueDrain = () => {
@@ -166,57 +215,51 @@ export function createLogSink(options: LogSinkOptions): LogSink {
   };
 
   return {
-    write(stream, line) {
-      if (closed) return;
+    write(stream, text) {
+      if (closed || givenUp) return;
       try {
-        buffer.push({ type: 'log', data: { stage, stream, line: cleanLine(line, redact, maxLineBytes), at: new Date().toISOString() } });
+        if (buffer.length >= maxBuffered) {
+          dropped++;
+          return;
+        }
+        buffer.push(line(stream, cleanLine(text, redact, maxLineBytes)));
         if (buffer.length >= maxBatch) void queueDrain();
         else if (!timer) timer = setTimeout(queueDrain, flushMs).unref();
       } catch (error) {
-        failure ??= { error };
+        // Never reached in practice (the redactor does not throw); a line is not worth a stage.
+        options.onTrouble?.({ error, lost: 1 });
       }
     },
     flush,
     async close() {
       closed = true;
-      await flush();
+      let timeout: NodeJS.Timeout | undefined;
+      const outOfTime = new Promise<void>((resolve) => {
+        timeout = setTimeout(() => {
+          givenUp = true;
+          wakeRetry?.();
+          resolve();
+        }, closeTimeoutMs);
+        timeout.unref();
+      });
+      await Promise.race([flush().catch(() => undefined), outOfTime]);
+      clearTimeout(timeout);
+      await chain;
     },
   };
 }
 
 /** Redacts, then caps the line at maxBytes of UTF-8 (redacting first, so a cut never leaves half a secret). */
-function cleanLine(raw: string, redact: (s: string) => string, maxBytes: number): string {
-  // A multi-megabyte line would make redaction slow; anything past 4 × maxBytes characters is cut anyway.
-  const line = redact(String(raw).slice(0, maxBytes * 4).replace(/\r$/, ''));
+function cleanLine(raw: string, redact: Redactor, maxBytes: number): string {
+  const text = String(raw).replace(/\r$/, '');
+  // A multi-megabyte line is redacted only as far as the cap can reach, and as a stream, so the
+  // place it stops at never falls inside a secret (a 44 KB value past a plain 32 KB slice would
+  // have been cut in two, its first part no longer matching).
+  const line = text.length > maxBytes * 4 ? redactedPrefix(redact, text, maxBytes * 4) : redact(text);
   if (line.length * 3 <= maxBytes || Buffer.byteLength(line) <= maxBytes) return line;
   const suffix = ` … [line cut at ${Math.round(maxBytes / 1024)} KB]`;
   // Cutting bytes may split a character; the decoder turns the half into U+FFFD, dropped here.
   return Buffer.from(line).subarray(0, maxBytes - Buffer.byteLength(suffix)).toString('utf8').replace(/\uFFFD$/, '') + suffix;
-}
-
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
-/** One regex over all secrets, rebuilt when the list grows; longest first, so a secret containing another goes whole. */
-export function redactor(secrets: string[]): (line: string) => string {
-  let seen = -1;
-  let pattern: RegExp | null = null;
-  return (line) => {
-    if (secrets.length !== seen) {
-      seen = secrets.length;
-      const values = new Set<string>();
-      for (const secret of secrets) {
-        if (typeof secret !== 'string') continue;
-        values.add(secret);
-        // A multi-line value (a PEM key) reaches the log a line at a time.
-        if (/[\r\n]/.test(secret)) for (const part of secret.split(/\r?\n|\r/)) values.add(part.trim());
-      }
-      const usable = [...values].filter((v) => v.length >= MIN_SECRET_LENGTH).sort((a, b) => b.length - a.length);
-      pattern = usable.length > 0 ? new RegExp(usable.map(escapeRegExp).join('|'), 'g') : null;
-    }
-    return pattern ? line.replace(pattern, REDACTED) : line;
-  };
 }
 
 // ---- subscriber side ----

@@ -10,10 +10,15 @@ import { SourceError } from '../source/git.ts';
 export interface ResolvedSource {
   url: string;
   credentials?: { username: string; password: string };
+  /**
+   * A user's URL in production: git may reach only public addresses, pinned (remote-guard.ts).
+   * The GitHub App's URL is the operator's setting and is not checked.
+   */
+  publicOnly: boolean;
 }
 
 export async function resolveSource(config: Config, source: AppSource): Promise<ResolvedSource> {
-  if (source.type === 'git') return { url: source.url };
+  if (source.type === 'git') return { url: source.url, publicOnly: !config.isLocal };
   if (!githubAppConfigured(config)) throw new GithubNotConfiguredError();
   let token: string;
   try {
@@ -22,7 +27,7 @@ export async function resolveSource(config: Config, source: AppSource): Promise<
     if (githubTransient(err)) throw new SourceError('unreachable', `GitHub could not be reached for access to ${source.repo}; trying again.`);
     throw new SourceError('auth_failed', `GitHub refused Rhone access to ${source.repo} (HTTP ${githubStatus(err)}): the Rhone GitHub App may have been uninstalled or suspended, or the repository removed from it. Reinstall the App or pick the repository again.`);
   }
-  return { url: `${githubWebUrl(config)}/${source.repo}.git`, credentials: { username: 'x-access-token', password: token } };
+  return { url: `${githubWebUrl(config)}/${source.repo}.git`, credentials: { username: 'x-access-token', password: token }, publicOnly: false };
 }
 
 const PROBLEMS: Record<NonNullable<App['sourceProblem']>, (repo: string) => string> = {

@@ -17,7 +17,9 @@
 // What is left: a process that takes longer than ACK_TIMEOUT_MS to confirm (blocked or dying) may
 // serve the old value until it reads the message; the writer logs a warning when that happens.
 //
-// WHAT LATER CODE MUST DO. Tags: `session:<id>`, `user:<id>`, `team:<id>`.
+// WHAT LATER CODE MUST DO. Tags: `session:<id>`, `user:<id>`, `team:<id>`, `token:<id>`.
+// - Revoking an API token calls invalidate(['token:<id>']): nothing caches tokens, but live event
+//   streams listen (onEvict) to re-check their viewer's access at once.
 // - A write to users (profile, login, deletion) calls invalidate(['user:<id>']); ending a session
 //   outside endSession (sign out everywhere, user deletion) invalidates its session or user tag.
 // - A write to teams (plan, subscription, slug), team_members or apps must end in
@@ -42,6 +44,8 @@ export const tag = {
   session: (id: string) => `session:${id}`,
   user: (id: string) => `user:${id}`,
   team: (id: string) => `team:${id}`,
+  /** Nothing caches tokens; revoking one publishes it so live event streams re-check at once. */
+  token: (id: string) => `token:${id}`,
 };
 
 /** How long a write waits for the other processes to confirm their eviction. */
@@ -82,6 +86,7 @@ export class CacheNode {
   private attempt = 0;
   private closed = false;
   private waiters: Array<() => void> = [];
+  private readonly listeners = new Set<(tags: readonly string[]) => void>();
 
   /** `redis` is an ordinary connection, used for confirmations; the subscriber is a duplicate. */
   constructor(private readonly redis: Redis) {
@@ -129,6 +134,18 @@ export class CacheNode {
 
   evict(tags: readonly string[]): void {
     for (const c of this.caches.values()) c.evict(tags);
+    for (const listener of this.listeners) listener(tags);
+  }
+
+  /**
+   * Calls `listener` with the tags of every eviction this node makes, local or from another
+   * process (long-lived responses such as event streams re-check access on it). Returns the
+   * unsubscribe function. Messages missed while the subscriber is down are not replayed: a
+   * listener that must not miss one also re-checks on a timer.
+   */
+  onEvict(listener: (tags: readonly string[]) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   /** For tests: the subscriber connection, to break it on purpose. */

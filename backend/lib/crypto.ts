@@ -5,6 +5,8 @@ import type { EncryptionKey } from '../config.ts';
 
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
+/** What encrypt() adds to a plaintext: the sealed data is exactly this much longer. */
+export const SEAL_OVERHEAD_BYTES = IV_BYTES + TAG_BYTES;
 
 export interface Sealed {
   keyId: string;

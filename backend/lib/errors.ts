@@ -53,3 +53,10 @@ export class RateLimitedError extends AppError {
     super(429, 'rate_limited', `Too many requests. Try again in ${retryAfterSeconds} s.`);
   }
 }
+
+/** A user already holds as many live event streams as one user may (routes/deployments/stream-guard.ts). */
+export class TooManyStreamsError extends AppError {
+  constructor(max: number) {
+    super(429, 'too_many_streams', `You have ${max} live deployment streams open, the most one user may; close some deployment pages or scripts that follow deployments, then try again.`);
+  }
+}

@@ -9,6 +9,24 @@ import { invalidate, tag } from './cache.ts';
 
 export const SESSION_COOKIE = 'rhone_session';
 export const CSRF_COOKIE = 'rhone_csrf';
+
+export interface SessionCookieNames {
+  session: string;
+  csrf: string;
+}
+
+/**
+ * Over https the cookies are named `__Host-…`: browsers accept such a cookie only with Secure,
+ * Path=/ and no Domain, from the host itself (RFC 6265bis §4.1.3.2). An app on `{slug}.rhone.app`
+ * can set a `rhone_session` for all of `.rhone.app` (session fixation, a chosen CSRF token), but
+ * never a `__Host-` one for the dashboard's host. Over https only the prefixed names are read, so
+ * a tossed unprefixed cookie counts for nothing; plain http cannot set Secure, so keeps the old names.
+ */
+export function sessionCookieNames(secure: boolean): SessionCookieNames {
+  const prefix = secure ? '__Host-' : '';
+  return { session: `${prefix}${SESSION_COOKIE}`, csrf: `${prefix}${CSRF_COOKIE}` };
+}
+
 export const SESSION_TTL_MS = 14 * 24 * 60 * 60 * 1000;
 
 export interface SessionData {
@@ -30,7 +48,8 @@ export class SessionSealer {
    */
   private readonly opened = new Map<string, SessionData>();
 
-  constructor(secret: string) {
+  /** The cookies' names: readonly, chosen once by whether the public URL is https. */
+  constructor(secret: string, readonly cookies: SessionCookieNames = sessionCookieNames(false)) {
     this.keys = [{ id: 's1', key: deriveKey(secret, 'session-cookie') }];
   }
 
@@ -61,9 +80,10 @@ export async function startSession(ctx: Context, knex: Knex, config: Config, sea
   const [row] = (await knex('sessions').insert({ userId, expiresAt: new Date(expiresAt) }).returning('id')) as { id: string }[];
   const data = { sessionId: row.id, csrf: randomToken(24), expiresAt };
   const common = { sameSite: 'lax' as const, secure: config.secureCookies, path: '/', maxAge: SESSION_TTL_MS, overwrite: true };
-  ctx.cookies.set(SESSION_COOKIE, sealer.seal(data), { ...common, httpOnly: true });
+  const names = sessionCookieNames(config.secureCookies);
+  ctx.cookies.set(names.session, sealer.seal(data), { ...common, httpOnly: true });
   // Readable by the dashboard's script, which echoes it in X-CSRF-Token (double submit).
-  ctx.cookies.set(CSRF_COOKIE, data.csrf, { ...common, httpOnly: false });
+  ctx.cookies.set(names.csrf, data.csrf, { ...common, httpOnly: false });
   return data;
 }
 
@@ -73,7 +93,8 @@ export async function endSession(ctx: Context, knex: Knex, config: Config, sessi
     // Before the response: a copied cookie must stop working on every api process at once.
     await invalidate([tag.session(sessionId)]);
   }
-  for (const name of [SESSION_COOKIE, CSRF_COOKIE]) {
+  const names = sessionCookieNames(config.secureCookies);
+  for (const name of [names.session, names.csrf]) {
     ctx.cookies.set(name, '', { path: '/', maxAge: 0, expires: new Date(0), secure: config.secureCookies, overwrite: true });
   }
 }

@@ -1,14 +1,17 @@
 import type { Context, Next } from 'koa';
-import { ApiToken, User } from '../models/index.ts';
+import { ApiToken, User, type TokenScope } from '../models/index.ts';
+import { authorizeToken } from '../policies/token-scopes.ts';
 import { ForbiddenError, UnauthenticatedError } from '../lib/errors.ts';
 import { safeEqual, sha256 } from '../lib/crypto.ts';
-import { CSRF_COOKIE, SESSION_COOKIE, type SessionSealer } from '../lib/session.ts';
+import type { SessionSealer } from '../lib/session.ts';
 import { tag, type CacheNode } from '../lib/cache.ts';
 
 export interface Actor {
   user: User;
   via: 'session' | 'token';
   tokenId?: string;
+  /** A token's scope (policies/token-scopes.ts), which auth() checks against the route. */
+  tokenScope?: TokenScope;
   sessionId?: string;
   /** The api instance's read caches, for the commands this request calls; absent in jobs and scripts. */
   caches?: CacheNode;
@@ -31,7 +34,7 @@ async function actorFromToken(token: string): Promise<Actor | null> {
   if (!row.lastUsedAt || Date.now() - row.lastUsedAt.getTime() > LAST_USED_RESOLUTION_MS) {
     await ApiToken.query().patch({ lastUsedAt: new Date() }).where({ id: row.id });
   }
-  return { user, via: 'token', tokenId: row.id };
+  return { user, via: 'token', tokenId: row.id, tokenScope: row.scope };
 }
 
 interface SessionHit {
@@ -82,15 +85,15 @@ export function authenticate(sealer: SessionSealer, caches?: CacheNode) {
       ctx.state.actor = { ...actor, caches } satisfies Actor;
       return next();
     }
-    const session = sealer.unseal(ctx.cookies.get(SESSION_COOKIE));
+    const session = sealer.unseal(ctx.cookies.get(sealer.cookies.session));
     if (session) {
       const user = await sessionUser(session.sessionId, caches);
       if (user) {
         if (!SAFE_METHODS.has(ctx.method)) {
           const sent = ctx.get('X-CSRF-Token');
-          const cookie = ctx.cookies.get(CSRF_COOKIE) ?? '';
+          const cookie = ctx.cookies.get(sealer.cookies.csrf) ?? '';
           if (!sent || !safeEqual(sent, cookie) || !safeEqual(sent, session.csrf)) {
-            throw new ForbiddenError('This write needs the X-CSRF-Token header set to the rhone_csrf cookie. Reload the page and try again.', 'csrf_failed');
+            throw new ForbiddenError(`This write needs the X-CSRF-Token header set to the ${sealer.cookies.csrf} cookie. Reload the page and try again.`, 'csrf_failed');
           }
         }
         ctx.state.actor = { user, via: 'session', sessionId: session.sessionId, caches } satisfies Actor;
@@ -106,10 +109,18 @@ export function requireActor(ctx: Context): Actor {
   return actor;
 }
 
-/** Route guard: 401 unless someone is signed in. */
+/**
+ * Route guard: 401 unless someone is signed in; 403 for an API token whose scope does not cover
+ * the route. The one place token scopes are enforced: every /api route starts with auth(), which
+ * runs after the router matched, so routerPath is the route's pattern (@koa/router sets it).
+ */
 export function auth() {
   return async (ctx: Context, next: Next): Promise<void> => {
-    requireActor(ctx);
+    const actor = requireActor(ctx);
+    if (actor.via === 'token') {
+      // A token row without a scope cannot exist (the column is not null); the least is assumed anyway.
+      authorizeToken(actor.tokenScope ?? 'read', ctx.method, (ctx as { routerPath?: string }).routerPath, ctx.query);
+    }
     return next();
   };
 }

@@ -1,6 +1,7 @@
 import type { Context, Next } from 'koa';
 import objection from 'objection';
 import { AppError, RateLimitedError } from '../lib/errors.ts';
+import { databaseEndpoint, isDatabaseUnavailable } from '../lib/db-errors.ts';
 
 const { NotFoundError: ModelNotFound, UniqueViolationError, ForeignKeyViolationError, CheckViolationError, NotNullViolationError } = objection;
 
@@ -12,7 +13,13 @@ interface HttpishError {
   message?: string;
 }
 
-function errorBody(err: unknown): { status: number; error: string; message: string; details?: unknown } {
+/** Seconds a client is asked to wait when the database is unreachable. */
+export const DATABASE_RETRY_AFTER_SECONDS = 5;
+
+function errorBody(err: unknown, database: { host: string; port: number }): { status: number; error: string; message: string; details?: unknown } {
+  if (isDatabaseUnavailable(err, database)) {
+    return { status: 503, error: 'database_unavailable', message: `Rhone cannot reach its database right now, so nothing was changed. Try again in ${DATABASE_RETRY_AFTER_SECONDS} seconds; if it lasts, the operator should check that Postgres is running and DATABASE_URL points at it.` };
+  }
   if (err instanceof AppError) return { status: err.status, error: err.code, message: err.message, details: err.details };
   if (err instanceof ModelNotFound) return { status: 404, error: 'not_found', message: 'That resource was not found.' };
   if (err instanceof UniqueViolationError) {
@@ -35,7 +42,9 @@ function errorBody(err: unknown): { status: number; error: string; message: stri
 }
 
 /** Maps every error to {error, message, details?}; unexpected ones are logged with the request id. */
-export function errorHandler() {
+export function errorHandler(databaseUrl?: string) {
+  // Without the URL (tests mounting the handler alone), only SQLSTATEs and pool timeouts are recognised.
+  const database = databaseUrl ? databaseEndpoint(databaseUrl) : { host: '', port: -1 };
   return async (ctx: Context, next: Next): Promise<void> => {
     try {
       await next();
@@ -48,7 +57,7 @@ export function errorHandler() {
         ctx.status = 405;
       }
     } catch (err) {
-      const { status, ...body } = errorBody(err);
+      const { status, ...body } = errorBody(err, database);
       if (status >= 500) {
         ctx.state.log?.error({ err }, 'request failed');
         ctx.body = { ...body, requestId: ctx.state.requestId };
@@ -57,6 +66,7 @@ export function errorHandler() {
       }
       ctx.status = status;
       if (err instanceof RateLimitedError) ctx.set('Retry-After', String(err.retryAfterSeconds));
+      if (status === 503 && body.error === 'database_unavailable') ctx.set('Retry-After', String(DATABASE_RETRY_AFTER_SECONDS));
     }
   };
 }

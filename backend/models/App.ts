@@ -19,6 +19,8 @@ export class App extends TimestampedModel {
   teamId!: string;
   name!: string;
   slug!: string;
+  /** The Fly app's name, given once at creation and never recomputed (providers/fly/names.ts). */
+  flyAppName!: string;
   source!: AppSource;
   rootDirectory!: string;
   buildCommand!: string | null;

@@ -23,6 +23,8 @@ export class GithubInstallation extends TimestampedModel {
   repositorySelection!: string | null;
   suspendedAt!: Date | null;
   deletedAt!: Date | null;
+  /** GitHub user id of whoever installed it (installation.created's sender); null when no such webhook came. */
+  installerGithubId!: number | null;
 
   repositories?: GithubInstallationRepository[];
 

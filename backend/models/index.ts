@@ -1,4 +1,4 @@
-export { ApiToken } from './ApiToken.ts';
+export { ApiToken, TOKEN_SCOPES, type TokenScope } from './ApiToken.ts';
 export { App, SOURCE_PROBLEMS, type AppSource, type SourceProblem } from './App.ts';
 export { AuditEvent } from './AuditEvent.ts';
 export { Deployment, DeploymentEvent, ACTIVE_STATUSES, TERMINAL_STATUSES, type DeploymentStatus } from './Deployment.ts';

@@ -3,6 +3,9 @@
 import { ForbiddenError } from '../lib/errors.ts';
 import type { Role } from '../models/index.ts';
 
+// API tokens are limited by a scope as well as their user's role: see token-scopes.ts.
+export { authorizeToken, DEFAULT_TOKEN_SCOPE, scopeNeeded, TOKEN_SCOPES, type TokenScope } from './token-scopes.ts';
+
 const RANK: Record<Role, number> = { member: 1, admin: 2, owner: 3 };
 
 export const MIN_ROLE = {

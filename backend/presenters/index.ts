@@ -1,5 +1,5 @@
 // Every field the API exposes, listed explicitly. Models are never serialised directly.
-import type { ApiToken, App, AuditEvent, Deployment, EnvVar, Invitation, Team, TeamMember, User, Role } from '../models/index.ts';
+import type { ApiToken, App, AppSource, AuditEvent, Deployment, EnvVar, Invitation, Team, TeamMember, User, Role } from '../models/index.ts';
 import type { Config } from '../config.ts';
 import type { GithubInstallation, GithubInstallationRepository, Notification } from '../models/index.ts';
 import { describeSourceProblem } from '../deployments/source.ts';
@@ -42,8 +42,13 @@ export function presentInvitation(i: Invitation) {
   };
 }
 
-export function appUrl(config: Config, slug: string): string {
-  return config.isLocal ? `http://${slug}.${config.appsDomain}:${config.routerPort}` : `https://${slug}.${config.appsDomain}`;
+/**
+ * The address the app answers on. Locally the router serves `{slug}.localhost`. In production the
+ * apps domain is not routed to Fly yet, so the address that answers is Fly's own
+ * `https://<fly app>.fly.dev` (the release gives the app the IPs it resolves to).
+ */
+export function appUrl(config: Config, app: Pick<App, 'slug' | 'flyAppName'>): string {
+  return config.isLocal ? `http://${app.slug}.${config.appsDomain}:${config.routerPort}` : `https://${app.flyAppName}.fly.dev`;
 }
 
 export function presentApp(config: Config, a: App, team: Pick<Team, 'slug'>) {
@@ -52,8 +57,8 @@ export function presentApp(config: Config, a: App, team: Pick<Team, 'slug'>) {
     team: team.slug,
     name: a.name,
     slug: a.slug,
-    url: appUrl(config, a.slug),
-    source: a.source,
+    url: appUrl(config, a),
+    source: presentSource(a.source),
     rootDirectory: a.rootDirectory,
     buildCommand: a.buildCommand,
     startCommand: a.startCommand,
@@ -76,7 +81,7 @@ export function presentEnvVar(v: EnvVar, value: string | null) {
 }
 
 export function presentToken(t: ApiToken) {
-  return { id: t.id, name: t.name, prefix: t.prefix, lastUsedAt: iso(t.lastUsedAt), expiresAt: iso(t.expiresAt), createdAt: iso(t.createdAt) };
+  return { id: t.id, name: t.name, prefix: t.prefix, scope: t.scope, lastUsedAt: iso(t.lastUsedAt), expiresAt: iso(t.expiresAt), createdAt: iso(t.createdAt) };
 }
 
 export function presentAudit(e: AuditEvent) {
@@ -193,4 +198,21 @@ export function presentDomain(config: Config, d: Domain) {
 /** An in-app notification (quota and spend-cap alerts carry meter, threshold and period in data). */
 export function presentNotification(n: Notification) {
   return { id: String(n.id), kind: n.kind, title: n.title, body: n.body, data: n.data, read: n.readAt !== null, readAt: iso(n.readAt), createdAt: iso(n.createdAt) };
+}
+
+/**
+ * An app's source as members see it. URLs with credentials are refused since they leak, but an app
+ * created before that may still hold one: its user name and password are never shown.
+ */
+function presentSource(source: AppSource): AppSource {
+  if (source.type !== 'git') return source;
+  try {
+    const url = new URL(source.url);
+    if (!url.username && !url.password) return source;
+    url.username = '';
+    url.password = '';
+    return { ...source, url: url.href };
+  } catch {
+    return source; // scp-like (git@host:path) or file paths carry no password
+  }
 }

@@ -7,17 +7,19 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { FlyClient } from '../providers/fly/client.ts';
 import { realChecks } from '../providers/fly/client.ts';
 import { FlyApiError } from '../providers/fly/errors.ts';
-import { ensureFlyApp } from '../providers/fly/app-setup.ts';
+import { ensureFlyApp, ensurePublicIps } from '../providers/fly/app-setup.ts';
 import { META, type Machine } from '../providers/fly/types.ts';
 import { durationMs, healthCheck, machineConfig, STOP_TIMEOUT, VANGO_CHECK, type CheckTiming, type RuntimeSettings } from './machine-config.ts';
 
 export interface ReleaseInput {
-  /** The Fly app's name (flyAppNameForSlug). */
+  /** The Fly app's name, as stored on the app (apps.fly_app_name). */
   flyApp: string;
   /** Rhone's app id: every machine of the app carries it. */
   appId: string;
   /** The deployment this release belongs to: its machines carry it, which makes retries find them. */
   deploymentId: string;
+  /** The deployment's number: the machines' fly_release_version. */
+  releaseVersion: number;
   image: string;
   settings: RuntimeSettings;
   /** Env vars, sent as Fly app secrets (never in the machine config, never logged). */
@@ -113,8 +115,10 @@ export async function release(input: ReleaseInput, options: ReleaseOptions): Pro
     if (options.signal?.aborted) throw new ReleaseError('The deployment was canceled before traffic moved; the previous release keeps serving.', 'canceled');
   };
 
-  // 1. The Fly app. The idempotency key makes a retried create return the app the first one made.
+  // 1. The Fly app (the build stage made it before the push; a rollback or the local runtime may
+  // not have), and its public addresses, which flyctl's first deploy allocates.
   await ensureFlyApp(client, app, options.org, input.appId, log);
+  await ensurePublicIps(client, app, log);
 
   // 2. Env vars as app secrets: machines created with min_secrets_version see exactly these.
   const existing = await client.listSecrets(app);

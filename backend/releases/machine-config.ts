@@ -34,10 +34,28 @@ export function healthCheck(settings: RuntimeSettings, timing: CheckTiming = VAN
   };
 }
 
+/**
+ * Fly's own metadata, with the values flyctl gives them (fly-go machine_types.go:
+ * MachineFlyPlatformVersion2 = "v2", MachineProcessGroupApp = "app"; flyctl
+ * machines_deploymachinesapp.go sets fly_release_id and fly_release_version from its release).
+ * Without fly_platform_version=v2 flyctl counts the machines as unmanaged ("detached") and
+ * Fly's dashboard does not group them into the app's releases. Rhone's release is the deployment.
+ */
+export function flyStandardMetadata(deploymentId: string, releaseVersion: number | undefined): Record<string, string> {
+  return {
+    fly_platform_version: 'v2',
+    fly_process_group: 'app',
+    fly_release_id: deploymentId,
+    ...(releaseVersion !== undefined ? { fly_release_version: String(releaseVersion) } : {}),
+  };
+}
+
 export function machineConfig(input: {
   image: string;
   appId: string;
   deploymentId: string;
+  /** The deployment's number (fly_release_version). */
+  releaseVersion?: number;
   launchId: string;
   settings: RuntimeSettings;
   env?: Record<string, string>;
@@ -48,7 +66,7 @@ export function machineConfig(input: {
     image: input.image,
     env: { ...input.env, PORT: String(input.settings.internalPort) },
     guest: { cpu_kind: size.cpuKind, cpus: size.cpus, memory_mb: size.memoryMb },
-    metadata: { [META.app]: input.appId, [META.deployment]: input.deploymentId, [META.launchId]: input.launchId },
+    metadata: { ...flyStandardMetadata(input.deploymentId, input.releaseVersion), [META.app]: input.appId, [META.deployment]: input.deploymentId, [META.launchId]: input.launchId },
     restart: { policy: 'always' },
     stop_config: { signal: 'SIGTERM', timeout: STOP_TIMEOUT },
     services: [

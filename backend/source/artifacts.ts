@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { cp, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { getConfig } from '../config.ts';
+import { assertTreeWithin, STORE_HINT, type TreeLimits } from './limits.ts';
 
 export interface ArtifactStore {
   /** Stores a copy of `dir` under `key`. Readers see the old artifact or the whole new one, never a part. */
@@ -68,7 +69,8 @@ const isMissing = (err: unknown) => (err as NodeJS.ErrnoException)?.code === 'EN
 export class LocalArtifactStore implements ArtifactStore {
   readonly root: string;
 
-  constructor(root: string = path.join(getConfig().dataDir, 'artifacts')) {
+  /** limits: caps on what one artifact may hold, checked before it is copied in. */
+  constructor(root: string = path.join(getConfig().dataDir, 'artifacts'), private readonly limits?: TreeLimits) {
     this.root = path.resolve(root);
   }
 
@@ -93,6 +95,7 @@ export class LocalArtifactStore implements ArtifactStore {
   async putDir(key: string, dir: string): Promise<void> {
     checkArtifactKey(key);
     if (!(await stat(dir)).isDirectory()) throw new Error(`${dir} is not a directory`);
+    await assertTreeWithin(dir, this.limits, `the artifact ${key}`, STORE_HINT);
     const id = randomUUID();
     const staging = path.join(this.root, 'tmp', id);
     await mkdir(path.join(this.root, 'tmp'), { recursive: true });

@@ -26,6 +26,10 @@ export interface RunGitOptions {
   protocols: readonly string[];
   /** git's stderr, one line at a time, progress collapsed, secrets redacted. */
   onLine?: (line: string) => void;
+  /** Streams stdout here instead of keeping it (GitResult.stdout is then ''): for listings of any length. */
+  onStdout?: (chunk: string) => void;
+  /** Extra `-c name=value` settings, placed before the command (connection pinning, redirects). */
+  config?: readonly string[];
 }
 
 export interface GitResult {
@@ -177,7 +181,7 @@ export async function runGit(args: string[], options: RunGitOptions): Promise<Gi
     const env = childEnv(sandbox, options, askpass);
     // Every invocation drops credential helpers and pins protocol v2: v2 lets a client fetch any
     // reachable commit by SHA (v0 only allows advertised tips unless the server opts in).
-    const argv = ['-c', 'credential.helper=', '-c', 'protocol.version=2', ...args];
+    const argv = ['-c', 'credential.helper=', '-c', 'protocol.version=2', ...(options.config ?? []).flatMap((c) => ['-c', c]), ...args];
     return await spawnGit(argv, env, options);
   } finally {
     await rm(sandbox, { recursive: true, force: true });
@@ -206,7 +210,8 @@ function spawnGit(argv: string[], env: NodeJS.ProcessEnv, options: RunGitOptions
     options.signal?.addEventListener('abort', onAbort, { once: true });
 
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk;
+      if (options.onStdout) options.onStdout(chunk);
+      else stdout += chunk;
     });
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
       stderr = (stderr + chunk).slice(-STDERR_TAIL);

@@ -5,6 +5,8 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { getConfig } from '../config.ts';
 import { GitUnavailableError, makeRedactor, runGit, type GitCredentials, type GitResult } from './git-process.ts';
+import { tooLarge, type TreeLimits } from './limits.ts';
+import { checkPublicRemote, pinConfig, UnsafeRemoteError } from './remote-guard.ts';
 
 export type { GitCredentials } from './git-process.ts';
 
@@ -18,6 +20,8 @@ export type SourceErrorCode =
   | 'unreachable'
   | 'timeout'
   | 'canceled'
+  | 'too_large'
+  | 'blocked_host'
   | 'git_failed';
 
 /** Why the source could not be had. `message` is shown to the user and never holds a secret. */
@@ -38,6 +42,11 @@ export interface GitCallOptions {
   signal?: AbortSignal;
   /** Kill git after this long. Defaults: 60 s to resolve a ref, 10 min to fetch. */
   timeoutMs?: number;
+  /**
+   * The URL is a user's, in production: connect only if its host is public, to the addresses
+   * that were checked, and follow no redirect (remote-guard.ts). resolveSource decides.
+   */
+  publicOnly?: boolean;
 }
 
 export interface FetchCommitInput extends GitCallOptions {
@@ -46,6 +55,8 @@ export interface FetchCommitInput extends GitCallOptions {
   /** The workspace. Whatever it holds is removed first, so a retried attempt starts clean. */
   dir: string;
   log?: (line: string) => void;
+  /** Caps on the checkout (RHONE_MAX_SOURCE_*), measured from the commit's tree before checkout. */
+  limits?: TreeLimits;
 }
 
 export interface FetchedCommit {
@@ -96,7 +107,7 @@ function checkUrl(url: string): void {
   // A URL with credentials would put them in argv and in .git: refuse it rather than strip it,
   // so the secret is moved to where it belongs instead of staying in the app's settings.
   if (parsed.username || parsed.password) {
-    throw new SourceError('invalid_url', `The repository URL ${shown(url)} must not contain a user name or password.`);
+    throw new SourceError('invalid_url', `The repository URL ${shown(url)} must not contain a user name or password: remove the credentials from the URL; private GitHub repositories are reached through the GitHub App.`);
   }
 }
 
@@ -136,11 +147,27 @@ function classify(result: GitResult, url: string, hasCredentials: boolean, what:
   return new SourceError('git_failed', `${what} from ${where} failed: ${last.replace(/^(fatal|error): /, '').slice(0, 300)}`);
 }
 
-async function git(args: string[], options: GitCallOptions & { cwd?: string; timeoutMs: number; onLine?: (line: string) => void }): Promise<GitResult> {
+type GitRun = GitCallOptions & { cwd?: string; timeoutMs: number; onLine?: (line: string) => void; onStdout?: (chunk: string) => void; config?: readonly string[] };
+
+async function git(args: string[], options: GitRun): Promise<GitResult> {
   try {
     return await runGit(args, { ...options, protocols: allowedProtocols() });
   } catch (err) {
     if (err instanceof GitUnavailableError) throw new SourceError('git_failed', err.message);
+    throw err;
+  }
+}
+
+/**
+ * For a user's URL in production: the git settings that hold git to the checked addresses.
+ * Checked again on every call, so a DNS answer that changed since the app was saved counts.
+ */
+async function remoteConfig(url: string, options: GitCallOptions): Promise<string[]> {
+  if (!options.publicOnly) return [];
+  try {
+    return pinConfig(await checkPublicRemote(url));
+  } catch (err) {
+    if (err instanceof UnsafeRemoteError) throw new SourceError(err.problem === 'credentials' ? 'invalid_url' : 'blocked_host', err.message);
     throw err;
   }
 }
@@ -157,7 +184,8 @@ export async function resolveRef(url: string, ref: string, options: GitCallOptio
   const candidates = ref.startsWith('refs/') ? [ref] : [`refs/heads/${ref}`, `refs/tags/${ref}`];
   // Asking for "<tag>^{}" too makes git list the commit an annotated tag points to.
   const patterns = candidates.flatMap((name) => (name.startsWith('refs/tags/') ? [name, `${name}^{}`] : [name]));
-  const result = await git(['ls-remote', url, ...patterns], { ...options, timeoutMs: options.timeoutMs ?? RESOLVE_TIMEOUT_MS });
+  const config = await remoteConfig(url, options);
+  const result = await git(['ls-remote', url, ...patterns], { ...options, config, timeoutMs: options.timeoutMs ?? RESOLVE_TIMEOUT_MS });
   if (result.killed || result.code !== 0) throw classify(result, url, Boolean(options.credentials), `Looking up '${ref}'`);
 
   const found = new Map<string, string>();
@@ -184,10 +212,11 @@ export async function fetchCommit(input: FetchCommitInput): Promise<FetchedCommi
   if (!FULL_SHA.test(input.sha)) throw new SourceError('invalid_ref', `"${input.sha.slice(0, 100)}" is not a full 40-character commit SHA.`);
   const sha = input.sha.toLowerCase();
   const deadline = Date.now() + (input.timeoutMs ?? FETCH_TIMEOUT_MS);
+  const remote = await remoteConfig(input.url, input);
   const base = { credentials: input.credentials, signal: input.signal, cwd: input.dir };
-  const step = async (args: string[], what: string, onLine?: (line: string) => void) => {
+  const step = async (args: string[], what: string, onLine?: (line: string) => void, config?: string[]) => {
     const timeoutMs = Math.max(1, deadline - Date.now());
-    const result = await git(args, { ...base, timeoutMs, onLine });
+    const result = await git(args, { ...base, timeoutMs, onLine, config });
     if (result.killed || result.code !== 0) throw classify(result, input.url, Boolean(input.credentials), what);
     return result.stdout;
   };
@@ -196,7 +225,8 @@ export async function fetchCommit(input: FetchCommitInput): Promise<FetchedCommi
   await mkdir(input.dir, { recursive: true });
   // An empty template: no sample hooks, nothing in .git that the fetch did not need.
   await step(['-c', 'init.defaultBranch=main', 'init', '-q', '--template='], 'Preparing the workspace');
-  await step(['fetch', '--depth', '1', '--no-tags', '--progress', input.url, sha], `Fetching commit ${sha.slice(0, 7)}`, input.log);
+  await step(['fetch', '--depth', '1', '--no-tags', '--progress', input.url, sha], `Fetching commit ${sha.slice(0, 7)}`, input.log, remote);
+  if (input.limits) await assertCheckoutWithin(input.limits, { ...base, timeoutMs: Math.max(1, deadline - Date.now()) }, input.url);
   await step(['-c', 'advice.detachedHead=false', 'checkout', '-q', '--detach', 'FETCH_HEAD'], `Checking out ${sha.slice(0, 7)}`);
 
   const head = (await step(['rev-parse', 'HEAD'], 'Reading the checkout')).trim();
@@ -206,6 +236,38 @@ export async function fetchCommit(input: FetchCommitInput): Promise<FetchedCommi
   const [name = '', email = '', ...body] = (await step(['log', '-1', '--format=%an%x00%ae%x00%B', 'HEAD'], 'Reading the commit')).split('\0');
   const author = name ? `${name}${email ? ` <${email}>` : ''}` : undefined;
   return { sha, message: body.join('\0').trimEnd(), author };
+}
+
+const SIZE_HINT = 'Nothing was checked out; remove large or generated files from the repository (Git LFS keeps big files out of it), or ask the operator to raise the limit.';
+
+/**
+ * What the checkout would hold, from the fetched commit's tree: every entry (files, links and
+ * directories) and the sizes of its blobs, a blob counted once per path it appears at, as checkout
+ * writes it. A pack compresses zeros to almost nothing, so its size says nothing about this.
+ */
+async function assertCheckoutWithin(limits: TreeLimits, options: GitCallOptions & { cwd: string; timeoutMs: number }, url: string): Promise<void> {
+  let entries = 0;
+  let bytes = 0;
+  let rest = '';
+  const count = (line: string) => {
+    if (line === '') return;
+    entries += 1;
+    const [type, size] = line.split(' ');
+    if (type === 'blob') bytes += Number(size) || 0;
+  };
+  // %(objectsize) is "-" for trees and submodule commits (git-ls-tree(1), --format since git 2.36).
+  const result = await git(['ls-tree', '-r', '-t', '--format=%(objecttype) %(objectsize)', 'FETCH_HEAD'], {
+    ...options,
+    onStdout: (chunk) => {
+      const lines = (rest + chunk).split('\n');
+      rest = lines.pop() ?? '';
+      lines.forEach(count);
+    },
+  });
+  if (result.killed || result.code !== 0) throw classify(result, url, Boolean(options.credentials), 'Measuring the commit');
+  count(rest);
+  if (bytes > limits.maxBytes) throw new SourceError('too_large', tooLarge('the repository', limits, 'bytes', bytes, SIZE_HINT).message);
+  if (entries > limits.maxEntries) throw new SourceError('too_large', tooLarge('the repository', limits, 'entries', entries, SIZE_HINT).message);
 }
 
 // A last guard against a future change or a git version that records the remote: the files git

@@ -22,22 +22,27 @@ import { Upload } from '@aws-sdk/lib-storage';
 import type { S3Settings } from '../config.ts';
 import { ArtifactNotFoundError, assertEmptyOrMissing, checkArtifactKey, type ArtifactStore } from './artifacts.ts';
 import { packDir, unpackInto } from './tar-tree.ts';
+import { assertTreeWithin, STORE_HINT, type TreeLimits } from './limits.ts';
 
 const SUFFIX = '.tar.gz';
 
 export interface S3ArtifactStoreOptions {
   /** Bytes per multipart part (at least 5 MiB); a smaller artifact is one PUT. */
   partSize?: number;
+  /** Caps on what one artifact may hold, checked when it is stored and again as it is unpacked. */
+  limits?: TreeLimits;
 }
 
 export class S3ArtifactStore implements ArtifactStore {
   readonly client: S3Client;
   readonly bucket: string;
   private readonly partSize?: number;
+  private readonly limits?: TreeLimits;
 
   constructor(settings: S3Settings, options: S3ArtifactStoreOptions = {}) {
     this.bucket = settings.bucket;
     this.partSize = options.partSize;
+    this.limits = options.limits;
     this.client = new S3Client({
       region: settings.region,
       endpoint: settings.endpoint,
@@ -58,6 +63,7 @@ export class S3ArtifactStore implements ArtifactStore {
   async putDir(key: string, dir: string): Promise<void> {
     checkArtifactKey(key);
     if (!(await stat(dir)).isDirectory()) throw new Error(`${dir} is not a directory`);
+    await assertTreeWithin(dir, this.limits, `the artifact ${key}`, STORE_HINT);
     const body = packDir(dir);
     const upload = new Upload({
       client: this.client,
@@ -87,7 +93,8 @@ export class S3ArtifactStore implements ArtifactStore {
     const staging = `${target}.partial-${randomUUID()}`;
     await mkdir(staging);
     try {
-      await unpackInto(object.Body as Readable, staging);
+      // The object is input to distrust: its entries and unpacked bytes are counted again here.
+      await unpackInto(object.Body as Readable, staging, { limits: this.limits, what: `the artifact ${key}` });
       await rm(target, { recursive: true, force: true }); // empty or missing, checked above
       await rename(staging, target);
     } catch (err) {

@@ -5,13 +5,17 @@
 // than tar's extractor: the extractor rewrites absolute symlink targets (a link to /etc/passwd
 // would come back as etc/passwd), and an archive read from a bucket is input to distrust. Every
 // entry must land inside the destination, and never through a symlink; anything else stops the
-// extraction with an UnsafeArchiveError.
+// extraction with an UnsafeArchiveError. Only the permission bits of a mode are kept: setuid,
+// setgid and sticky bits are dropped, so an archive cannot plant a setuid program. Devices, FIFOs
+// and other special entries are refused. With limits, the entries and the bytes they unpack to
+// are counted as they come, and the extraction stops at the first entry over either.
 import { createWriteStream } from 'node:fs';
 import { chmod, link, lstat, lutimes, mkdir, realpath, symlink, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { create, Parser, type ReadEntry } from 'tar';
+import { Tally, type TreeLimits } from './limits.ts';
 
 export class UnsafeArchiveError extends Error {
   constructor(readonly entry: string, reason: string) {
@@ -33,12 +37,22 @@ interface Unpacking {
   dirs: Set<string>;
   /** Modes and mtimes of directory entries, applied once everything inside them is written. */
   finish: { abs: string; mode: number; mtime?: Date }[];
+  tally: Tally;
 }
 
+export interface UnpackOptions {
+  limits?: TreeLimits;
+  /** What the archive is, for the message when it is over a limit ("the artifact <key>"). */
+  what?: string;
+}
+
+const TOO_LARGE_HINT = 'It was not unpacked; ask the operator to raise the limit if this deployment really needs more.';
+
 /** Extracts a tar.gz stream into `dest`, an existing empty directory. */
-export async function unpackInto(source: Readable, dest: string): Promise<void> {
+export async function unpackInto(source: Readable, dest: string, options: UnpackOptions = {}): Promise<void> {
   const root = path.resolve(dest);
-  const state: Unpacking = { root, realRoot: await realpath(root), dirs: new Set([root]), finish: [] };
+  const tally = new Tally(options.limits, options.what ?? 'the archive', TOO_LARGE_HINT);
+  const state: Unpacking = { root, realRoot: await realpath(root), dirs: new Set([root]), finish: [], tally };
   const parser = new Parser({ strict: true });
   let failure: unknown;
   let current: ReadEntry | undefined;
@@ -111,13 +125,17 @@ async function ensureDir(state: Unpacking, entry: string, dir: string): Promise<
 async function writeEntry(state: Unpacking, entry: ReadEntry): Promise<void> {
   const rel = relativePath(entry.path);
   const abs = path.join(state.root, rel);
-  const mode = (entry.mode ?? (entry.type === 'Directory' ? 0o755 : 0o644)) & 0o7777;
+  // Permission bits only: no setuid, setgid or sticky bit survives (issue 12).
+  const mode = (entry.mode ?? (entry.type === 'Directory' ? 0o755 : 0o644)) & 0o777;
   if (rel === '') {
     if (entry.type !== 'Directory') throw new UnsafeArchiveError(entry.path, 'only a directory can stand for the root');
     state.finish.push({ abs, mode, mtime: entry.mtime });
     entry.resume();
     return;
   }
+  // The header's size, before a byte is written: what the entry unpacks to, not what it
+  // compresses to. The root is not counted, as assertTreeWithin does not count it when packing.
+  state.tally.add(entry.type === 'File' || entry.type === 'OldFile' || entry.type === 'ContiguousFile' ? entry.size ?? 0 : 0);
   await ensureDir(state, entry.path, path.dirname(abs));
   switch (entry.type) {
     case 'Directory':

@@ -7,6 +7,7 @@ import { detectPlan } from '../../backend/builder/detect.ts';
 import { RAILPACK_VERSION, railpackCliVersion, railpackPrepare } from '../../backend/builder/railpack.ts';
 import { artifactStore, sourceKey } from '../artifacts.ts';
 import type { StageDefinition } from '../stage.ts';
+import { workDirPrefix } from '../work-dirs.ts';
 
 const railpackChecked = new Map<string, Promise<void>>();
 
@@ -36,7 +37,7 @@ export const analyze: StageDefinition = {
   stage: 'analyze',
   next: 'build',
   async run({ deployment, snapshot, signal, log, deps }) {
-    const work = await mkdtemp(path.join(deps.config.dataDir, 'work-analyze-'));
+    const work = await mkdtemp(workDirPrefix(deps.config.dataDir, 'analyze'));
     try {
       await artifactStore(deps.config).getDir(sourceKey(deployment.id), work);
       const overrides = {

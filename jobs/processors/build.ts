@@ -6,15 +6,19 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { buildLocal } from '../../backend/builder/local-build.ts';
+import { artifactLimits } from '../../backend/source/limits.ts';
 import { buildWithBuildkit } from '../../backend/builder/buildkit.ts';
 import type { BuildPlan } from '../../backend/builder/plan.ts';
-import { flyAppNameForSlug } from '../../backend/providers/fly/names.ts';
+import { machinesApi } from '../../backend/providers/fly/index.ts';
+import { ensureFlyApp } from '../../backend/providers/fly/app-setup.ts';
 import { openSnapshotEnv } from '../../backend/deployments/snapshot.ts';
 import type { Config } from '../../backend/config.ts';
 import { artifactStore, sourceKey } from '../artifacts.ts';
 import { CancelRequested, UserFacingError, type StageContext, type StageDefinition } from '../stage.ts';
 import { recordBuild } from '../../backend/billing/ledger.ts';
 import { checkAlerts } from '../../backend/billing/alerts.ts';
+import { supervisedStart } from '../../backend/builder/start-command.ts';
+import { workDirPrefix } from '../work-dirs.ts';
 
 const STEP_TIMEOUT_MS = 15 * 60_000;
 
@@ -24,7 +28,7 @@ export function registryPassword(token: string): string {
 }
 
 async function buildOnBuildkit(ctx: StageContext, config: Config, sourceDir: string, plan: BuildPlan, env: Record<string, string>, work: string): Promise<string> {
-  const { deployment, snapshot, signal, log } = ctx;
+  const { deployment, app, signal, log } = ctx;
   if (!config.builder.addr || !config.fly.token) {
     throw new UserFacingError('Production builds need the BuildKit builder: set RHONE_BUILDER_ADDR (and its RHONE_BUILDER_TLS_* certificates) and FLY_API_TOKEN, then deploy again.');
   }
@@ -36,8 +40,15 @@ async function buildOnBuildkit(ctx: StageContext, config: Config, sourceDir: str
   // plan does not name them as secrets yet; name them as `prepare --env NAME` would have. Their
   // values reach BuildKit as --secret files, mounted as env vars in the build's commands.
   const secrets = [...new Set([...(plan.secrets ?? []), ...Object.keys(env)])].sort();
-  await writeFile(planPath, JSON.stringify({ ...plan, secrets }));
-  const image = `registry.fly.io/${flyAppNameForSlug(snapshot.slug)}:deploy-${deployment.id}`;
+  // The image's start command runs behind Rhone's signal-forwarding wrapper, so Fly's stop signal
+  // (sent to the main process only) reaches the app and it can drain (backend/builder/start-command.ts).
+  const deploy = plan.deploy.startCommand ? { ...plan.deploy, startCommand: supervisedStart(plan.deploy.startCommand) } : plan.deploy;
+  await writeFile(planPath, JSON.stringify({ ...plan, deploy, secrets }));
+  // Fly's registry path belongs to an existing app: create the app (in its own network) before the
+  // push, as flyctl does, under the name stored for this app (never recomputed from the slug).
+  const { client, org } = machinesApi(config);
+  await ensureFlyApp(client, app.flyAppName, org, app.id, (line) => log(line));
+  const image = `registry.fly.io/${app.flyAppName}:deploy-${deployment.id}`;
   const result = await buildWithBuildkit({
     contextDir: sourceDir,
     planPath,
@@ -45,7 +56,8 @@ async function buildOnBuildkit(ctx: StageContext, config: Config, sourceDir: str
     builderAddr: config.builder.addr,
     registryAuth: { username: 'x', password: registryPassword(config.fly.token) },
     tls: config.builder.tls,
-    cacheKey: snapshot.slug,
+    // By app id: a new app that reuses a deleted app's slug must not inherit its cache.
+    cacheKey: app.id,
     secrets: env,
     signal,
     log: (stream, line) => log(line, stream),
@@ -85,9 +97,9 @@ export const build: StageDefinition = {
 async function runBuild(ctx: StageContext) {
   const { deployment, app, snapshot, signal, log, redact, deps } = ctx;
   if (!deployment.plan) throw new Error('the deployment has no build plan yet');
-  const env = openSnapshotEnv(deps.config.encryptionKeys, app.id, snapshot);
+  const env = await openSnapshotEnv(deps.knex, deps.config.encryptionKeys, app.id, snapshot);
   redact(Object.values(env));
-  const work = await mkdtemp(path.join(deps.config.dataDir, 'work-build-'));
+  const work = await mkdtemp(workDirPrefix(deps.config.dataDir, 'build'));
   try {
     await artifactStore(deps.config).getDir(sourceKey(deployment.id), path.join(work, 'src'));
     const { provider: _provider, ...plan } = deployment.plan as { provider?: string } & Record<string, unknown>;
@@ -106,6 +118,7 @@ async function runBuild(ctx: StageContext) {
       signal,
       stepTimeoutMs: STEP_TIMEOUT_MS,
       secrets: env,
+      limits: artifactLimits(deps.config.sizeLimits),
       log: (stream, line) => log(line, stream),
     });
     log(`Built image ${result.image} in ${(result.durationMs / 1000).toFixed(1)} s`);

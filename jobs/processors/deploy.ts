@@ -1,8 +1,8 @@
 // deploy: the blue/green release of the built image with the snapshot's settings and env vars.
 // The env values are decrypted here (and, for the build's commands, in the build stage), sent to
 // Fly as app secrets, and redacted from every log line.
-import { machinesApi } from '../../backend/providers/fly/index.ts';
-import { flyAppNameForSlug } from '../../backend/providers/fly/names.ts';
+import type { Config } from '../../backend/config.ts';
+import { localMachinesApi, machinesApi } from '../../backend/providers/fly/index.ts';
 import { release } from '../../backend/releases/blue-green.ts';
 import { openSnapshotEnv } from '../../backend/deployments/snapshot.ts';
 import type { StageDefinition } from '../stage.ts';
@@ -11,14 +11,16 @@ export const deploy: StageDefinition = {
   stage: 'deploy',
   async run({ deployment, app, snapshot, signal, log, redact, deps }) {
     if (!deployment.image) throw new Error('the deployment has no image yet');
-    const secrets = openSnapshotEnv(deps.config.encryptionKeys, app.id, snapshot);
+    const secrets = await openSnapshotEnv(deps.knex, deps.config.encryptionKeys, app.id, snapshot);
     redact(Object.values(secrets));
     const { client, org, timing } = machinesApi(deps.config);
     const result = await release(
       {
-        flyApp: flyAppNameForSlug(snapshot.slug),
+        // The stored name: never recomputed from the slug, which another Fly customer may own.
+        flyApp: app.flyAppName,
         appId: app.id,
         deploymentId: deployment.id,
+        releaseVersion: deployment.number,
         image: deployment.image,
         settings: snapshot.settings,
         secrets,
@@ -31,7 +33,7 @@ export const deploy: StageDefinition = {
         log: (line) => log(line),
         signal,
         // Locally the runtime keeps each machine's output; show the end of it where the user looks.
-        onUnhealthy: deps.config.isLocal && !deps.config.fly.token ? (flyApp, id) => showMachineOutput(deps.config.machinesPort, flyApp, id, log) : undefined,
+        onUnhealthy: deps.config.isLocal && !deps.config.fly.token ? (flyApp, id) => showMachineOutput(deps.config, flyApp, id, log) : undefined,
       },
     );
     log(`Live on ${result.machines.length} machine${result.machines.length === 1 ? '' : 's'}`);
@@ -40,10 +42,11 @@ export const deploy: StageDefinition = {
 
 const OUTPUT_LINES = 30;
 
-async function showMachineOutput(port: number, flyApp: string, id: string, log: (line: string, stream?: 'stdout' | 'stderr' | 'system') => void): Promise<void> {
+async function showMachineOutput(config: Config, flyApp: string, id: string, log: (line: string, stream?: 'stdout' | 'stderr' | 'system') => void): Promise<void> {
   try {
-    const res = await fetch(`http://127.0.0.1:${port}/v1/apps/${encodeURIComponent(flyApp)}/machines/${encodeURIComponent(id)}/logs?tail=${OUTPUT_LINES}`, {
-      headers: { authorization: 'Bearer local-runtime' },
+    const { baseUrl, token } = localMachinesApi(config);
+    const res = await fetch(`${baseUrl}/v1/apps/${encodeURIComponent(flyApp)}/machines/${encodeURIComponent(id)}/logs?tail=${OUTPUT_LINES}`, {
+      headers: { authorization: `Bearer ${token}` },
       signal: AbortSignal.timeout(5000),
     });
     if (!res.ok) return;

@@ -9,7 +9,11 @@ import { finish, type PipelineDeps } from '../stage.ts';
 import { sweepDeliveries } from '../../backend/commands/webhooks.ts';
 import { sweepTeardowns } from './app-teardown.ts';
 
-export const STALE_AFTER_MS = 60_000;
+/**
+ * Four missed heartbeats (every 5 s, jobs/stage.ts). Only a deployment whose job is also gone or
+ * failed is recovered, so a slow database that delays heartbeats never makes a stage run twice.
+ */
+export const STALE_AFTER_MS = 20_000;
 export const MAX_RECOVERIES = 2;
 
 export async function reap(deps: PipelineDeps, now = Date.now()): Promise<{ recovered: string[]; failed: string[]; started: string[] }> {

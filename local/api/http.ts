@@ -1,9 +1,11 @@
 // A small HTTP layer for the local Machines API: a route table with :params, JSON bodies, Fly's
-// ErrorResponse for every error, and the Authorization header required as Fly requires it.
+// ErrorResponse for every error, and the install's token required in Authorization (local/token.ts).
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { ApiError, badRequest } from '../errors.ts';
 import type { LocalLogger } from '../log.ts';
+import { hostOf } from '../router.ts';
+import { tokenMatches } from '../token.ts';
 
 const BODY_LIMIT = 1024 * 1024;
 
@@ -105,14 +107,39 @@ export function errorReply(err: ApiError): Reply {
   return { status: err.httpStatus, body: { error: err.message, ...(err.code ? { status: err.code } : {}) } };
 }
 
-export function createApiServer(routes: RouteTable, log: LocalLogger): http.Server {
+export interface ApiAccess {
+  /** The only token accepted, as "Authorization: Bearer <token>". */
+  token: string;
+  /** Where it is kept, for the 401's message (never the token itself). */
+  tokenFile: string;
+}
+
+/** The names this server answers to: loopback only, so a page rebound to 127.0.0.1 gets nothing. */
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/** Refuses a foreign Host and anything without the install's token, before any route runs. */
+function checkAccess(req: IncomingMessage, access: ApiAccess): void {
+  const host = hostOf(req.headers.host);
+  if (!LOOPBACK_HOSTS.has(host)) {
+    throw new ApiError(403, `host "${host}" is not allowed: the local Machines API answers only to localhost, 127.0.0.1 and [::1]`);
+  }
+  const header = req.headers.authorization?.trim();
+  if (!header) throw new ApiError(401, `missing Authorization header: send "Bearer <token>" with the token in ${access.tokenFile}`);
+  // Both schemes Fly takes: Bearer, and FlyV1 for macaroons (what backend/providers/fly/client.ts sends as issued).
+  const match = /^(?:Bearer|FlyV1)\s+(\S+)$/i.exec(header);
+  if (!match || !tokenMatches(match[1], access.token)) {
+    throw new ApiError(401, `unauthorized: the Authorization token is not this local runtime's; Rhone's processes read it from ${access.tokenFile}`);
+  }
+}
+
+export function createApiServer(routes: RouteTable, log: LocalLogger, access: ApiAccess): http.Server {
   return http.createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://local');
     const method = req.method ?? 'GET';
     const abort = new AbortController();
     res.on('close', () => abort.abort());
     try {
-      if (!req.headers.authorization?.trim()) throw new ApiError(401, 'missing Authorization header: send "Bearer <token>" (any token is accepted locally)');
+      checkAccess(req, access);
       const found = routes.find(method, url.pathname);
       if (!found) throw new ApiError(404, `no such endpoint: ${method} ${url.pathname}`);
       if ('allowed' in found) throw new ApiError(405, `${method} is not allowed on ${url.pathname} (allowed: ${found.allowed.join(', ')})`);

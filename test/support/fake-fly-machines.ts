@@ -2,10 +2,12 @@
 // cursor, oldest update first, include_deleted), machine events, and the local runtime's bandwidth
 // counter. It can enforce Fly's published rate limits (1 req/s, burst 3, per action and org or
 // machine; 429 beyond), add latency, and fail a request on demand. Tests and bench/poll-usage.ts
-// use it.
+// use it. It also plays Fly's apps, IP assignments, machine creation and registry (fake-fly-apps.ts)
+// as strictly as Fly: nothing can be pushed to or run in an app that does not exist.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { MachineEvent } from '../../backend/providers/fly/types.ts';
+import { createFakeApps, type FakeApps } from './fake-fly-apps.ts';
 
 export interface FakeMachine {
   id: string;
@@ -27,6 +29,8 @@ export interface FakeFlyOptions {
 
 export interface FakeFlyMachines {
   url: string;
+  /** Apps, IPs, pushed images, and the order things happened in. */
+  fly: FakeApps;
   machines: Map<string, FakeMachine>;
   bytesOut: Map<string, number>;
   requests: { orgPages: number; events: number; bandwidth: number; rejected429: number };
@@ -78,8 +82,12 @@ export async function startFakeFlyMachines(options: FakeFlyOptions = {}): Promis
     else answer();
   };
 
-  const server = http.createServer((req, res) => {
+  const fly = createFakeApps();
+  const server = http.createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://fake');
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const raw = Buffer.concat(chunks).toString('utf8');
     const failure = failures.findIndex((f) => f.test(url.pathname + url.search));
     if (failure >= 0) {
       failures.splice(failure, 1);
@@ -122,6 +130,8 @@ export async function startFakeFlyMachines(options: FakeFlyOptions = {}): Promis
       requests.bandwidth++;
       return send(res, 200, { bytes_out: bytesOut.get(m[1]) ?? 0 });
     }
+    const answer = fly.handle(req.method ?? 'GET', url, raw);
+    if (answer) return send(res, answer.status, answer.body);
     send(res, 404, { error: `no route ${url.pathname}` });
   });
   server.keepAliveTimeout = 60_000;
@@ -137,6 +147,7 @@ export async function startFakeFlyMachines(options: FakeFlyOptions = {}): Promis
 
   return {
     url: `http://127.0.0.1:${port}`,
+    fly,
     machines,
     bytesOut,
     requests,

@@ -26,6 +26,8 @@ export interface FakeInstallation {
 }
 /** repoIds null: every repository the installation grants at the time of each call. */
 export interface MintedToken { token: string; installationId: number; repoIds: number[] | null; permissions: FakePermissions; expiresAt: number; body: Record<string, any> }
+export type OrgRole = 'admin' | 'member' | 'billing_manager';
+export interface FakeMembership { role: OrgRole; state: 'active' | 'pending' }
 export interface PostedStatus { repo: string; sha: string; state: string; context: string; description?: string; target_url?: string }
 
 const fail = (status: number, message: string): FakeResponse => ({ status, json: { message, documentation_url: DOCS, status: String(status) } });
@@ -47,6 +49,8 @@ export class FakeGithubApp {
   readonly repos = new Map<number, FakeRepo>();
   readonly minted = new Map<string, MintedToken>();
   readonly statuses: PostedStatus[] = [];
+  /** Organization memberships: organization login (lower case) → GitHub user id → membership. */
+  readonly memberships = new Map<string, Map<number, FakeMembership>>();
   /** git's requests: the path, and the token its Basic credentials carried. */
   readonly gitRequests: { method: string; path: string; token: string | null }[] = [];
   private readonly root = mkdtempSync(path.join(os.tmpdir(), 'rhone-fake-github-'));
@@ -63,7 +67,7 @@ export class FakeGithubApp {
   }
 
   reset(): void {
-    for (const m of [this.installations, this.repos, this.minted]) m.clear();
+    for (const m of [this.installations, this.repos, this.minted, this.memberships]) m.clear();
     this.statuses.length = 0;
     this.gitRequests.length = 0;
     this.pageSize = 100;
@@ -89,15 +93,25 @@ export class FakeGithubApp {
     return from.git('rev-parse', 'HEAD');
   }
 
+  /** `login` in the organization `org`, as its owner (role admin), member or billing manager. */
+  addMembership(org: string, login: string, role: OrgRole, state: FakeMembership['state'] = 'active'): void {
+    const key = org.toLowerCase();
+    if (!this.memberships.has(key)) this.memberships.set(key, new Map());
+    this.memberships.get(key)!.set(this.fake.user(login).id, { role, state });
+  }
+
   addInstallation(account: string, repos: FakeRepo[], { users = [account], type = 'User', selection = 'selected' }: { users?: string[]; type?: 'User' | 'Organization'; selection?: 'all' | 'selected' } = {}): FakeInstallation {
+    // A user account's id is that user's id; an organization has one of its own.
+    const known = type === 'User' ? [...this.fake.users.values()].find((u) => u.login.toLowerCase() === account.toLowerCase()) : undefined;
     const installation: FakeInstallation = {
       id: this.nextId++,
-      account: { login: account, id: this.nextId++, type },
+      account: { login: account, id: known?.id ?? this.nextId++, type },
       repositorySelection: selection,
       repoIds: new Set(repos.map((r) => r.id)),
       userIds: new Set(users.map((login) => this.fake.user(login).id)),
       suspendedAt: null,
-      permissions: { contents: 'read', metadata: 'read', statuses: 'write' },
+      // members (an organization permission): what lets the App's user tokens read org memberships.
+      permissions: { contents: 'read', metadata: 'read', statuses: 'write', members: 'read' },
     };
     this.installations.set(installation.id, installation);
     return installation;
@@ -118,6 +132,21 @@ export class FakeGithubApp {
     const state = url.searchParams.get('state');
     if (state !== null) back.searchParams.set('state', state);
     return { back, installation };
+  }
+
+  /**
+   * The install page, as an organization member who may not install Apps there: GitHub asks the
+   * organization's owners to approve, and sends the browser to the Setup URL with setup_action=request
+   * and no installation (none exists until an owner approves).
+   */
+  request(installUrl: string): URL {
+    const url = new URL(installUrl);
+    if (url.origin !== this.fake.url || url.pathname !== `/apps/${this.slug}/installations/new`) throw new Error(`not this App's install page: ${installUrl}`);
+    const back = new URL(this.setupUrl);
+    back.searchParams.set('setup_action', 'request');
+    const state = url.searchParams.get('state');
+    if (state !== null) back.searchParams.set('state', state);
+    return back;
   }
 
   /** The tokens minted so far, in order. */
@@ -245,6 +274,33 @@ export class FakeGithubApp {
     fake.route('GET', '/user/installations', withUser((req, user) => {
       const mine = [...this.installations.values()].filter((i) => i.userIds.has(user.id)).map((i) => this.installationJson(i));
       return this.paged(req, mine, (page) => ({ total_count: mine.length, installations: page }));
+    }));
+    // GET /user/memberships/orgs/{org}, with a user-to-server token of this App. GitHub's spec
+    // (operation orgs/get-membership-for-authenticated-user): "If the authenticated user is an active
+    // or pending member of the organization, this endpoint will return the user's membership. If the
+    // authenticated user is not affiliated with the organization, a 404 is returned." A user token of
+    // a GitHub App can do no more than the App itself (octokit/octokit.js discussion #2139: "user-to-
+    // server tokens are limited by the app's access and permissions"): where the App is not installed
+    // the organization is not visible (404), and where its installation lacks the Members
+    // organization permission the read is refused (403, "Resource not accessible by integration").
+    // That last rule is not spelled out by GitHub for this endpoint; the fake takes the stricter side.
+    fake.route('GET', '/user/memberships/orgs/:org', withUser((req, user) => {
+      const org = req.params.org.toLowerCase();
+      const installation = [...this.installations.values()].find((i) => i.account.type === 'Organization' && i.account.login.toLowerCase() === org);
+      const membership = this.memberships.get(org)?.get(user.id);
+      if (!installation || !membership) return notFound();
+      if (!installation.permissions.members) return fail(403, 'Resource not accessible by integration');
+      const login = installation.account.login;
+      return {
+        json: {
+          url: `${fake.url}/orgs/${login}/memberships/${user.login}`,
+          state: membership.state,
+          role: membership.role,
+          organization_url: `${fake.url}/orgs/${login}`,
+          organization: { login, id: installation.account.id, url: `${fake.url}/orgs/${login}` },
+          user: { login: user.login, id: user.id, type: 'User' },
+        },
+      };
     }));
     fake.route('GET', '/installation/repositories', (req) => {
       const m = /^(?:token|bearer)\s+(\S+)$/i.exec(req.headers.authorization ?? '');

@@ -99,10 +99,15 @@ export function pushPayload(installation: FakeInstallation, repo: FakeRepo, { re
   return p;
 }
 
-/** GitHub's recorded installation event for this installation, with `action`. */
-export function installationPayload(action: string, installation: FakeInstallation, repos: FakeRepo[] = []) {
+/**
+ * GitHub's recorded installation event for this installation, with `action`. `sender` is who acted
+ * (installed it, or approved someone's request to); `requester` who asked for it, when it was requested.
+ */
+export function installationPayload(action: string, installation: FakeInstallation, repos: FakeRepo[] = [], { sender, requester }: { sender?: { id: number; login: string }; requester?: { id: number; login: string } } = {}) {
   const p = fixture('installation_created.payload.json');
   p.action = action;
+  if (sender) p.sender = { ...p.sender, id: sender.id, login: sender.login };
+  if (requester) p.requester = { ...p.sender, id: requester.id, login: requester.login };
   p.installation = { ...p.installation, id: installation.id, account: { ...p.installation.account, login: installation.account.login, id: installation.account.id, type: installation.account.type } };
   p.repositories = repos.map((r) => ({ id: r.id, name: r.name, full_name: r.fullName, private: r.private }));
   return p;

@@ -16,6 +16,7 @@ export function releaseInput(slug: string, deploymentId: string, tag: string, ov
     flyApp: flyAppNameForSlug(slug),
     appId: `app-${slug}`,
     deploymentId,
+    releaseVersion: 1,
     image: `rhone-local/${slug}:${tag}`,
     settings: { region: 'local', machineSize: 'shared-cpu-1x', internalPort: 8080, healthCheckPath: '/health', instanceCount: 1 },
     secrets: { GREETING: `hello from ${tag}` },

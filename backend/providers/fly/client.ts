@@ -162,10 +162,14 @@ export class FlyClient {
 
   // ---- apps --------------------------------------------------------------------------------
 
-  /** Creates the app; the idempotency key makes a retried create return the first app. */
+  /**
+   * Creates the app; the idempotency key makes a retried create return the first app. `wait=true`
+   * as fly-go's CreateApp sends it (flaps/flaps_apps.go: POST /apps?wait=true), so the app is ready
+   * (its registry repository too) when the answer comes; the spec does not list the parameter.
+   */
   async createApp(input: CreateAppRequest): Promise<{ id: string; created_at?: number }> {
     const res = await this.request<{ id: string; created_at?: number }>({
-      method: 'POST', path: '/v1/apps', action: 'apps.create', id: input.org_slug, body: input,
+      method: 'POST', path: '/v1/apps', action: 'apps.create', id: input.org_slug, body: input, query: { wait: true },
     });
     return res.body;
   }

@@ -135,6 +135,8 @@ export interface App {
   status?: string;
   machine_count?: number;
   organization?: { name?: string; slug?: string };
+  /** The app's private network (6PN); Rhone's apps each have their own, named after the Rhone app. */
+  network?: string;
 }
 
 export interface CreateAppRequest {

@@ -9,7 +9,7 @@ import { auth, requireActor } from '../../middleware/auth.ts';
 import { validate, inputOf } from '../../middleware/validate.ts';
 import { authorize } from '../../policies/index.ts';
 import { AppError } from '../../lib/errors.ts';
-import { machinesApi, flyAppNameForSlug } from '../../providers/fly/index.ts';
+import { machinesApi } from '../../providers/fly/index.ts';
 import { FlyApiError, FlyNetworkError } from '../../providers/fly/errors.ts';
 import { META, type Machine } from '../../providers/fly/types.ts';
 import { appParams } from './schema.ts';
@@ -35,7 +35,7 @@ export function instanceRoutes(router: Router, config: Config): void {
   router.get('/apps/:app/instances', auth(), validate(appParams), async (ctx: Context) => {
     const { app, role } = await appAccess(requireActor(ctx), inputOf(ctx, appParams).params.app);
     authorize(role, 'app:read');
-    const flyApp = flyAppNameForSlug(app.slug);
+    const flyApp = app.flyAppName;
     let machines: Machine[];
     try {
       machines = await machinesApi(config).client.listMachines(flyApp);

@@ -15,6 +15,7 @@ import { auth, requireActor } from '../../middleware/auth.ts';
 import { inputOf, validate } from '../../middleware/validate.ts';
 import { ValidationError } from '../../lib/errors.ts';
 import type { Deps } from '../deps.ts';
+import { acquireStreamSlot, watchAccess } from './stream-guard.ts';
 
 const seq = z.coerce.number().int().min(0).max(2 ** 31 - 1);
 const id = z.uuid('is not a deployment id');
@@ -27,11 +28,24 @@ export interface EventStreamOptions {
   heartbeatMs?: number;
   /** A client this far behind is disconnected (it resumes with Last-Event-ID) instead of growing our memory. */
   maxBufferedBytes?: number;
+  /**
+   * How often a stream re-checks that its viewer may still read the deployment (still a member,
+   * still signed in, token not revoked). Invalidation messages make it re-check at once; this
+   * bounds how long a missed message (Redis down, direct SQL) can leave a stream open.
+   */
+  accessCheckMs?: number;
+  /** Open streams one user may hold across every api process; one more is a 429. */
+  maxStreamsPerUser?: number;
 }
+
+export const ACCESS_CHECK_MS = 15_000;
+export const MAX_STREAMS_PER_USER = 20;
 
 const REPLAY_PAGE = 500;
 const CLIENT_GONE = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE']);
 const END_FRAME = 'event: end\ndata: {}\n\n';
+// The same end event (EventSource must not reconnect), saying why the viewer may watch no more.
+const REVOKED_FRAME = `event: end\ndata: ${JSON.stringify({ reason: 'access_revoked', message: 'You may no longer see this deployment: you were signed out, your API token was revoked, or you left its team.' })}\n\n`;
 const isTerminal = (status: string) => (TERMINAL_STATUSES as readonly string[]).includes(status);
 
 /** One published batch, serialised once for every client: the frames, and all of them as bytes. */
@@ -242,6 +256,13 @@ class EventStream implements EventListener<Batch> {
     this.close();
   }
 
+  /** The viewer lost access: ends the stream for good, whatever was being replayed or buffered. */
+  revoke(): void {
+    if (this.closed) return;
+    this.res.end(REVOKED_FRAME);
+    this.close();
+  }
+
   private close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -275,7 +296,14 @@ export async function closeEventStreams(): Promise<void> {
 }
 
 export function deploymentEventRoutes({ knex, redis }: Pick<Deps, 'knex' | 'redis'>, options: EventStreamOptions = {}): Router {
-  const settings: Required<EventStreamOptions> = { heartbeatMs: options.heartbeatMs ?? 15_000, maxBufferedBytes: options.maxBufferedBytes ?? 1024 * 1024 };
+  const settings: Required<EventStreamOptions> = {
+    heartbeatMs: options.heartbeatMs ?? 15_000,
+    maxBufferedBytes: options.maxBufferedBytes ?? 1024 * 1024,
+    accessCheckMs: options.accessCheckMs ?? ACCESS_CHECK_MS,
+    maxStreamsPerUser: options.maxStreamsPerUser ?? MAX_STREAMS_PER_USER,
+  };
+  // A place outlives its last refresh (one per access check) by a margin, so a busy process keeps it.
+  const slotTtlMs = Math.max(3 * settings.accessCheckMs, 5000);
   // One subscriber connection for every stream this process serves.
   const hub = new EventHub(() => redis.duplicate(), toBatch);
   const streams = new Set<EventStream>();
@@ -289,13 +317,23 @@ export function deploymentEventRoutes({ knex, redis }: Pick<Deps, 'knex' | 'redi
 
   router.get('/deployments/:id/events', auth(), validate(eventsSchema), async (ctx: Context) => {
     const { params, query } = inputOf(ctx, eventsSchema);
-    const { deployment, role } = await deploymentAccess(requireActor(ctx), params.id);
+    const actor = requireActor(ctx);
+    const { deployment, team, role } = await deploymentAccess(actor, params.id);
     authorize(role, 'deployment:read');
     const after = resumePoint(ctx.get('Last-Event-ID'), query.lastEventId);
+    const log = ctx.state.log as Logger | undefined;
+    // Taken before any byte is written, so that a refusal is an ordinary JSON 429.
+    const slot = await acquireStreamSlot(redis, actor.user.id, settings.maxStreamsPerUser, slotTtlMs, log);
     // A finished deployment has nothing more to say: replay it and end, no subscription needed.
     const live = !isTerminal(deployment.status);
-    const stream = new EventStream(ctx.res, knex, deployment.id, after, live, settings, ctx.state.log as Logger | undefined);
-    const unsubscribe = live ? await hub.subscribe(deployment.id, stream) : undefined;
+    const stream = new EventStream(ctx.res, knex, deployment.id, after, live, settings, log);
+    let unsubscribe: (() => void) | undefined;
+    try {
+      unsubscribe = live ? await hub.subscribe(deployment.id, stream) : undefined;
+    } catch (err) {
+      await slot.release();
+      throw err;
+    }
     // From here on we write to the socket ourselves; Koa must not answer as well.
     ctx.status = 200;
     ctx.respond = false;
@@ -304,11 +342,30 @@ export function deploymentEventRoutes({ knex, redis }: Pick<Deps, 'knex' | 'redi
     ctx.onerror = (err) => {
       if (!CLIENT_GONE.has((err as NodeJS.ErrnoException | null)?.code ?? '')) onerror(err);
     };
+    // Access is checked again while the stream runs: once at once (a removal may have landed since
+    // deploymentAccess), then on every relevant invalidation and every accessCheckMs. Started
+    // right before run(), whose headers go out before any check can answer. The watch only ever
+    // ends the stream; it never touches the order of what is sent.
+    const watch = watchAccess({
+      knex,
+      actor,
+      teamId: team.id,
+      everyMs: settings.accessCheckMs,
+      onLost: () => stream.revoke(),
+      // Not knowing is not a reason to keep streaming: disconnect, and the reconnect re-authenticates.
+      onError: (err) => {
+        log?.error({ err, deploymentId: deployment.id }, 'could not re-check access to a deployment event stream; disconnecting it');
+        stream.disconnect();
+      },
+      onTick: () => slot.refresh(),
+    });
     streams.add(stream);
     try {
       await stream.run(unsubscribe);
     } finally {
+      watch.stop();
       streams.delete(stream);
+      await slot.release();
     }
   });
 

@@ -82,6 +82,9 @@ export function githubInstallRoutes({ config, knex, sealer, caches, limits }: De
   router.get('/setup', limits.signIn(), validate(schema.setup), async (ctx: Context) => {
     const { query } = inputOf(ctx, schema.setup);
     if (query.setup_action === 'request') {
+      // Nothing is installed until an owner approves, and nothing is connected from this visit: the
+      // flow ends here, so its state cannot be carried on to a connection.
+      flow.take(ctx);
       return page(ctx, 200, 'Installation requested', "An owner of the GitHub organization was asked to approve the Rhone GitHub App. Once they have, connect it from your team's settings in Rhone.");
     }
     const actor = requireActor(ctx);

@@ -5,12 +5,15 @@ import { createToken, listTokens, revokeToken } from '../../commands/tokens.ts';
 import { auth, requireActor } from '../../middleware/auth.ts';
 import { inputOf, validate } from '../../middleware/validate.ts';
 import { presentToken } from '../../presenters/index.ts';
+import { DEFAULT_TOKEN_SCOPE, TOKEN_SCOPES } from '../../policies/token-scopes.ts';
 import type { Deps } from '../deps.ts';
 
 const create = {
   body: z.strictObject({
     name: z.string().trim().min(1, 'is required').max(100),
     expiresInDays: z.number().int().min(1).max(3650).optional(),
+    // The least a CLI needs for `rhone up` unless asked for more (policies/token-scopes.ts).
+    scope: z.enum(TOKEN_SCOPES, { message: `must be one of ${TOKEN_SCOPES.join(', ')}` }).default(DEFAULT_TOKEN_SCOPE),
   }),
 };
 const revoke = { params: z.object({ id: z.uuid('is not a token id') }) };

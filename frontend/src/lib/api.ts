@@ -39,12 +39,18 @@ export function setApiBase(url: string): void {
   base = url.replace(/\/$/, '');
 }
 
+/**
+ * The CSRF cookie the api set: `__Host-rhone_csrf` over https, `rhone_csrf` over plain http. The
+ * prefixed one wins: an app on a sibling subdomain can plant a `rhone_csrf`, never a `__Host-` one.
+ */
 export function csrfToken(cookies: string = typeof document === 'undefined' ? '' : document.cookie): string {
+  const found = new Map<string, string>();
   for (const part of cookies.split(';')) {
     const [k, ...v] = part.trim().split('=');
-    if (k === 'rhone_csrf') return decodeURIComponent(v.join('='));
+    if (!found.has(k)) found.set(k, v.join('='));
   }
-  return '';
+  const value = found.get('__Host-rhone_csrf') ?? found.get('rhone_csrf');
+  return value === undefined ? '' : decodeURIComponent(value);
 }
 
 /** "body.source.url" → "source.url"; params and query problems keep their prefix. */

@@ -110,10 +110,14 @@ export interface Invitation {
   expiresAt: string;
 }
 
+/** What a token may do: read < deploy < admin (backend/policies/token-scopes.ts). */
+export type TokenScope = 'read' | 'deploy' | 'admin';
+
 export interface ApiToken {
   id: string;
   name: string;
   prefix: string;
+  scope: TokenScope;
   lastUsedAt: string | null;
   expiresAt: string | null;
   createdAt: string;
