@@ -124,7 +124,8 @@ describe('GitHub webhooks', () => {
     }
     const status = await until('the pending status, on a retry', async () => world.app.statusesOf(sha)[0], 20_000);
     assert.equal(status.state, 'pending');
-    assert.equal((await Deployment.query(db()).findOne({ commitSha: sha }))?.githubStatus, 'pending');
+    // The job records what it posted once GitHub has answered: after the fake saw the request.
+    await until('the deployment to record the posted status', async () => (await Deployment.query(db()).findOne({ commitSha: sha }))?.githubStatus === 'pending');
   });
 
   it('records [skip ci] and [skip deploy] pushes as skipped deployments, with the reason', async () => {
