@@ -7,6 +7,9 @@
 # test/dockerfile.test.ts checks both.
 ARG RAILPACK_VERSION=0.37.0
 ARG BUILDKIT_VERSION=v0.32.2
+# Node.js of the control plane: an LTS line still under maintenance (Node 20 reached its end of
+# life in April 2026; 22 is maintained until April 2027). Development and CI may run 20.11+.
+ARG NODE_IMAGE=22-bookworm-slim
 
 # buildctl: the BuildKit client of production builds, from the same release as the builder.
 FROM moby/buildkit:${BUILDKIT_VERSION} AS buildkit
@@ -40,7 +43,7 @@ RUN set -eu; \
     /usr/local/bin/railpack --version
 
 # The dashboard: Vite's build of frontend/, with its gzip copies (the api serves frontend/dist).
-FROM node:20-bookworm-slim AS dashboard
+FROM node:${NODE_IMAGE} AS dashboard
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -49,7 +52,7 @@ COPY backend/lib ./backend/lib
 COPY backend/cli/frontend.ts ./backend/cli/frontend.ts
 RUN node --import tsx backend/cli/frontend.ts
 
-FROM node:20-bookworm-slim
+FROM node:${NODE_IMAGE}
 
 # git: the worker clones the repositories it deploys. ca-certificates: https remotes and APIs.
 RUN apt-get update \

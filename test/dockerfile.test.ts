@@ -53,6 +53,13 @@ describe('the control plane image (Dockerfile)', () => {
     assert.ok(final.instructions.includes('COPY --from=railpack /usr/local/bin/railpack /usr/local/bin/railpack'), final.instructions.join('\n'));
   });
 
+  it('runs the dashboard build and the control plane on a maintained Node.js LTS (22 or newer)', () => {
+    const major = Number(/^(\d+)-/.exec(dockerfile.args.NODE_IMAGE ?? '')?.[1]);
+    assert.ok(major >= 22 && major % 2 === 0, `NODE_IMAGE ${dockerfile.args.NODE_IMAGE} is not an even (LTS) line of 22 or newer`);
+    assert.equal(stage('dashboard')?.from, 'node:${NODE_IMAGE}');
+    assert.equal(final.from, 'node:${NODE_IMAGE}');
+  });
+
   it('ships buildctl from the same BuildKit release as the builder image', () => {
     const builder = parseDockerfile(path.join(root, 'builder-image', 'Dockerfile'));
     assert.equal(dockerfile.args.BUILDKIT_VERSION, builder.args.BUILDKIT_VERSION);
