@@ -7,7 +7,7 @@ import { db } from '../backend/db.ts';
 import { getConfig } from '../backend/config.ts';
 import { FlyClient } from '../backend/providers/fly/client.ts';
 import { pollUsage } from '../backend/billing/metering.ts';
-import { flyPrometheusBandwidth, localBandwidth } from '../backend/billing/bandwidth.ts';
+import { BANDWIDTH_LAG_MS, flyPrometheusBandwidth, laggedWindows, localBandwidth } from '../backend/billing/bandwidth.ts';
 import { assertCanDeploy, PlanLimitError } from '../backend/billing/limits.ts';
 import { queue } from '../jobs/queues.ts';
 import { registerSchedules } from '../jobs/schedules.ts';
@@ -169,12 +169,23 @@ describe('poll-usage', () => {
     assert.equal(asked.length, 1);
     assert.equal(asked[0].url.origin + asked[0].url.pathname, 'https://api.fly.example/prometheus/acme-org/api/v1/query');
     assert.equal(asked[0].url.searchParams.get('query'), 'sum by (app) (increase(fly_edge_data_out[300s]))');
-    assert.equal(asked[0].url.searchParams.get('time'), String((T0 + 5 * MIN) / 1000));
+    // Queried two minutes behind the poll, so the samples of the window's last moments are in.
+    assert.equal(asked[0].url.searchParams.get('time'), String((T0 + 5 * MIN - BANDWIDTH_LAG_MS) / 1000));
+    const [recorded] = (await db()('usageRecords').where({ meter: 'bandwidth' }).select('windowStart', 'windowEnd')) as { windowStart: Date; windowEnd: Date }[];
+    assert.deepEqual([recorded.windowStart.getTime(), recorded.windowEnd.getTime()], [T0 - BANDWIDTH_LAG_MS, T0 + 5 * MIN - BANDWIDTH_LAG_MS]);
     assert.equal(asked[0].auth, 'FlyV1 fm2_secret');
     assert.equal(await periodTotal(w.team.id, 'bandwidth'), 12346);
     // An error from the metrics API fails the poll (it is retried over the same window) rather than recording zero.
     const failing = flyPrometheusBandwidth({ baseUrl: 'https://api.fly.example', org: 'acme-org', token: 't', fetch: (async () => new Response(JSON.stringify({ status: 'error', error: 'bad query' }), { status: 400 })) as typeof fetch });
     await assert.rejects(failing.record(db(), [{ flyApp: 'rhone-web', appId: w.app.id, teamId: w.team.id }], [[T0, T0 + 5 * MIN]]), /Fly metrics query failed \(400\): bad query/);
+  });
+
+  it('runs bandwidth windows behind the poll, still cut at UTC midnight, and contiguous from poll to poll', () => {
+    const midnight = Date.UTC(2026, 10, 21);
+    const first = laggedWindows([[midnight - 5 * MIN, midnight]], 2 * MIN);
+    const second = laggedWindows([[midnight, midnight + 5 * MIN]], 2 * MIN);
+    assert.deepEqual(first, [[midnight - 7 * MIN, midnight - 2 * MIN]]);
+    assert.deepEqual(second, [[midnight - 2 * MIN, midnight], [midnight, midnight + 3 * MIN]]);
   });
 
   it('alerts the owners at 75%, 90% and 100% of a quota, once each, and refuses new deploys at 100% on free', async () => {

@@ -6,7 +6,7 @@ import type { Knex } from 'knex';
 import type { FlyClient } from '../providers/fly/client.ts';
 import { authorizationHeader } from '../providers/fly/client.ts';
 import { insertUsage, type UsageRow } from './ledger.ts';
-import { spread } from './machine-time.ts';
+import { splitAtUtcDays, spread } from './machine-time.ts';
 
 export interface AppRef {
   flyApp: string;
@@ -60,10 +60,24 @@ interface PromVector {
 }
 
 /**
- * Fly's Prometheus: one instant query per window, `sum by (app) (increase(counter[Ns]))` evaluated
- * at the window's end, for every app of the org at once.
+ * How far behind the poll the bandwidth windows run. Samples reach Fly's Prometheus some time after
+ * the moment they describe (scrape interval plus ingestion), so a window ending "now" is queried
+ * before its last samples exist, and a counter query never looks at that window again. Querying
+ * each poll's window shifted this far into the past counts every byte once, just later.
  */
-export function flyPrometheusBandwidth(options: { baseUrl: string; org: string; token: string; fetch?: typeof fetch }): BandwidthSource {
+export const BANDWIDTH_LAG_MS = 2 * 60_000;
+
+/** The poll's windows (contiguous) moved `lagMs` into the past, cut again at UTC midnights. */
+export function laggedWindows(windows: [number, number][], lagMs: number): [number, number][] {
+  if (windows.length === 0) return [];
+  return splitAtUtcDays(windows[0][0] - lagMs, windows[windows.length - 1][1] - lagMs);
+}
+
+/**
+ * Fly's Prometheus: one instant query per window, `sum by (app) (increase(counter[Ns]))` evaluated
+ * at the window's end, for every app of the org at once; windows run BANDWIDTH_LAG_MS behind.
+ */
+export function flyPrometheusBandwidth(options: { baseUrl: string; org: string; token: string; fetch?: typeof fetch; lagMs?: number }): BandwidthSource {
   const doFetch = options.fetch ?? fetch;
   async function bytesByApp(start: number, end: number): Promise<Map<string, number>> {
     const seconds = Math.max(1, Math.round((end - start) / 1000));
@@ -76,9 +90,9 @@ export function flyPrometheusBandwidth(options: { baseUrl: string; org: string; 
     return new Map(body.data.result.map((r) => [r.metric.app, Math.round(Number(r.value[1]))]));
   }
   return {
-    async record(knex, apps, windows) {
+    async record(knex, apps, pollWindows) {
       const rows: UsageRow[] = [];
-      for (const [start, end] of windows) {
+      for (const [start, end] of laggedWindows(pollWindows, options.lagMs ?? BANDWIDTH_LAG_MS)) {
         const bytes = await bytesByApp(start, end);
         for (const app of apps) rows.push(...rowsFor(app, bytes.get(app.flyApp) ?? 0, [[start, end]]));
       }
