@@ -34,6 +34,9 @@ import { notificationRoutes } from './routes/notifications/index.ts';
 import { domainRoutes } from './routes/domains/index.ts';
 import { spa } from './routes/spa.ts';
 import { CacheNode } from './lib/cache.ts';
+import { appsDomainEdge, type AppsDomainEdge } from './edge/replay.ts';
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { QueueContext } from '../jobs/queues.ts';
 
 export interface AppOptions {
@@ -57,6 +60,16 @@ export function createApp({ config, knex, redis, log, rateLimits: limitsConfig =
   cachesOf.set(app, caches);
   const deps: Deps = { config, knex, redis, sealer, limits, caches, queues: queues ?? { connection: { url: config.redisUrl, maxRetriesPerRequest: null } } };
 
+  // An app's address under the apps domain is handed to the app by Fly's proxy (fly-replay):
+  // before anything else, so such requests never reach the dashboard's routes or cookies.
+  const edge = appsDomainEdge(config, knex);
+  if (edge) {
+    edgesOf.set(app, edge);
+    app.use(async (ctx, next) => {
+      if (!(await edge.handle(ctx.req, ctx.res))) return next();
+      ctx.respond = false;
+    });
+  }
   app.use(requestLog(log));
   app.use(errorHandler(config.databaseUrl));
   // DNS rebinding (middleware/host-origin.ts): local mode answers only to its own names, health checks included.
@@ -91,6 +104,24 @@ export function createApp({ config, knex, redis, log, rateLimits: limitsConfig =
 }
 
 const routersOf = new WeakMap<Koa, Router[]>();
+const edgesOf = new WeakMap<Koa, AppsDomainEdge>();
+
+/**
+ * Upgrade (WebSocket) requests for an app's address get their fly-replay answer here: Koa never
+ * sees upgrades, and without a listener Node would close them. Other upgrades are refused.
+ */
+export function attachUpgrades(app: Koa, server: Server): void {
+  const edge = edgesOf.get(app);
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex) => {
+    socket.on('error', () => socket.destroy());
+    void (edge?.upgrade(req, socket) ?? Promise.resolve(false)).then(
+      (handled) => {
+        if (!handled) socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+      },
+      () => socket.end('HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n'),
+    );
+  });
+}
 const cachesOf = new WeakMap<Koa, CacheNode>();
 const gatesOf = new WeakMap<Koa, WebhookGate>();
 

@@ -106,6 +106,8 @@ export interface Config {
   /** The first key encrypts; every key decrypts what was written under its id. */
   encryptionKeys: EncryptionKey[];
   appsDomain: string;
+  /** Whether `{slug}.<appsDomain>` reaches the app (the local router, or the production edge). */
+  appsDomainRouted: boolean;
   routerPort: number;
   machinesPort: number;
   logLevel: string;
@@ -263,6 +265,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     sessionSecret,
     encryptionKeys,
     appsDomain: e.RHONE_APPS_DOMAIN ?? (isLocal ? 'localhost' : 'rhone.app'),
+    // Locally the router serves {slug}.localhost; in production only once the operator set the
+    // domain (and its wildcard certificate on Rhone's Fly app): backend/edge/replay.ts.
+    appsDomainRouted: isLocal || e.RHONE_APPS_DOMAIN !== undefined,
     routerPort: e.RHONE_ROUTER_PORT,
     machinesPort: e.RHONE_MACHINES_PORT,
     logLevel: e.LOG_LEVEL,

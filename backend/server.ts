@@ -4,7 +4,7 @@ import { configOrExit } from './config.ts';
 import { closeDb, db } from './db.ts';
 import { closeRedis, redis } from './redis.ts';
 import { logger } from './lib/logger.ts';
-import { closeApp, createApp } from './app.ts';
+import { attachUpgrades, closeApp, createApp } from './app.ts';
 import { closeEventStreams } from './routes/deployments/events.ts';
 
 export async function startServer(port: number): Promise<Server> {
@@ -16,6 +16,7 @@ export async function startServer(port: number): Promise<Server> {
   const host = config.isLocal ? '127.0.0.1' : '::';
   return new Promise((resolve, reject) => {
     const server = app.listen(port, host, () => resolve(server));
+    attachUpgrades(app, server);
     server.once('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'EADDRINUSE') {
         reject(new Error(`The api cannot listen on ${host}:${port}: another program uses that port. Stop it, or set PORT to a free port.`));

@@ -48,7 +48,9 @@ export function presentInvitation(i: Invitation) {
  * `https://<fly app>.fly.dev` (the release gives the app the IPs it resolves to).
  */
 export function appUrl(config: Config, app: Pick<App, 'slug' | 'flyAppName'>): string {
-  return config.isLocal ? `http://${app.slug}.${config.appsDomain}:${config.routerPort}` : `https://${app.flyAppName}.fly.dev`;
+  if (config.isLocal) return `http://${app.slug}.${config.appsDomain}:${config.routerPort}`;
+  // The address that really answers: the apps domain once its edge is set up, else Fly's own.
+  return config.appsDomainRouted ? `https://${app.slug}.${config.appsDomain}` : `https://${app.flyAppName}.fly.dev`;
 }
 
 export function presentApp(config: Config, a: App, team: Pick<Team, 'slug'>) {
@@ -116,6 +118,7 @@ export function presentDeployment(d: Deployment, app: Pick<App, 'slug'>, trigger
     reason: d.reason,
     cancelRequested: Boolean(d.cancelRequestedAt),
     stageTimings: d.stageTimings,
+    drain: d.drain ?? null,
     createdAt: iso(d.createdAt),
     startedAt: iso(d.startedAt),
     finishedAt: iso(d.finishedAt),
