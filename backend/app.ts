@@ -34,10 +34,14 @@ import { notificationRoutes } from './routes/notifications/index.ts';
 import { domainRoutes } from './routes/domains/index.ts';
 import { spa } from './routes/spa.ts';
 import { CacheNode } from './lib/cache.ts';
+import { cacheRouteMatches } from './lib/route-match-cache.ts';
 import { appsDomainEdge, type AppsDomainEdge } from './edge/replay.ts';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { QueueContext } from '../jobs/queues.ts';
+
+/** Every webhook route's path starts so (see the gate in createApp). */
+const WEBHOOK_PATH = /^\/webhooks(\/|$)/i;
 
 export interface AppOptions {
   config: Config;
@@ -46,9 +50,11 @@ export interface AppOptions {
   log: Logger;
   rateLimits?: RateLimits;
   queues?: QueueContext;
+  /** false: the read caches never serve (every read goes to Postgres); bench:api measures both. */
+  readCache?: boolean;
 }
 
-export function createApp({ config, knex, redis, log, rateLimits: limitsConfig = DEFAULT_RATE_LIMITS, queues }: AppOptions): Koa {
+export function createApp({ config, knex, redis, log, rateLimits: limitsConfig = DEFAULT_RATE_LIMITS, queues, readCache = true }: AppOptions): Koa {
   // Behind a proxy (production on Fly, or any https public URL) trust X-Forwarded-Proto, so Secure
   // cookies can be set, and take the client address from the one hop we trust: the rightmost
   // X-Forwarded-For entry, which the proxy appended. Entries to its left are whatever the client sent.
@@ -56,7 +62,7 @@ export function createApp({ config, knex, redis, log, rateLimits: limitsConfig =
   const sealer = new SessionSealer(config.sessionSecret, sessionCookieNames(config.secureCookies));
   const limits = rateLimits(redis, limitsConfig);
   // This instance's read caches and their invalidation subscriber; closeApp() closes it.
-  const caches = new CacheNode(redis);
+  const caches = new CacheNode(redis, { serve: readCache });
   cachesOf.set(app, caches);
   const deps: Deps = { config, knex, redis, sealer, limits, caches, queues: queues ?? { connection: { url: config.redisUrl, maxRetriesPerRequest: null } } };
 
@@ -78,15 +84,37 @@ export function createApp({ config, knex, redis, log, rateLimits: limitsConfig =
   const gate = new WebhookGate(config.webhooks);
   gatesOf.set(app, gate);
   const webhooks = webhookRoutes(deps, gate);
-  app.use(webhooks.routes());
-  app.use(webhooks.allowedMethods());
+  // Only requests that can match a webhook route go through its router (its routes all live
+  // under /webhooks, matched case-insensitively as @koa/router does): the rest, nearly every
+  // request, would pay for its dispatch and its allowedMethods() on the way back for nothing.
+  const webhookDispatch = webhooks.routes();
+  const webhookMethods = webhooks.allowedMethods();
+  const webhookGate: typeof webhookDispatch = (ctx, next) =>
+    WEBHOOK_PATH.test(ctx.path) ? webhookDispatch(ctx, () => webhookMethods(ctx as Parameters<typeof webhookMethods>[0], next)) : next();
+  app.use(webhookGate);
   // After the webhooks: they are server-to-server and signed, not writes from a page.
   app.use(originGuard(config));
   app.use(jsonBody());
 
   const api = new Router({ prefix: '/api' });
   api.use(authenticate(sealer, caches), limits.writes());
-  for (const routes of [meRoutes(), tokenRoutes(deps), teamRoutes(deps), memberRoutes(deps), invitationRoutes(deps), appRoutes(deps), envRoutes(deps), domainRoutes(deps), auditRoutes(), deploymentRoutes(deps), deploymentEventRoutes(deps), githubRoutes(deps), billingRoutes(deps), usageRoutes(deps), notificationRoutes(deps)]) {
+  for (const routes of [
+    meRoutes(),
+    tokenRoutes(deps),
+    teamRoutes(deps),
+    memberRoutes(deps),
+    invitationRoutes(deps),
+    appRoutes(deps),
+    envRoutes(deps),
+    domainRoutes(deps),
+    auditRoutes(),
+    deploymentRoutes(deps),
+    deploymentEventRoutes(deps),
+    githubRoutes(deps),
+    billingRoutes(deps),
+    usageRoutes(deps),
+    notificationRoutes(deps),
+  ]) {
     // No per-router allowedMethods(): use() copies the routes into `api`, whose own allowedMethods()
     // below answers 405s for all of them; one per router added two functions to every request.
     api.use(routes.routes());
@@ -94,6 +122,8 @@ export function createApp({ config, knex, redis, log, rateLimits: limitsConfig =
 
   // /api first: its requests (nearly all of them) then never pass through the other routers.
   const top = [api, healthRoutes(deps), authRoutes(deps), githubInstallRoutes(deps)];
+  // Every route is in place now (the webhooks' layers are matched only when a request reaches them).
+  for (const router of [...top, webhooks]) cacheRouteMatches(router);
   for (const router of top) {
     app.use(router.routes());
     app.use(router.allowedMethods());

@@ -4,14 +4,13 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { DEFAULT_BUILD_IMAGE_ALLOWLIST } from './builder/image-allowlist.ts';
 
 const emptyToUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
 const optionalString = z.preprocess(emptyToUndefined, z.string().optional());
 const GIB = 1024 ** 3;
-const positiveInt = (fallback: number) =>
-  z.preprocess(emptyToUndefined, z.coerce.number().int().positive().max(Number.MAX_SAFE_INTEGER).default(fallback));
-const port = (fallback: number) =>
-  z.preprocess(emptyToUndefined, z.coerce.number().int().min(0).max(65535).default(fallback));
+const positiveInt = (fallback: number) => z.preprocess(emptyToUndefined, z.coerce.number().int().positive().max(Number.MAX_SAFE_INTEGER).default(fallback));
+const port = (fallback: number) => z.preprocess(emptyToUndefined, z.coerce.number().int().min(0).max(65535).default(fallback));
 
 const schema = z.object({
   RHONE_MODE: z.preprocess(emptyToUndefined, z.enum(['local', 'production']).default('local')),
@@ -25,10 +24,7 @@ const schema = z.object({
   RHONE_APPS_DOMAIN: optionalString,
   RHONE_ROUTER_PORT: port(8080),
   RHONE_MACHINES_PORT: port(4280),
-  LOG_LEVEL: z.preprocess(
-    emptyToUndefined,
-    z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  ),
+  LOG_LEVEL: z.preprocess(emptyToUndefined, z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')),
   FLY_API_TOKEN: optionalString,
   FLY_API_URL: z.preprocess(emptyToUndefined, z.url().default('https://api.machines.dev')),
   FLY_ORG: optionalString,
@@ -44,6 +40,8 @@ const schema = z.object({
   RHONE_BUILDER_TLS_CA: optionalString,
   RHONE_BUILDER_TLS_CERT: optionalString,
   RHONE_BUILDER_TLS_KEY: optionalString,
+  // Comma-separated prefixes of the images a build plan may name (backend/builder/image-allowlist.ts).
+  RHONE_BUILD_IMAGE_ALLOWLIST: optionalString,
   // The artifact store on S3-compatible object storage; the names are the ones `fly storage create` (Tigris) sets.
   RHONE_ARTIFACTS_BUCKET: optionalString,
   RHONE_ARTIFACTS_PATH_STYLE: z.preprocess(emptyToUndefined, z.enum(['true', 'false']).default('false')),
@@ -128,7 +126,12 @@ export interface Config {
    */
   webhooks: { maxInFlight: number; maxInFlightPerAddress: number; perMinutePerAddress: number };
   /** The BuildKit builder (builder-image/) production builds run on, and its mutual-TLS material. */
-  builder: { addr?: string; tls?: { caCert: string; cert: string; key: string } };
+  builder: {
+    addr?: string;
+    tls?: { caCert: string; cert: string; key: string };
+    /** Prefixes of the images a build plan may name; default DEFAULT_BUILD_IMAGE_ALLOWLIST. */
+    imageAllowlist?: readonly string[];
+  };
   /** The S3-compatible artifact store; without it, the directory under dataDir (one machine only). */
   artifacts: { s3?: S3Settings };
   /** Caps on a deployment's checkout and on each artifact and unpacking (backend/source/limits.ts). */
@@ -281,12 +284,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       apiUrl: e.GITHUB_API_URL,
     },
     stripe: { secretKey: e.STRIPE_SECRET_KEY, webhookSecret: e.STRIPE_WEBHOOK_SECRET, apiUrl: e.STRIPE_API_URL },
-    webhooks: { maxInFlight: e.WEBHOOK_MAX_IN_FLIGHT, maxInFlightPerAddress: e.WEBHOOK_MAX_IN_FLIGHT_PER_ADDRESS, perMinutePerAddress: e.WEBHOOK_RATE_LIMIT_PER_MINUTE },
+    webhooks: {
+      maxInFlight: e.WEBHOOK_MAX_IN_FLIGHT,
+      maxInFlightPerAddress: e.WEBHOOK_MAX_IN_FLIGHT_PER_ADDRESS,
+      perMinutePerAddress: e.WEBHOOK_RATE_LIMIT_PER_MINUTE,
+    },
     builder: {
       addr: e.RHONE_BUILDER_ADDR,
-      tls: e.RHONE_BUILDER_TLS_CA && e.RHONE_BUILDER_TLS_CERT && e.RHONE_BUILDER_TLS_KEY
-        ? { caCert: e.RHONE_BUILDER_TLS_CA, cert: e.RHONE_BUILDER_TLS_CERT, key: e.RHONE_BUILDER_TLS_KEY }
-        : undefined,
+      tls:
+        e.RHONE_BUILDER_TLS_CA && e.RHONE_BUILDER_TLS_CERT && e.RHONE_BUILDER_TLS_KEY
+          ? { caCert: e.RHONE_BUILDER_TLS_CA, cert: e.RHONE_BUILDER_TLS_CERT, key: e.RHONE_BUILDER_TLS_KEY }
+          : undefined,
+      imageAllowlist: e.RHONE_BUILD_IMAGE_ALLOWLIST
+        ? e.RHONE_BUILD_IMAGE_ALLOWLIST.split(',')
+            .map((p) => p.trim())
+            .filter(Boolean)
+        : DEFAULT_BUILD_IMAGE_ALLOWLIST,
     },
     artifacts: {
       s3: e.RHONE_ARTIFACTS_BUCKET

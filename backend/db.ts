@@ -14,7 +14,9 @@ const migrationsDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)),
 /** Lists migrations explicitly so knex never has to guess how to load TypeScript under ESM. */
 class MigrationSource implements Knex.MigrationSource<string> {
   async getMigrations(): Promise<string[]> {
-    return readdirSync(migrationsDir).filter((f) => /^\d{14}_.+\.ts$/.test(f)).sort();
+    return readdirSync(migrationsDir)
+      .filter((f) => /^\d{14}_.+\.ts$/.test(f))
+      .sort();
   }
   getMigrationName(file: string): string {
     return file;

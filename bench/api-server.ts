@@ -10,7 +10,8 @@ import { logger } from '../backend/lib/logger.ts';
 import { closeApp, createApp } from '../backend/app.ts';
 
 const config = configOrExit();
-const app = createApp({ config, knex: db(), redis: redis(), log: logger() });
+// BENCH_UNCACHED=1: the read caches off, so every request runs its queries.
+const app = createApp({ config, knex: db(), redis: redis(), log: logger(), readCache: process.env.BENCH_UNCACHED !== '1' });
 
 const server = app.listen(0, '127.0.0.1', () => {
   process.send?.({ port: (server.address() as AddressInfo).port });

@@ -41,7 +41,11 @@ async function firstPage(name: string, path: string, signIn: boolean) {
       (async () => {
         const sizes = await req.sizes();
         const res = await req.response();
-        return { url: req.url().replace(base, ''), bytes: sizes.responseBodySize + sizes.responseHeadersSize, encoding: (await res?.headerValue('content-encoding')) ?? 'identity' };
+        return {
+          url: req.url().replace(base, ''),
+          bytes: sizes.responseBodySize + sizes.responseHeadersSize,
+          encoding: (await res?.headerValue('content-encoding')) ?? 'identity',
+        };
       })(),
     );
   });

@@ -34,7 +34,11 @@ const { TestRepo } = await import('../test/support/git-repo.ts');
 const { pino } = await import('pino');
 
 await prepareDatabase(getConfig().databaseUrl, () => undefined);
-const tables = ((await db().select('tablename').from('pg_tables').where({ schemaname: 'public' }).whereNotIn('tablename', ['knex_migrations', 'knex_migrations_lock'])) as { tablename: string }[]).map((r) => `"${r.tablename}"`);
+const tables = (
+  (await db().select('tablename').from('pg_tables').where({ schemaname: 'public' }).whereNotIn('tablename', ['knex_migrations', 'knex_migrations_lock'])) as {
+    tablename: string;
+  }[]
+).map((r) => `"${r.tablename}"`);
 await db().raw(`truncate ${tables.join(', ')} restart identity cascade`);
 await redis().flushdb();
 
@@ -126,7 +130,9 @@ try {
     const statuses = await Deployment.query(db()).whereIn('id', ids).select('status');
     const byStatus = statuses.reduce<Record<string, number>>((acc, d) => ({ ...acc, [d.status]: (acc[d.status] ?? 0) + 1 }), {});
     console.log(`${RUNS} concurrent deployments of distinct apps on the local runtime, 2 workers`);
-    console.log(`statuses: ${JSON.stringify(byStatus)}; not live: ${failed.length}${failed.length ? ` (first: ${(failed[0] as PromiseRejectedResult).reason})` : ''}`);
+    console.log(
+      `statuses: ${JSON.stringify(byStatus)}; not live: ${failed.length}${failed.length ? ` (first: ${(failed[0] as PromiseRejectedResult).reason})` : ''}`,
+    );
     console.log(`total time, first POST → last live: ${(total / 1000).toFixed(1)} s`);
   }
 } finally {

@@ -42,7 +42,12 @@ for (let i = 0; i < Math.ceil(APPS / 5); i += 5000) {
 const apps: { id: string; slug: string }[] = [];
 for (let i = 0; i < APPS; i += 5000) {
   const rows = Array.from({ length: Math.min(5000, APPS - i) }, (_, k) => ({
-    teamId: teamIds[Math.floor((i + k) / 5)], name: `a${i + k}`, slug: `a${i + k}`, createdBy: userId, region: 'iad', machineSize: 'shared-cpu-1x',
+    teamId: teamIds[Math.floor((i + k) / 5)],
+    name: `a${i + k}`,
+    slug: `a${i + k}`,
+    createdBy: userId,
+    region: 'iad',
+    machineSize: 'shared-cpu-1x',
     source: JSON.stringify({ type: 'git', url: 'https://example.com/x.git', branch: 'main' }),
   }));
   apps.push(...((await knex('apps').insert(rows).returning(['id', 'slug'])) as { id: string; slug: string }[]));
@@ -55,12 +60,30 @@ const started = (id: string, appId: string, slug: string) => {
   machines++;
   const changed = (machines * 7919) % 100 < CHANGED_PERCENT;
   if (!changed) {
-    fly.add({ id, app: `rhone-${slug}`, rhoneApp: appId, events: [[T0 - 3600_000, 'launch', 'created'], [T0 - 3599_000, 'start', 'started']] });
+    fly.add({
+      id,
+      app: `rhone-${slug}`,
+      rhoneApp: appId,
+      events: [
+        [T0 - 3600_000, 'launch', 'created'],
+        [T0 - 3599_000, 'start', 'started'],
+      ],
+    });
     expectedSeconds += WINDOW_MS / 1000;
     return;
   }
   // Changed during the window: stopped at +60 s, started again at +120 s (240 s started of 300).
-  fly.add({ id, app: `rhone-${slug}`, rhoneApp: appId, events: [[T0 - 3600_000, 'launch', 'created'], [T0 - 3599_000, 'start', 'started'], [T0 + 60_000, 'exit', 'stopped'], [T0 + 120_000, 'start', 'started']] });
+  fly.add({
+    id,
+    app: `rhone-${slug}`,
+    rhoneApp: appId,
+    events: [
+      [T0 - 3600_000, 'launch', 'created'],
+      [T0 - 3599_000, 'start', 'started'],
+      [T0 + 60_000, 'exit', 'stopped'],
+      [T0 + 120_000, 'start', 'started'],
+    ],
+  });
   expectedSeconds += 240;
 };
 apps.forEach((a, i) => {
@@ -101,7 +124,9 @@ const latencyFloorMs = pages * LATENCY_MS;
 const floorMs = Math.max(rateFloorMs, latencyFloorMs);
 const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 console.log(`poll-usage: ${APPS} apps, ${machines} machines (${CHANGED_PERCENT}% changed during the window), seeded in ${s(seedMs)}`);
-console.log(`  simulated Fly: ${LATENCY_MS} ms per request, ${RATE.perSecond} req/s burst ${RATE.burst} per action and org/machine; 429s answered: ${fly.requests.rejected429} (client retries: ${retries})`);
+console.log(
+  `  simulated Fly: ${LATENCY_MS} ms per request, ${RATE.perSecond} req/s burst ${RATE.burst} per action and org/machine; 429s answered: ${fly.requests.rejected429} (client retries: ${retries})`,
+);
 console.log(`  pages: ${pages} of ${PAGE}; event lookups: ${result.eventLookups}; records: ${result.records}`);
 console.log(`  total: ${s(totalMs)} (listing ${s(result.listingMs)}, then ${s(totalMs - result.listingMs)} to finish counting, record and check alerts)`);
 console.log(`  floor set by the rate limit: ${s(rateFloorMs)} ((${pages} pages - burst ${RATE.burst}) / ${RATE.perSecond} req/s + one latency)`);
@@ -113,4 +138,3 @@ console.log(`  machine seconds recorded: ${recorded}, expected ${expectedSeconds
 await fly.close();
 await closeDb();
 await closeRedis();
-

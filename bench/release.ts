@@ -74,12 +74,22 @@ try {
   for (let n = 1; n <= RUNS; n++) runs.push(await measure(n));
   console.log(`blue/green releases on the local runtime: ${RUNS} runs, 1 machine each, examples/hello-node`);
   console.log(`${'figure'.padEnd(34)}${'median'.padStart(9)}${'p95'.padStart(9)}`);
-  for (const [label, key] of [['total release time', 'total'], ["app's boot + checks + drain", 'app'], ['control-plane overhead', 'overhead']] as const) {
+  for (const [label, key] of [
+    ['total release time', 'total'],
+    ["app's boot + checks + drain", 'app'],
+    ['control-plane overhead', 'overhead'],
+  ] as const) {
     const xs = runs.map((r) => r[key]);
     console.log(`${label.padEnd(34)}${ms(pct(xs, 50))}${ms(pct(xs, 95))}`);
   }
-  const p50 = pct(runs.map((r) => r.overhead), 50);
-  const p95 = pct(runs.map((r) => r.overhead), 95);
+  const p50 = pct(
+    runs.map((r) => r.overhead),
+    50,
+  );
+  const p95 = pct(
+    runs.map((r) => r.overhead),
+    95,
+  );
   console.log(`goal: overhead under ${GOAL_MS} ms: ${p95 < GOAL_MS ? 'met' : p50 < GOAL_MS ? 'met at the median, not at p95' : 'NOT met'}`);
 } finally {
   await local.close();

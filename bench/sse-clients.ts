@@ -122,7 +122,7 @@ function openClient(job: ClientsJob, onOpen: () => void, onDone: (lastId: number
         const status = head.subarray(0, head.indexOf('\r\n')).toString();
         const rest = Buffer.from(head.subarray(end + 4));
         head = null;
-        if (!/^HTTP\/1\.1 200 /.test(status)) {
+        if (!status.startsWith('HTTP/1.1 200 ')) {
           settle(status);
           socket.destroy();
           return false;
@@ -134,7 +134,9 @@ function openClient(job: ClientsJob, onOpen: () => void, onDone: (lastId: number
   });
   socket.setNoDelay(true);
   socket.on('connect', () => {
-    socket.write(`GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\nCookie: ${job.cookie}\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n`);
+    socket.write(
+      `GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\nCookie: ${job.cookie}\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n`,
+    );
   });
   socket.on('close', () => settle());
   socket.on('error', (err) => settle(err.message));

@@ -90,14 +90,19 @@ function nextMessage<T>(child: ChildProcess, key: string, timeoutMs: number): Pr
 
 async function seed(): Promise<string> {
   await prepareDatabase(getConfig().databaseUrl, () => undefined);
-  const rows = (await db().select('tablename').from('pg_tables').where({ schemaname: 'public' })
+  const rows = (await db()
+    .select('tablename')
+    .from('pg_tables')
+    .where({ schemaname: 'public' })
     .whereNotIn('tablename', ['knex_migrations', 'knex_migrations_lock'])) as { tablename: string }[];
   await db().raw(`truncate ${rows.map((r) => `"${r.tablename}"`).join(', ')} restart identity cascade`);
   await redis().flushdb();
   const user = await makeUser(LOGIN);
   const team = await makeTeam(user, 'bench-sse-team');
   const app = await makeApp(user, team, 'bench-sse-app');
-  const [row] = await db()('deployments').insert({ appId: app.id, number: 1, trigger: 'manual', configSnapshot: '{}', status: 'building', stage: 'build' }).returning('id');
+  const [row] = await db()('deployments')
+    .insert({ appId: app.id, number: 1, trigger: 'manual', configSnapshot: '{}', status: 'building', stage: 'build' })
+    .returning('id');
   const id = (row as { id: string }).id;
   await appendEvents(db(), id, [{ type: 'status', data: { status: 'building', stage: 'build' } }]);
   return id;
@@ -106,7 +111,10 @@ async function seed(): Promise<string> {
 async function sessionCookie(base: string): Promise<string> {
   const res = await fetch(`${base}/auth/dev`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ login: LOGIN }) });
   if (res.status !== 200) throw new Error(`POST /auth/dev answered ${res.status}: ${await res.text()}`);
-  const session = res.headers.getSetCookie().map((c) => c.split(';')[0]).find((c) => c.startsWith('rhone_session='));
+  const session = res.headers
+    .getSetCookie()
+    .map((c) => c.split(';')[0])
+    .find((c) => c.startsWith('rhone_session='));
   if (!session) throw new Error('POST /auth/dev set no rhone_session cookie');
   return session;
 }
@@ -184,8 +192,10 @@ async function main(): Promise<void> {
   const apiPid = api.pid!;
   const rssBeforeKb = procStatusKb(apiPid, 'VmRSS');
 
-  console.log(`SSE fan-out benchmark: ${fmt(CLIENTS)} clients in ${CLIENT_PROCS} processes, ${fmt(RATE)} lines/s for ${DURATION} s ` +
-    `in batches every ${BATCH_MS} ms, ~${LINE_BYTES}-byte lines, ${os.cpus().length} CPUs, Node ${process.version}, load average ${os.loadavg()[0].toFixed(2)}`);
+  console.log(
+    `SSE fan-out benchmark: ${fmt(CLIENTS)} clients in ${CLIENT_PROCS} processes, ${fmt(RATE)} lines/s for ${DURATION} s ` +
+      `in batches every ${BATCH_MS} ms, ~${LINE_BYTES}-byte lines, ${os.cpus().length} CPUs, Node ${process.version}, load average ${os.loadavg()[0].toFixed(2)}`,
+  );
 
   const url = `${base}/api/deployments/${deploymentId}/events`;
   const procs = Array.from({ length: CLIENT_PROCS }, () => forkChild('sse-clients.ts', words(process.env.BENCH_CLIENT_NODE_ARGS)));
@@ -205,7 +215,9 @@ async function main(): Promise<void> {
   await Promise.race([Promise.all(connected), failedEarly]);
   const connectMs = performance.now() - connectStart;
   const rssConnectedKb = procStatusKb(apiPid, 'VmRSS');
-  console.log(`  ${fmt(CLIENTS)} streams open in ${fmt(connectMs)} ms; api RSS ${fmt((rssBeforeKb ?? 0) / 1024)} MB before, ${fmt((rssConnectedKb ?? 0) / 1024)} MB with the streams open`);
+  console.log(
+    `  ${fmt(CLIENTS)} streams open in ${fmt(connectMs)} ms; api RSS ${fmt((rssBeforeKb ?? 0) / 1024)} MB before, ${fmt((rssConnectedKb ?? 0) / 1024)} MB with the streams open`,
+  );
 
   const cpuBefore = cpuMs(apiPid);
   const clientCpuBefore = procs.map((p) => cpuMs(p.pid!) ?? 0);
@@ -243,22 +255,37 @@ async function main(): Promise<void> {
   const apiCpu = cpuBefore !== null && cpuAfter !== null ? (cpuAfter - cpuBefore) / (DURATION * 1000) : null;
   const verdict = (ok: boolean) => (valid ? (ok ? 'met' : 'NOT met') : 'not evaluated: the run was incomplete');
 
-  console.log(`  wrote ${fmt(wrote.lines)} lines in ${fmt(wrote.batches)} batches (slowest appendEvents ${fmt(wrote.slowestAppendMs, 1)} ms); ` +
-    `${fmt(samples)} deliveries measured`);
-  console.log(`  CPU while writing, in % of a core: api ${apiCpu === null ? '?' : fmt(apiCpu * 100)}, clients ${fmt(clientCpu * 100)}, writer ${fmt(writerCpu * 100)}; ` +
-    `load average ${os.loadavg()[0].toFixed(2)} (other work on the machine inflates the lag)`);
-  console.log(`  delivery lag: median ${fmt(p50, 1)} ms   p99 ${fmt(p99, 1)} ms   max ${fmt(max, 1)} ms   goal p99 < ${GOAL_P99_MS} ms: ${verdict(p99 < GOAL_P99_MS)}`);
+  console.log(
+    `  wrote ${fmt(wrote.lines)} lines in ${fmt(wrote.batches)} batches (slowest appendEvents ${fmt(wrote.slowestAppendMs, 1)} ms); ` +
+      `${fmt(samples)} deliveries measured`,
+  );
+  console.log(
+    `  CPU while writing, in % of a core: api ${apiCpu === null ? '?' : fmt(apiCpu * 100)}, clients ${fmt(clientCpu * 100)}, writer ${fmt(writerCpu * 100)}; ` +
+      `load average ${os.loadavg()[0].toFixed(2)} (other work on the machine inflates the lag)`,
+  );
+  console.log(
+    `  delivery lag: median ${fmt(p50, 1)} ms   p99 ${fmt(p99, 1)} ms   max ${fmt(max, 1)} ms   goal p99 < ${GOAL_P99_MS} ms: ${verdict(p99 < GOAL_P99_MS)}`,
+  );
   const worst = new Map<number, number>();
   for (const [second, lag] of all.flatMap((r) => r.worstBySecond)) worst.set(second, Math.max(lag, worst.get(second) ?? 0));
   const timeline = [...worst].sort((x, y) => x[0] - y[0]).map(([, lag]) => fmt(lag / 10));
   console.log(`  worst lag of the lines sent in each second of the run, ms: ${timeline.join(' ')}`);
   console.log(`  api peak RSS (VmHWM): ${fmt(peakMb, 1)} MB   goal < ${GOAL_RSS_MB} MB: ${verdict(peakMb < GOAL_RSS_MB)}`);
   console.log(valid ? `  every client got all ${fmt(lastSeq)} events, ids without a gap, and the end event` : `  INVALID: ${problems.join('; ')}`);
-  console.log(JSON.stringify({
-    clients: CLIENTS, linesPerSecond: RATE, durationS: DURATION, batchMs: BATCH_MS, valid, problems,
-    lagMs: { p50, p99, max }, apiPeakRssMb: Math.round(peakMb * 10) / 10, apiCpuCores: apiCpu === null ? null : Math.round(apiCpu * 100) / 100,
-    goals: valid ? { p99: p99 < GOAL_P99_MS, rss: peakMb < GOAL_RSS_MB } : null,
-  }));
+  console.log(
+    JSON.stringify({
+      clients: CLIENTS,
+      linesPerSecond: RATE,
+      durationS: DURATION,
+      batchMs: BATCH_MS,
+      valid,
+      problems,
+      lagMs: { p50, p99, max },
+      apiPeakRssMb: Math.round(peakMb * 10) / 10,
+      apiCpuCores: apiCpu === null ? null : Math.round(apiCpu * 100) / 100,
+      goals: valid ? { p99: p99 < GOAL_P99_MS, rss: peakMb < GOAL_RSS_MB } : null,
+    }),
+  );
 }
 
 try {

@@ -37,7 +37,12 @@ const now = new Date(billedDay + DAY + 2 * 3600_000);
 console.log(`seeding ${TEAMS} teams with usage on ${new Date(billedDay).toISOString().slice(0, 10)}…`);
 const BATCH = 2000;
 for (let i = 0; i < TEAMS; i += BATCH) {
-  const teams = Array.from({ length: Math.min(BATCH, TEAMS - i) }, (_, j) => ({ slug: `bench-${i + j}`, name: `Bench ${i + j}`, plan: 'starter', stripeCustomerId: `cus_bench${i + j}` }));
+  const teams = Array.from({ length: Math.min(BATCH, TEAMS - i) }, (_, j) => ({
+    slug: `bench-${i + j}`,
+    name: `Bench ${i + j}`,
+    plan: 'starter',
+    stripeCustomerId: `cus_bench${i + j}`,
+  }));
   const ids = (await knex('teams').insert(teams).returning('id')) as { id: string }[];
   const records = ids.flatMap(({ id }, j) =>
     METER_NAMES.map((meter) => ({
@@ -65,8 +70,12 @@ const sendMs = totalMs - closedMs;
 
 const expected = TEAMS * METER_NAMES.length;
 console.log(`closed ${closed.length} days in ${(closedMs / 1000).toFixed(1)} s`);
-console.log(`sent ${result.sent} of ${expected} meter events in ${(sendMs / 1000).toFixed(1)} s (${Math.round(result.sent / (sendMs / 1000))}/s, ${CONCURRENCY} lanes at once, ${LATENCY_MS} ms per call)`);
-console.log(`fake Stripe: ${fake.meterEvents.size} events accepted, ${fake.stats.rateLimited} 429s, ${fake.stats.duplicateIdentifiers} duplicate identifiers, at most ${fake.stats.maxInFlight} calls in flight`);
+console.log(
+  `sent ${result.sent} of ${expected} meter events in ${(sendMs / 1000).toFixed(1)} s (${Math.round(result.sent / (sendMs / 1000))}/s, ${CONCURRENCY} lanes at once, ${LATENCY_MS} ms per call)`,
+);
+console.log(
+  `fake Stripe: ${fake.meterEvents.size} events accepted, ${fake.stats.rateLimited} 429s, ${fake.stats.duplicateIdentifiers} duplicate identifiers, at most ${fake.stats.maxInFlight} calls in flight`,
+);
 console.log(`failed ${result.failed}, left pending ${result.pending}`);
 const ok = totalMs < GOAL_MS && fake.meterEvents.size === expected && fake.stats.rateLimited === 0;
 console.log(`total ${(totalMs / 1000).toFixed(1)} s: goal (all ${expected} events, no 429, under 5 min) ${ok ? 'met' : 'NOT met'}`);

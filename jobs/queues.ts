@@ -27,9 +27,21 @@ export const QUEUES = {
   build: define({ name: 'build', payload: deploymentId, options: { attempts: 2, backoff, ...keep }, timeoutMs: 30 * 60_000, concurrency: 1 }),
   deploy: define({ name: 'deploy', payload: deploymentId, options: { attempts: 3, backoff, ...keep }, timeoutMs: 15 * 60_000, concurrency: 2 }),
   pollUsage: define({ name: 'poll-usage', payload: z.strictObject({}), options: { attempts: 3, backoff, ...keep }, timeoutMs: 4 * 60_000, concurrency: 1 }),
-  uploadUsage: define({ name: 'upload-usage', payload: z.strictObject({}), options: { attempts: 5, backoff, ...keep }, timeoutMs: 30 * 60_000, concurrency: 1 }),
+  uploadUsage: define({
+    name: 'upload-usage',
+    payload: z.strictObject({}),
+    options: { attempts: 5, backoff, ...keep },
+    timeoutMs: 30 * 60_000,
+    concurrency: 1,
+  }),
   reaper: define({ name: 'reaper', payload: z.strictObject({}), options: { attempts: 1, ...keep }, timeoutMs: 60_000, concurrency: 1 }),
-  housekeeping: define({ name: 'housekeeping', payload: z.strictObject({}), options: { attempts: 3, backoff, ...keep }, timeoutMs: 5 * 60_000, concurrency: 1 }),
+  housekeeping: define({
+    name: 'housekeeping',
+    payload: z.strictObject({}),
+    options: { attempts: 3, backoff, ...keep },
+    timeoutMs: 5 * 60_000,
+    concurrency: 1,
+  }),
   webhooks: define({
     name: 'webhooks',
     payload: z.strictObject({ provider: z.enum(['github', 'stripe']), deliveryId: z.string().min(1) }),
@@ -46,7 +58,13 @@ export const QUEUES = {
     concurrency: 2,
   }),
   // Checks custom domains whose certificate is pending and due (every minute, from the scheduler).
-  checkCertificates: define({ name: 'check-certificates', payload: z.strictObject({}), options: { attempts: 1, ...keep }, timeoutMs: 5 * 60_000, concurrency: 1 }),
+  checkCertificates: define({
+    name: 'check-certificates',
+    payload: z.strictObject({}),
+    options: { attempts: 1, ...keep },
+    timeoutMs: 5 * 60_000,
+    concurrency: 1,
+  }),
   // Reports a deployment's state to GitHub as a commit status; GitHub may be down for a while.
   commitStatus: define({
     name: 'commit-status',

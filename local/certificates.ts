@@ -56,18 +56,18 @@ export function presentCertificate(cert: CertificateRecord): CertificateDetail &
     acme_requested: true,
     status: cert.status,
     dns_provider: 'local',
-    certificates: active
-      ? [{ source: 'fly', status: 'active', issuer: 'rhone-local (plain HTTP, no TLS locally)' }]
-      : [],
+    certificates: active ? [{ source: 'fly', status: 'active', issuer: 'rhone-local (plain HTTP, no TLS locally)' }] : [],
     dns_requirements: { a: ['127.0.0.1'], aaaa: ['::1'] },
     validation: { dns_configured: active, alpn_configured: false, http_configured: false, ownership_txt_configured: false },
     validation_errors: active
       ? []
-      : [{
-          code: 'dns_not_local',
-          message: `${cert.hostname} does not point at this machine: ${resolvedText}`,
-          remediation: `Point ${cert.hostname} at 127.0.0.1 (an A record, or a line in /etc/hosts), then check again`,
-        }],
+      : [
+          {
+            code: 'dns_not_local',
+            message: `${cert.hostname} does not point at this machine: ${resolvedText}`,
+            remediation: `Point ${cert.hostname} at 127.0.0.1 (an A record, or a line in /etc/hosts), then check again`,
+          },
+        ],
   };
 }
 

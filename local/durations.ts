@@ -1,7 +1,7 @@
 // Go durations as Fly reads them: "10s", "500ms", "1m30s", "1.5h". A bare number is nanoseconds
 // (fly-go's Duration), so 30 means 30 ns, not 30 s.
 
-const UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 const PART = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/y;
 
 /** Milliseconds, or undefined when the value is not a duration. */

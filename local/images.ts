@@ -79,13 +79,7 @@ export async function writeImageManifest(dir: string, manifest: { cmd: string[];
  * tag. The copy is assembled beside its final place and renamed in, so a machine never boots a
  * half-written image.
  */
-export async function importImage(
-  dataDir: string,
-  name: string,
-  tag: string,
-  sourceDir: string,
-  options: StoreOptions,
-): Promise<LocalImage> {
+export async function importImage(dataDir: string, name: string, tag: string, sourceDir: string, options: StoreOptions): Promise<LocalImage> {
   const ref = imageRef(name, tag);
   const dir = imageDir(dataDir, ref);
   await assertTreeWithin(sourceDir, options.limits, `the image ${ref}`, STORE_HINT);
@@ -107,13 +101,7 @@ export async function importImage(
  * image of the same tag whole. A rename, not a copy: the local builder assembles the image under
  * dataDir, so storing it costs nothing however big node_modules is. fromDir is gone afterwards.
  */
-export async function storeImage(
-  dataDir: string,
-  name: string,
-  tag: string,
-  fromDir: string,
-  options: StoreOptions,
-): Promise<LocalImage> {
+export async function storeImage(dataDir: string, name: string, tag: string, fromDir: string, options: StoreOptions): Promise<LocalImage> {
   const ref = imageRef(name, tag);
   const dir = imageDir(dataDir, ref);
   await mkdir(path.dirname(dir), { recursive: true });
@@ -135,7 +123,10 @@ export async function storeImage(
 /** Renames staging to dir, replacing whatever dir held, so a reader sees the old image or the new one. */
 async function swapIn(staging: string, dir: string): Promise<void> {
   const old = `${dir}.old-${randomBytes(4).toString('hex')}`;
-  const replaced = await rename(dir, old).then(() => true, () => false);
+  const replaced = await rename(dir, old).then(
+    () => true,
+    () => false,
+  );
   try {
     await rename(staging, dir);
   } catch (err) {

@@ -8,7 +8,10 @@ import path from 'node:path';
 /** A port nothing listens on right now; `preferred` is kept when it is still free. */
 export async function freePort(preferred?: number): Promise<number> {
   if (preferred) {
-    const ok = await listenOnce(preferred).then(() => true, () => false);
+    const ok = await listenOnce(preferred).then(
+      () => true,
+      () => false,
+    );
     if (ok) return preferred;
   }
   return listenOnce(0);

@@ -9,9 +9,20 @@ import { isFlyAppNameOfSlug } from '../backend/providers/fly/names.ts';
 import { badGatewayPage, noHealthyMachinePage, notDeployedPage, rawResponse, type RouterPage } from './router-pages.ts';
 import type { Runtime } from './runtime.ts';
 import type { MachineRecord } from './store.ts';
+import { CloseFrameWatch } from './ws-close-watch.ts';
 
 const BUFFERED_BODY_MAX = 64 * 1024;
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
+const HOP_BY_HOP = [
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+];
 
 export function hostOf(header: string | undefined): string {
   const h = (header ?? '').trim().toLowerCase();
@@ -23,7 +34,10 @@ export class Router {
   private readonly turns = new Map<string, number>();
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 512, keepAliveMsecs: 1_000 });
 
-  constructor(private readonly rt: Runtime, private readonly port: () => number) {}
+  constructor(
+    private readonly rt: Runtime,
+    private readonly port: () => number,
+  ) {}
 
   /** The Fly app a Host header names, or undefined. */
   appFor(host: string): string | undefined {
@@ -47,7 +61,10 @@ export class Router {
 
   /** The next healthy machine of the app in turn, skipping those already tried. */
   pick(app: string, tried: Set<string>): MachineRecord | undefined {
-    const healthy = this.rt.machinesOf(app).filter((m) => this.rt.supervisor.routable(m)).sort((a, b) => a.id.localeCompare(b.id));
+    const healthy = this.rt
+      .machinesOf(app)
+      .filter((m) => this.rt.supervisor.routable(m))
+      .sort((a, b) => a.id.localeCompare(b.id));
     const left = healthy.filter((m) => !tried.has(m.id));
     if (left.length === 0) return undefined;
     const turn = this.turns.get(app) ?? 0;
@@ -162,6 +179,8 @@ export class Router {
       upstream.once('data', (chunk: Buffer) => {
         if (settled) return;
         settled = true;
+        // Only an accepted upgrade is a connection; a refusal (a draining app's 503) is an answer.
+        if (chunk.subarray(0, 13).toString('latin1') === 'HTTP/1.1 101 ') this.track(req, head, app, m.id, socket as net.Socket, upstream, chunk);
         this.rt.addBytesOut(app, chunk.length);
         socket.write(chunk);
         upstream.on('data', (more: Buffer) => this.rt.addBytesOut(app, more.length));
@@ -184,6 +203,34 @@ export class Router {
       upstream.on('close', () => retry('the machine closed the connection before answering'));
     };
     attempt(first);
+  }
+
+  /**
+   * Counts the connection on its machine, and which side closed it (local/connections.ts). Called
+   * with the machine's first chunk, before it is passed on, so the close watch sees every byte.
+   */
+  private track(req: IncomingMessage, head: Buffer, app: string, machine: string, socket: net.Socket, upstream: net.Socket, first: Buffer): void {
+    const conn = this.rt.connections.opened(app, machine, (socket.remoteAddress ?? '').replace(/^::ffff:/, ''));
+    if (String(req.headers.upgrade).toLowerCase() === 'websocket') {
+      const fromApp = new CloseFrameWatch({ afterHttpHead: true });
+      const fromClient = new CloseFrameWatch({ afterHttpHead: false });
+      const watchApp = (chunk: Buffer) => {
+        if (fromApp.feed(chunk)) this.rt.connections.closeFrame(conn, 'app');
+      };
+      const watchClient = (chunk: Buffer) => {
+        if (fromClient.feed(chunk)) this.rt.connections.closeFrame(conn, 'client');
+      };
+      watchClient(head);
+      watchApp(first);
+      upstream.on('data', watchApp);
+      socket.on('data', watchClient);
+    }
+    const byApp = () => this.rt.connections.closed(conn, 'app');
+    const byClient = () => this.rt.connections.closed(conn, 'client');
+    upstream.once('end', byApp);
+    upstream.once('close', byApp);
+    socket.once('end', byClient);
+    socket.once('close', byClient);
   }
 }
 

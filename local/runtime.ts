@@ -6,10 +6,14 @@ import type { LocalLogger } from './log.ts';
 import type { AppRecord, MachineRecord, Store } from './store.ts';
 import { resolveWithDns, type HostResolver } from './certificates.ts';
 import type { Supervisor } from './supervisor.ts';
+import { ConnectionLedger } from './connections.ts';
 
 export const LEASE_HEADER = 'fly-machine-lease-nonce';
 
 export class Runtime {
+  /** The router's WebSocket connections, per machine (in memory: a drain is read seconds after it happens). */
+  readonly connections = new ConnectionLedger();
+
   constructor(
     readonly dataDir: string,
     readonly store: Store,

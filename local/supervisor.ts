@@ -170,8 +170,12 @@ export class Supervisor {
   routable(m: MachineRecord): boolean {
     const run = this.running.get(m.id);
     return (
-      m.state === 'started' && !m.cordoned && run !== undefined && m.primaryPort !== undefined &&
-      (m.config.services?.length ?? 0) > 0 && run.checks.servicesHealthy()
+      m.state === 'started' &&
+      !m.cordoned &&
+      run !== undefined &&
+      m.primaryPort !== undefined &&
+      (m.config.services?.length ?? 0) > 0 &&
+      run.checks.servicesHealthy()
     );
   }
 
@@ -243,8 +247,10 @@ export class Supervisor {
   }
 
   private checkRunner(m: MachineRecord): CheckRunner {
-    return new CheckRunner(checkSpecs(m.config), (internal) => (internal !== undefined ? m.hostPorts[internal] : undefined) ?? m.primaryPort, () =>
-      this.changes.emit(m.id),
+    return new CheckRunner(
+      checkSpecs(m.config),
+      (internal) => (internal !== undefined ? m.hostPorts[internal] : undefined) ?? m.primaryPort,
+      () => this.changes.emit(m.id),
     );
   }
 
@@ -361,9 +367,7 @@ export class Supervisor {
     if (lived >= STABLE_MS) m.restarts = 0;
     const policy = m.config.restart?.policy ?? 'on-failure';
     const failed = exit.code !== 0;
-    const restart =
-      policy === 'always' ||
-      (policy === 'on-failure' && failed && m.restarts < (m.config.restart?.max_retries ?? DEFAULT_MAX_RETRIES));
+    const restart = policy === 'always' || (policy === 'on-failure' && failed && m.restarts < (m.config.restart?.max_retries ?? DEFAULT_MAX_RETRIES));
     if (!restart) {
       const state = failed && lived < IMMEDIATE_EXIT_MS ? 'failed' : 'stopped';
       this.transition(m, state, 'exit', 'flyd', exitRequest(exit, false, false));
@@ -408,4 +412,3 @@ function exitRequest(exit: ExitInfo | undefined, requestedStop: boolean, restart
     },
   };
 }
-

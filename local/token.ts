@@ -26,7 +26,8 @@ function readToken(file: string): string {
     );
   }
   const token = readFileSync(file, 'utf8').trim();
-  if (token.length < 32) throw new MachinesTokenError(`The local Machines API token file ${file} is empty or cut short: delete it and start Rhone again to make a new one.`);
+  if (token.length < 32)
+    throw new MachinesTokenError(`The local Machines API token file ${file} is empty or cut short: delete it and start Rhone again to make a new one.`);
   return token;
 }
 

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 
-// Custom domains (issue 8): the statuses the dashboard shows, and what the certificate checker
+// Custom domains (docs/domains.md): the statuses the dashboard shows, and what the certificate checker
 // needs to back off and to give up: when checking (re)started, how many checks it has made, when
 // Let's Encrypt lets Fly try again, and when the last check ran.
 const DOMAIN_STATUSES = ['pending_dns', 'pending_validation', 'active', 'failed'];

@@ -38,7 +38,10 @@ interface SealedVar {
 }
 
 /** The same hash backend/deployments/snapshot.ts computes; kept here so this migration never changes. */
-const hashOf = (vars: SealedVar[]) => createHash('sha256').update(JSON.stringify(vars.map((v) => [v.name, v.keyId, v.ciphertext]))).digest('hex');
+const hashOf = (vars: SealedVar[]) =>
+  createHash('sha256')
+    .update(JSON.stringify(vars.map((v) => [v.name, v.keyId, v.ciphertext])))
+    .digest('hex');
 
 const BATCH = 200;
 
@@ -47,7 +50,10 @@ export async function moveInlineEnv(knex: Knex): Promise<number> {
   let moved = 0;
   for (;;) {
     // Column aliases without underscores read the same whether or not the connection maps case.
-    const { rows } = (await knex.raw(`select id, app_id as app, config_snapshot->'env' as env from deployments where config_snapshot->'env' is not null order by id limit ?`, [BATCH])) as {
+    const { rows } = (await knex.raw(
+      `select id, app_id as app, config_snapshot->'env' as env from deployments where config_snapshot->'env' is not null order by id limit ?`,
+      [BATCH],
+    )) as {
       rows: { id: string; app: string; env: SealedVar[] | null }[];
     };
     if (rows.length === 0) return moved;
@@ -55,7 +61,11 @@ export async function moveInlineEnv(knex: Knex): Promise<number> {
       for (const row of rows) {
         const vars = Array.isArray(row.env) ? row.env : [];
         const hash = hashOf(vars);
-        await trx.raw(`insert into env_versions (app_id, hash, vars) values (?, ?, ?::jsonb) on conflict (app_id, hash) do nothing`, [row.app, hash, JSON.stringify(vars)]);
+        await trx.raw(`insert into env_versions (app_id, hash, vars) values (?, ?, ?::jsonb) on conflict (app_id, hash) do nothing`, [
+          row.app,
+          hash,
+          JSON.stringify(vars),
+        ]);
         await trx.raw(
           `update deployments set config_snapshot = (config_snapshot - 'env') || jsonb_build_object('envVersionId', (select id::text from env_versions where app_id = ? and hash = ?)) where id = ?`,
           [row.app, hash, row.id],

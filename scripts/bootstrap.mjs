@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensureChromium } from './chromium.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const stampFile = path.join(root, 'node_modules', '.rhone-install-stamp');
@@ -31,9 +32,7 @@ function ensureInstalled() {
   const have = existsSync(stampFile) ? readFileSync(stampFile, 'utf8').trim() : '';
   if (want === have) return;
   const fresh = !existsSync(path.join(root, 'node_modules'));
-  const args = fresh && existsSync(path.join(root, 'package-lock.json'))
-    ? ['ci', '--no-audit', '--no-fund']
-    : ['install', '--no-audit', '--no-fund'];
+  const args = fresh && existsSync(path.join(root, 'package-lock.json')) ? ['ci', '--no-audit', '--no-fund'] : ['install', '--no-audit', '--no-fund'];
   console.log(`rhone: installing dependencies (npm ${args[0]})…`);
   const result = spawnSync('npm', args, { cwd: root, stdio: 'inherit' });
   if (result.status !== 0) {
@@ -44,10 +43,17 @@ function ensureInstalled() {
 }
 
 const [command, ...rest] = process.argv.slice(2);
+// `install` only brings node_modules up to date: .ci/run needs the tools before the checks it runs.
+if (command === 'install') {
+  ensureInstalled();
+  process.exit(0);
+}
 if (!ENTRIES[command]) {
-  console.error(`usage: node scripts/bootstrap.mjs ${Object.keys(ENTRIES).join('|')}`);
+  console.error(`usage: node scripts/bootstrap.mjs install|${Object.keys(ENTRIES).join('|')}`);
   process.exit(2);
 }
+// Before installing anything: a run that cannot have its browser stops at once, in one line.
+if (command === 'test') ensureChromium(rest, root);
 ensureInstalled();
 const child = spawn(process.execPath, ['--import', 'tsx', ...ENTRIES[command], ...rest], { cwd: root, stdio: 'inherit' });
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));

@@ -39,7 +39,10 @@ describe('deleting an app tears down its Fly app', function () {
     const m = await fly.createMachine(flyApp, {
       region: 'local',
       config: machineConfig({
-        image: IMAGE, appId: 'a1', deploymentId: 'd1', launchId: 'd1:0',
+        image: IMAGE,
+        appId: 'a1',
+        deploymentId: 'd1',
+        launchId: 'd1:0',
         settings: { region: 'local', machineSize: 'shared-cpu-1x', internalPort: 8080, healthCheckPath: '/health', instanceCount: 1 },
         checkTiming: { interval: '200ms', timeout: '1s', gracePeriod: '0s' },
       }),
@@ -79,7 +82,7 @@ describe('deleting an app tears down its Fly app', function () {
     const [row] = await db()('appTeardowns').select('*');
     assert.equal(row.appId, app.id);
     assert.equal(await tearDown(db(), config, row.id), 'refused');
-    assert.ok(await fly.getApp(flyApp), 'the other app\'s Fly app is still there');
+    assert.ok(await fly.getApp(flyApp), "the other app's Fly app is still there");
     const after = await db()('appTeardowns').where({ id: row.id }).first();
     assert.ok(after.doneAt, 'nothing is left to do for this app');
     assert.match(after.lastError, new RegExp(`^Did not delete the Fly app ${flyApp}: it is not this app's`));
@@ -89,7 +92,15 @@ describe('deleting an app tears down its Fly app', function () {
     const ada = await makeUser('ada');
     const team = await Team.query(db()).findOne({ slug: 'ada' }).throwIfNotFound();
     const app = await makeApp(ada, team, 'shop');
-    await Deployment.query(db()).insert({ appId: app.id, number: 1, status: 'building', stage: 'build', trigger: 'manual', configSnapshot: {} as never, triggeredBy: ada.id });
+    await Deployment.query(db()).insert({
+      appId: app.id,
+      number: 1,
+      status: 'building',
+      stage: 'build',
+      trigger: 'manual',
+      configSnapshot: {} as never,
+      triggeredBy: ada.id,
+    });
     const client = await signedIn(server.url, 'ada');
     const before = await dbFingerprint();
     const res = await client.delete('/api/apps/shop');
@@ -99,8 +110,12 @@ describe('deleting an app tears down its Fly app', function () {
   });
 
   it('a teardown whose job was lost is enqueued again by the reaper after a minute, once', async () => {
-    const team = await Team.query(db()).findOne({ slug: (await makeUser('ada')).login }).throwIfNotFound();
-    const [row] = await db()('appTeardowns').insert({ teamId: team.id, appSlug: 'gone', flyApp: 'rhone-gone', requestedAt: new Date(Date.now() - 120_000) }).returning('*');
+    const team = await Team.query(db())
+      .findOne({ slug: (await makeUser('ada')).login })
+      .throwIfNotFound();
+    const [row] = await db()('appTeardowns')
+      .insert({ teamId: team.id, appSlug: 'gone', flyApp: 'rhone-gone', requestedAt: new Date(Date.now() - 120_000) })
+      .returning('*');
     const log = pino({ level: 'silent' });
     assert.equal(await sweepTeardowns(db(), queues, log), 1);
     assert.ok(await queue(queues, 'appTeardown').getJob(`teardown-${row.id}-1`));

@@ -14,7 +14,14 @@ import { appUrl } from '../backend/presenters/index.ts';
 import { makeApp, makeTeam, makeUser } from './factories.ts';
 
 describe('the apps domain in production (fly-replay edge)', () => {
-  const config: Config = { ...getConfig(), isLocal: false, mode: 'production', publicUrl: 'https://dash.rhone.test', appsDomain: 'rhone.test', appsDomainRouted: true };
+  const config: Config = {
+    ...getConfig(),
+    isLocal: false,
+    mode: 'production',
+    publicUrl: 'https://dash.rhone.test',
+    appsDomain: 'rhone.test',
+    appsDomainRouted: true,
+  };
   let server: http.Server;
   let port: number;
   let koa: ReturnType<typeof createApp>;
@@ -35,14 +42,16 @@ describe('the apps domain in production (fly-replay edge)', () => {
 
   const get = (host: string, path = '/') =>
     new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }>((resolve, reject) => {
-      http.get({ host: '127.0.0.1', port, path, headers: { host } }, (res) => {
-        let body = '';
-        res.on('data', (c) => (body += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-      }).on('error', reject);
+      http
+        .get({ host: '127.0.0.1', port, path, headers: { host } }, (res) => {
+          let body = '';
+          res.on('data', (c) => (body += c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+        })
+        .on('error', reject);
     });
 
-  it('hands an app\'s address to its Fly app, refuses unknown ones, and leaves the dashboard alone', async () => {
+  it("hands an app's address to its Fly app, refuses unknown ones, and leaves the dashboard alone", async () => {
     const ada = await makeUser('ada');
     const app = await makeApp(ada, await makeTeam(ada, 'acme'), 'shop');
     const res = await get('shop.rhone.test', '/cart?x=1');
@@ -56,7 +65,11 @@ describe('the apps domain in production (fly-replay edge)', () => {
     assert.equal((await get('dash.rhone.test', '/healthz')).headers['fly-replay'], undefined);
     assert.equal((await get('a.shop.rhone.test', '/healthz')).headers['fly-replay'], undefined);
     assert.equal(appUrl(config, app), 'https://shop.rhone.test');
-    assert.equal(appUrl({ ...config, appsDomainRouted: false }, app), `https://${app.flyAppName}.fly.dev`, 'until the edge is set up, the address that answers');
+    assert.equal(
+      appUrl({ ...config, appsDomainRouted: false }, app),
+      `https://${app.flyAppName}.fly.dev`,
+      'until the edge is set up, the address that answers',
+    );
   });
 
   it('answers a WebSocket upgrade with fly-replay rather than taking the connection', async () => {
@@ -64,7 +77,9 @@ describe('the apps domain in production (fly-replay edge)', () => {
     const app = await makeApp(ada, await makeTeam(ada, 'acme'), 'chat');
     const socket = net.connect(port, '127.0.0.1');
     await once(socket, 'connect');
-    socket.write('GET /_vango/ws HTTP/1.1\r\nHost: chat.rhone.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
+    socket.write(
+      'GET /_vango/ws HTTP/1.1\r\nHost: chat.rhone.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+    );
     let text = '';
     socket.on('data', (c: Buffer) => (text += c.toString()));
     await once(socket, 'end');

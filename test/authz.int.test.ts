@@ -89,12 +89,24 @@ async function buildWorld(): Promise<World> {
     fromAcme('ivan'),
     putEnv(db(), getConfig().encryptionKeys, actor(users.owner), team, app, { SECRET_KEY: 'hunter2' }),
   ]);
-  const tokens = await Promise.all((['owner', 'admin', 'member', 'other'] as const).map((who) => createToken(db(), actor(users[who]), { name: `${who} laptop` })));
+  const tokens = await Promise.all(
+    (['owner', 'admin', 'member', 'other'] as const).map((who) => createToken(db(), actor(users[who]), { name: `${who} laptop` })),
+  );
   const snapshot = JSON.stringify(await takeSnapshot(db(), app));
   const deployment = (number: number, status: string, image: string | null) => ({
-    appId: app.id, number, status, trigger: 'manual', ref: 'main', commitSha: 'a'.repeat(40), configSnapshot: snapshot, image, triggeredBy: users.owner.id,
+    appId: app.id,
+    number,
+    status,
+    trigger: 'manual',
+    ref: 'main',
+    commitSha: 'a'.repeat(40),
+    configSnapshot: snapshot,
+    image,
+    triggeredBy: users.owner.id,
   });
-  const [live, queued] = (await db()('deployments').insert([deployment(1, 'live', 'rhone-local/acme-web:one'), deployment(2, 'queued', null)]).returning('id')) as { id: string }[];
+  const [live, queued] = (await db()('deployments')
+    .insert([deployment(1, 'live', 'rhone-local/acme-web:one'), deployment(2, 'queued', null)])
+    .returning('id')) as { id: string }[];
   return {
     users,
     team,
@@ -173,7 +185,11 @@ const TABLE: Row[] = [
         const offered = (action: string) => acme.can.includes(action);
         assert.deepEqual(
           ['deployment:create', 'env:read', 'env:reveal', 'app:create', 'audit:read', 'team:delete', 'billing:manage'].map(offered),
-          { member: [true, true, false, false, false, false, false], admin: [true, true, true, true, true, false, false], owner: [true, true, true, true, true, true, true] }[acme.role as 'member'],
+          {
+            member: [true, true, false, false, false, false, false],
+            admin: [true, true, true, true, true, false, false],
+            owner: [true, true, true, true, true, true, true],
+          }[acme.role as 'member'],
         );
       }
     },
@@ -185,8 +201,8 @@ const TABLE: Row[] = [
     expect: { nobody: 401, other: 200, owner: 200, admin: 200, member: 200 },
     check(res, w, who) {
       const ids = (res.body as { items: { id: string }[] }).items.map((t) => t.id);
-      assert.ok(ids.includes(w.tokenIds[who as Person]), 'lists the caller\'s token');
-      if (who !== 'owner') assert.ok(!ids.includes(w.tokenIds.owner), 'never lists another user\'s token');
+      assert.ok(ids.includes(w.tokenIds[who as Person]), "lists the caller's token");
+      if (who !== 'owner') assert.ok(!ids.includes(w.tokenIds.owner), "never lists another user's token");
     },
   },
   {
@@ -297,7 +313,11 @@ const TABLE: Row[] = [
     route: 'GET /api/teams/:team/apps',
     call: () => ({ path: '/api/teams/acme/apps' }),
     expect: { nobody: 401, other: 404, owner: 200, admin: 200, member: 200 },
-    check: (res) => assert.deepEqual((res.body as { items: { slug: string }[] }).items.map((a) => a.slug), ['acme-web']),
+    check: (res) =>
+      assert.deepEqual(
+        (res.body as { items: { slug: string }[] }).items.map((a) => a.slug),
+        ['acme-web'],
+      ),
   },
   {
     route: 'POST /api/teams/:team/apps',
@@ -323,7 +343,10 @@ const TABLE: Row[] = [
     expect: { nobody: 401, other: 404, owner: 200, admin: 200, member: 200 },
     check(res) {
       const items = (res.body as { items: { app: string; latest: { number: number }; live: { number: number } | null }[] }).items;
-      assert.deepEqual(items.map((i) => [i.app, i.latest.number, i.live?.number]), [['acme-web', 2, 1]]);
+      assert.deepEqual(
+        items.map((i) => [i.app, i.latest.number, i.live?.number]),
+        [['acme-web', 2, 1]],
+      );
     },
   },
   {
@@ -345,14 +368,21 @@ const TABLE: Row[] = [
     expect: { nobody: 401, other: 404, owner: 200, admin: 200, member: 200 },
     check(res) {
       const items = (res.body as { items: { name: string; value: string | null; revealed: boolean }[] }).items;
-      assert.deepEqual(items.map(({ name, value, revealed }) => ({ name, value, revealed })), [{ name: 'SECRET_KEY', value: null, revealed: false }]);
+      assert.deepEqual(
+        items.map(({ name, value, revealed }) => ({ name, value, revealed })),
+        [{ name: 'SECRET_KEY', value: null, revealed: false }],
+      );
     },
   },
   {
     route: 'PUT /api/apps/:app/env',
     call: () => ({ path: '/api/apps/acme-web/env', body: { vars: { NEW_VAR: 'x', SECRET_KEY: null } } }),
     expect: { nobody: 401, other: 404, owner: 200, admin: 200, member: 403 },
-    check: (res) => assert.deepEqual((res.body as { items: { name: string }[] }).items.map((v) => v.name), ['NEW_VAR']),
+    check: (res) =>
+      assert.deepEqual(
+        (res.body as { items: { name: string }[] }).items.map((v) => v.name),
+        ['NEW_VAR'],
+      ),
   },
 
   // Custom domains: members read them; admins and owners add, check and remove. The local
@@ -362,7 +392,11 @@ const TABLE: Row[] = [
     prepare: (w) => domainOf(w.app),
     call: () => ({ path: '/api/apps/acme-web/domains' }),
     expect: { nobody: 401, other: 404, owner: 200, admin: 200, member: 200 },
-    check: (res) => assert.deepEqual((res.body as { items: { hostname: string }[] }).items.map((d) => d.hostname), [DOMAIN]),
+    check: (res) =>
+      assert.deepEqual(
+        (res.body as { items: { hostname: string }[] }).items.map((d) => d.hostname),
+        [DOMAIN],
+      ),
   },
   {
     route: 'POST /api/apps/:app/domains',
@@ -403,7 +437,11 @@ const TABLE: Row[] = [
     route: 'GET /api/apps/:app/deployments',
     call: () => ({ path: '/api/apps/acme-web/deployments' }),
     expect: { nobody: 401, other: 404, owner: 200, admin: 200, member: 200 },
-    check: (res) => assert.deepEqual((res.body as { items: { number: number }[] }).items.map((d) => d.number), [2, 1]),
+    check: (res) =>
+      assert.deepEqual(
+        (res.body as { items: { number: number }[] }).items.map((d) => d.number),
+        [2, 1],
+      ),
   },
   {
     route: 'GET /api/deployments/:id',
@@ -450,7 +488,11 @@ const TABLE: Row[] = [
     prepare: (w) => githubRepoOf(w.team),
     call: () => ({ path: '/api/teams/acme/github/repos' }),
     expect: { nobody: 401, other: 404, owner: 200, admin: 200, member: 200 },
-    check: (res) => assert.deepEqual((res.body as { items: { fullName: string }[] }).items.map((r) => r.fullName), ['acme/site']),
+    check: (res) =>
+      assert.deepEqual(
+        (res.body as { items: { fullName: string }[] }).items.map((r) => r.fullName),
+        ['acme/site'],
+      ),
   },
   {
     route: 'GET /api/teams/:team/github/repos/:owner/:repo/branches',
@@ -501,7 +543,10 @@ const TABLE: Row[] = [
     expect: { nobody: 401, other: 404, owner: 200, admin: 200, member: 200 },
     check(res) {
       const body = res.body as { period: string; periodStart: string; meters: { meter: string }[] };
-      assert.deepEqual([body.period, body.periodStart, body.meters.map((m) => m.meter)], ['2026-11', '2026-11-01T00:00:00.000Z', ['machine_seconds', 'bandwidth', 'builds']]);
+      assert.deepEqual(
+        [body.period, body.periodStart, body.meters.map((m) => m.meter)],
+        ['2026-11', '2026-11-01T00:00:00.000Z', ['machine_seconds', 'bandwidth', 'builds']],
+      );
     },
   },
   {
@@ -551,11 +596,22 @@ async function notifyAcme(w: World): Promise<void> {
   for (const r of rows) notificationIds[r.kind] = String(r.id);
 }
 
-const ERROR_CODE: Record<number, string> = { 401: 'unauthenticated', 403: 'forbidden', 404: 'not_found', 409: 'stripe_not_configured', 503: 'github_not_configured' };
+const ERROR_CODE: Record<number, string> = {
+  401: 'unauthenticated',
+  403: 'forbidden',
+  404: 'not_found',
+  409: 'stripe_not_configured',
+  503: 'github_not_configured',
+};
 
 /** "/api/teams/:team/apps" → a regexp its concrete paths match, so a row cannot call the wrong route. */
 function patternOf(path: string): RegExp {
-  return new RegExp(`^${path.split('/').map((part) => (part.startsWith(':') ? '[^/]+' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))).join('/')}$`);
+  return new RegExp(
+    `^${path
+      .split('/')
+      .map((part) => (part.startsWith(':') ? '[^/]+' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
+      .join('/')}$`,
+  );
 }
 
 let tables: string[] = [];
@@ -584,7 +640,11 @@ describe('authorization table', () => {
     runtime = await startLocalRuntime({ dataDir, machinesPort: 0, routerPort: 0 });
     // The api shares the runtime's data directory, as under `npm start`: that is where the Machines API token is.
     server = await startTestServer({ config: { dataDir, machinesPort: Number(new URL(runtime.machinesUrl).port) } });
-    const rows = (await db().select('tablename').from('pg_tables').where({ schemaname: 'public' }).whereNotIn('tablename', ['knex_migrations', 'knex_migrations_lock'])) as { tablename: string }[];
+    const rows = (await db()
+      .select('tablename')
+      .from('pg_tables')
+      .where({ schemaname: 'public' })
+      .whereNotIn('tablename', ['knex_migrations', 'knex_migrations_lock'])) as { tablename: string }[];
     tables = rows.map((r) => r.tablename).sort();
   });
   after(async () => {
@@ -617,7 +677,11 @@ describe('authorization table', () => {
     assert.equal(tabled.size, TABLE.length, 'a route appears twice in the table');
     const missing = [...served].filter((r) => !tabled.has(r));
     const extra = [...tabled].filter((r) => !served.has(r));
-    assert.deepEqual({ missing, extra }, { missing: [], extra: [] }, `routes missing from the table: ${missing.join(', ') || 'none'}; rows for routes not served: ${extra.join(', ') || 'none'}`);
+    assert.deepEqual(
+      { missing, extra },
+      { missing: [], extra: [] },
+      `routes missing from the table: ${missing.join(', ') || 'none'}; rows for routes not served: ${extra.join(', ') || 'none'}`,
+    );
   });
 
   for (const row of TABLE) {
@@ -637,7 +701,8 @@ describe('authorization table', () => {
           const changed = changedTables(before, await snapshot());
           if (expected >= 400) {
             assert.equal((res.body as { error: string }).error, ERROR_CODE[expected]);
-            if (caller.endsWith('-token') && row.needs === 'session') assert.match((res.body as { message: string }).message, /^API tokens cannot create, list or revoke API tokens; .*dashboard/);
+            if (caller.endsWith('-token') && row.needs === 'session')
+              assert.match((res.body as { message: string }).message, /^API tokens cannot create, list or revoke API tokens; .*dashboard/);
             assert.deepEqual(changed, [], 'a refused call wrote nothing');
             return;
           }
@@ -669,7 +734,7 @@ describe('authorization edges', () => {
     return row?.role;
   };
 
-  it('an admin can neither change an owner\'s role, nor make an owner, nor invite one', async () => {
+  it("an admin can neither change an owner's role, nor make an owner, nor invite one", async () => {
     const adam = await signedIn(server.url, LOGIN.admin);
     const demote = await adam.patch('/api/teams/acme/members/olive', { role: 'member' });
     assert.equal(demote.status, 403, JSON.stringify(demote.body));
@@ -717,13 +782,19 @@ describe('authorization edges', () => {
     for (const who of ['owner', 'admin'] as const) {
       const res = await (await signedIn(server.url, LOGIN[who])).get('/api/apps/acme-web/env?reveal=1');
       assert.equal(res.status, 200);
-      assert.deepEqual(res.body.items.map((v: { name: string; value: string }) => [v.name, v.value]), [['SECRET_KEY', 'hunter2']]);
+      assert.deepEqual(
+        res.body.items.map((v: { name: string; value: string }) => [v.name, v.value]),
+        [['SECRET_KEY', 'hunter2']],
+      );
     }
     const mia = await (await signedIn(server.url, LOGIN.member)).get('/api/apps/acme-web/env?reveal=1');
     assert.equal(mia.status, 403);
     assert.equal(mia.body.error, 'forbidden');
     const reveals = await AuditEvent.query(db()).where({ teamId: world.team.id, action: 'env.revealed' }).orderBy('id');
-    assert.deepEqual(reveals.map((e) => e.actorLogin), ['olive', 'adam']);
+    assert.deepEqual(
+      reveals.map((e) => e.actorLogin),
+      ['olive', 'adam'],
+    );
   });
 
   it('refuses to delete a team that still has apps', async () => {
@@ -734,7 +805,7 @@ describe('authorization edges', () => {
     assert.equal(await App.query(db()).where({ teamId: world.team.id }).resultSize(), 1);
   });
 
-  it('an invitation of another team cannot be revoked through one\'s own team', async () => {
+  it("an invitation of another team cannot be revoked through one's own team", async () => {
     // otto owns beta; acme's invitation to ivan is not beta's.
     const otto = await signedIn(server.url, LOGIN.other);
     const res = await otto.delete(`/api/teams/beta/invitations/${world.teamInvitationId}`);
@@ -767,13 +838,19 @@ describe('authorization edges', () => {
       assert.equal(after.body.error, 'unauthenticated');
     });
 
-    it('default to the deploy scope, the least `rhone up` needs, and the list shows each token\'s scope', async () => {
+    it("default to the deploy scope, the least `rhone up` needs, and the list shows each token's scope", async () => {
       const adam = await signedIn(server.url, LOGIN.admin);
       const created = await adam.post('/api/tokens', { name: 'laptop' });
       assert.equal(created.status, 201);
       assert.equal(created.body.scope, 'deploy');
       const listed = await adam.get('/api/tokens');
-      assert.deepEqual(listed.body.items.map((t: { name: string; scope: string }) => [t.name, t.scope]), [['laptop', 'deploy'], ['admin laptop', 'deploy']]);
+      assert.deepEqual(
+        listed.body.items.map((t: { name: string; scope: string }) => [t.name, t.scope]),
+        [
+          ['laptop', 'deploy'],
+          ['admin laptop', 'deploy'],
+        ],
+      );
       const bad = await adam.post('/api/tokens', { name: 'x', scope: 'root' });
       assert.equal(bad.status, 400);
       assert.equal(bad.body.details[0].field, 'body.scope');
@@ -785,7 +862,11 @@ describe('authorization edges', () => {
         const created = await adam.post('/api/tokens', { name: scope, scope });
         const res = await new Client(server.url).withToken(created.body.token).get('/api/apps/acme-web/env?reveal=1');
         assert.equal(res.status, scope === 'admin' ? 200 : 403, `${scope}: ${JSON.stringify(res.body)}`);
-        if (scope !== 'admin') assert.match(res.body.message, new RegExp(`^This API token's scope \\(${scope}\\) does not allow revealing env var values; it needs the admin scope\\.`));
+        if (scope !== 'admin')
+          assert.match(
+            res.body.message,
+            new RegExp(`^This API token's scope \\(${scope}\\) does not allow revealing env var values; it needs the admin scope\\.`),
+          );
       }
       const reveals = await AuditEvent.query(db()).where({ teamId: world.team.id, action: 'env.revealed' });
       assert.equal(reveals.length, 1);
@@ -799,7 +880,10 @@ describe('authorization edges', () => {
       assert.equal(child.status, 403);
       assert.equal(child.body.error, 'forbidden');
       assert.match(child.body.message, /sign in to the dashboard/);
-      assert.deepEqual((await adam.get('/api/tokens')).body.items.map((t: { name: string }) => t.name), ['parent', 'admin laptop']);
+      assert.deepEqual(
+        (await adam.get('/api/tokens')).body.items.map((t: { name: string }) => t.name),
+        ['parent', 'admin laptop'],
+      );
     });
 
     it('a made-up or malformed token is a 401, even alongside a valid session cookie', async () => {
@@ -826,7 +910,10 @@ describe('authorization edges', () => {
       assert.equal(await App.query(db()).resultSize(), 1);
       const list = await olive.get('/api/teams/acme/apps');
       assert.equal(list.status, 200, 'reads need no CSRF header');
-      assert.deepEqual(list.body.items.map((a: { slug: string }) => a.slug), ['acme-web']);
+      assert.deepEqual(
+        list.body.items.map((a: { slug: string }) => a.slug),
+        ['acme-web'],
+      );
     });
 
     it('a wrong X-CSRF-Token is refused the same way', async () => {

@@ -8,7 +8,11 @@ import { dbFingerprint } from './db-state.ts';
 import { useLookup } from '../backend/source/remote-guard.ts';
 
 // Outbound DNS is off in tests: the production checks resolve through this table instead.
-const DNS: Record<string, string[]> = { 'example.com': ['93.184.215.14', '2606:2800:21f:cb07:6820:80da:af6b:8b2c'], 'internal.example.com': ['127.0.0.1'], 'mixed.example.com': ['93.184.215.14', '10.1.2.3'] };
+const DNS: Record<string, string[]> = {
+  'example.com': ['93.184.215.14', '2606:2800:21f:cb07:6820:80da:af6b:8b2c'],
+  'internal.example.com': ['127.0.0.1'],
+  'mixed.example.com': ['93.184.215.14', '10.1.2.3'],
+};
 const fakeLookup = async (host: string) => {
   const found = DNS[host];
   if (!found) throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: 'ENOTFOUND' });
@@ -38,8 +42,12 @@ describe('bad input', () => {
   let adaUser: User;
   let team: Team;
 
-  before(async () => { server = await startTestServer(); });
-  after(async () => { await server.close(); });
+  before(async () => {
+    server = await startTestServer();
+  });
+  after(async () => {
+    await server.close();
+  });
   beforeEach(async () => {
     ada = await signedIn(server.url, 'ada');
     team = await Team.query(db()).findOne({ slug: 'ada' }).throwIfNotFound();
@@ -58,7 +66,11 @@ describe('bad input', () => {
     const chunked = async (): Promise<Res> => {
       const res = await fetch(`${server.url}/api/teams/ada/apps`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', cookie: [...ada.cookies].map(([k, v]) => `${k}=${v}`).join('; '), 'x-csrf-token': ada.cookies.get('rhone_csrf')! },
+        headers: {
+          'content-type': 'application/json',
+          cookie: [...ada.cookies].map(([k, v]) => `${k}=${v}`).join('; '),
+          'x-csrf-token': ada.cookies.get('rhone_csrf')!,
+        },
         body: new Blob([big]).stream(),
         duplex: 'half',
       } as RequestInit);
@@ -73,7 +85,12 @@ describe('bad input', () => {
   });
 
   it('refuses bodies that are not JSON with 415', async () => {
-    await refused(() => ada.request('POST', '/api/teams', 'slug=acme&name=Acme', { 'content-type': 'application/x-www-form-urlencoded' }), 415, 'unsupported_media_type', /application\/json/);
+    await refused(
+      () => ada.request('POST', '/api/teams', 'slug=acme&name=Acme', { 'content-type': 'application/x-www-form-urlencoded' }),
+      415,
+      'unsupported_media_type',
+      /application\/json/,
+    );
     await refused(() => ada.request('POST', '/api/teams', '{"slug":"acme","name":"Acme"}', { 'content-type': 'text/plain' }), 415, 'unsupported_media_type');
   });
 
@@ -92,7 +109,11 @@ describe('bad input', () => {
     ];
     for (const [slug, rule] of cases) {
       const res = await refused(() => ada.post('/api/teams/ada/apps', newApp(slug)), 400, 'validation_error', rule);
-      assert.deepEqual(res.body.details.map((d: { field: string }) => d.field), ['body.slug'], slug);
+      assert.deepEqual(
+        res.body.details.map((d: { field: string }) => d.field),
+        ['body.slug'],
+        slug,
+      );
     }
     // The edges of the rule are accepted.
     for (const slug of ['abc', 'a'.repeat(30), 'my-app-2']) {
@@ -119,7 +140,10 @@ describe('bad input', () => {
     await refused(() => ada.put('/api/apps/web/env', { vars: {} }), 400, 'validation_error', /at least one/);
     const ok = await ada.put('/api/apps/web/env', { vars: { _UNDER: '1', BIG: 'x'.repeat(64 * 1024) } });
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
-    assert.deepEqual(ok.body.items.map((v: { name: string }) => v.name), ['BIG', '_UNDER']);
+    assert.deepEqual(
+      ok.body.items.map((v: { name: string }) => v.name),
+      ['BIG', '_UNDER'],
+    );
   });
 
   it('refuses roles that do not exist, for invitations and members', async () => {
@@ -142,13 +166,23 @@ describe('bad input', () => {
     await refused(() => ada.patch('/api/apps/web', { source: { ...gitSource, token: 'x' } }), 400, 'validation_error', /token/);
     await refused(() => ada.put('/api/apps/web/env', { vars: { A: '1' }, replace: true }), 400, 'validation_error', /replace/);
     await refused(() => ada.post('/api/tokens', { name: 'ci', userId: adaUser.id }), 400, 'validation_error', /userId/);
-    await refused(() => ada.post('/api/teams/ada/invitations', { login: 'carol', role: 'member', expiresAt: '2099-01-01' }), 400, 'validation_error', /expiresAt/);
+    await refused(
+      () => ada.post('/api/teams/ada/invitations', { login: 'carol', role: 'member', expiresAt: '2099-01-01' }),
+      400,
+      'validation_error',
+      /expiresAt/,
+    );
   });
 
   it('refuses git URLs with a user name or password on create and update, in every mode', async () => {
     for (const url of ['https://user:tok3n@github.com/a/b.git', 'https://tok3n@github.com/a/b.git', 'https://x-access-token:ghs_abc@github.com/a/b.git']) {
       const source = { type: 'git', url, branch: 'main' };
-      const created = await refused(() => ada.post('/api/teams/ada/apps', newApp('web-two', { source })), 400, 'validation_error', /remove the credentials from the URL; private GitHub repositories are reached through the GitHub App/);
+      const created = await refused(
+        () => ada.post('/api/teams/ada/apps', newApp('web-two', { source })),
+        400,
+        'validation_error',
+        /remove the credentials from the URL; private GitHub repositories are reached through the GitHub App/,
+      );
       const updated = await refused(() => ada.patch('/api/apps/web', { source }), 400, 'validation_error', /remove the credentials/);
       for (const res of [created, updated]) {
         assert.doesNotMatch(JSON.stringify(res.body), /tok3n|ghs_abc/);
@@ -158,7 +192,9 @@ describe('bad input', () => {
   });
 
   it('never shows the credentials of a URL stored before they were refused', async () => {
-    await db()('apps').where({ slug: 'web' }).update({ source: JSON.stringify({ type: 'git', url: 'https://user:tok3n@example.com/a/b.git', branch: 'main' }) });
+    await db()('apps')
+      .where({ slug: 'web' })
+      .update({ source: JSON.stringify({ type: 'git', url: 'https://user:tok3n@example.com/a/b.git', branch: 'main' }) });
     const res = await ada.get('/api/apps/web');
     assert.equal(res.status, 200);
     assert.equal(res.body.source.url, 'https://example.com/a/b.git');
@@ -183,7 +219,22 @@ describe('bad input', () => {
 
   it('refuses, in production, git URLs whose host is or resolves to a non-public address', () =>
     inProduction(async (api) => {
-      const hosts = ['127.0.0.1', '127.0.0.1:6379', '169.254.169.254', '[::1]', '10.0.0.1', '100.64.0.1', '[fd00::1]', '0.0.0.0', '[::ffff:127.0.0.1]', 'localhost', 'git.localhost', 'internal.example.com', 'mixed.example.com', '2130706433'];
+      const hosts = [
+        '127.0.0.1',
+        '127.0.0.1:6379',
+        '169.254.169.254',
+        '[::1]',
+        '10.0.0.1',
+        '100.64.0.1',
+        '[fd00::1]',
+        '0.0.0.0',
+        '[::ffff:127.0.0.1]',
+        'localhost',
+        'git.localhost',
+        'internal.example.com',
+        'mixed.example.com',
+        '2130706433',
+      ];
       for (const host of hosts) {
         const source = { type: 'git', url: `https://${host}/a/b.git`, branch: 'main' };
         await refused(() => api.post('/api/teams/ada/apps', newApp('web-two', { source })), 400, 'validation_error', /not a public one/);
@@ -200,21 +251,43 @@ describe('bad input', () => {
       const fileSource = { type: 'git', url: 'file:///srv/repo.git', branch: 'main' };
       await refused(() => api.post('/api/teams/ada/apps', newApp('web-two', { source: fileSource })), 400, 'validation_error', /https:\/\/ URL/);
       await refused(() => api.patch('/api/apps/web', { source: fileSource }), 400, 'validation_error', /https/);
-      await refused(() => api.post('/api/teams/ada/apps', newApp('web-two', { source: { ...fileSource, url: 'http://example.com/r.git' } })), 400, 'validation_error', /https/);
+      await refused(
+        () => api.post('/api/teams/ada/apps', newApp('web-two', { source: { ...fileSource, url: 'http://example.com/r.git' } })),
+        400,
+        'validation_error',
+        /https/,
+      );
       const ok = await api.post('/api/teams/ada/apps', newApp('web-two', { source: { ...fileSource, url: 'https://example.com/r.git' } }));
       assert.equal(ok.status, 201, JSON.stringify(ok.body));
     }));
 
   it('answers unknown routes with a JSON 404 and wrong methods with a JSON 405', async () => {
-    for (const [method, path] of [['GET', '/api/nope'], ['POST', '/api/nope'], ['GET', '/api/apps/web/nothing'], ['POST', '/nope'], ['DELETE', '/api/teams/ada/widgets/1']]) {
+    for (const [method, path] of [
+      ['GET', '/api/nope'],
+      ['POST', '/api/nope'],
+      ['GET', '/api/apps/web/nothing'],
+      ['POST', '/nope'],
+      ['DELETE', '/api/teams/ada/widgets/1'],
+    ]) {
       const res = await refused(() => ada.request(method, path, method === 'GET' ? undefined : {}), 404, 'not_found');
       assert.match(res.body.message, new RegExp(`${method} ${path}`));
     }
-    for (const [method, path] of [['PUT', '/api/me'], ['DELETE', '/healthz'], ['PATCH', '/api/teams'], ['POST', '/api/apps/web'], ['DELETE', '/api/apps/web/env']]) {
+    for (const [method, path] of [
+      ['PUT', '/api/me'],
+      ['DELETE', '/healthz'],
+      ['PATCH', '/api/teams'],
+      ['POST', '/api/apps/web'],
+      ['DELETE', '/api/apps/web/env'],
+    ]) {
       const res = await refused(() => ada.request(method, path, {}), 405, 'method_not_allowed', new RegExp(`${method} is not allowed`));
       assert.ok(res.headers.get('allow'), `${method} ${path}: a 405 names the allowed methods in Allow`);
     }
     assert.equal((await ada.request('PUT', '/api/me', {})).headers.get('allow'), 'HEAD, GET');
+    // Webhook paths are matched as the router matches them, case-insensitively (app.ts lets only them through it).
+    for (const path of ['/webhooks/github', '/Webhooks/Stripe/']) {
+      const res = await refused(() => ada.request('GET', path), 405, 'method_not_allowed', /GET is not allowed/);
+      assert.equal(res.headers.get('allow'), 'POST', path);
+    }
   });
 
   it('refuses a pagination cursor it did not give out, and limits out of range', async () => {

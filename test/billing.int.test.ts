@@ -44,7 +44,10 @@ describe('billing without Stripe (local mode)', () => {
     assert.equal(shown.body.stripeConfigured, false);
     assert.equal(shown.body.changePlanVia, 'local');
     assert.deepEqual(shown.body.included, PLAN_DEFINITIONS.free.included);
-    assert.deepEqual(shown.body.plans.map((p: { plan: string }) => p.plan), ['free', 'starter', 'pro']);
+    assert.deepEqual(
+      shown.body.plans.map((p: { plan: string }) => p.plan),
+      ['free', 'starter', 'pro'],
+    );
     assert.equal(shown.body.pastDue, null);
 
     assert.equal((await mia.put('/api/teams/acme/billing/plan', { plan: 'pro' })).status, 403);
@@ -61,7 +64,10 @@ describe('billing without Stripe (local mode)', () => {
     assert.equal(changed.body.plan, 'pro');
     assert.equal((await mia.get('/api/teams/acme/billing')).body.plan, 'pro', 'members see the new plan at once (caches invalidated)');
     const audit = await AuditEvent.query(db()).where({ teamId: team.id, action: 'billing.plan_changed' });
-    assert.deepEqual(audit.map((e) => [e.actorLogin, e.data.from, e.data.to]), [['olive', 'free', 'pro']]);
+    assert.deepEqual(
+      audit.map((e) => [e.actorLogin, e.data.from, e.data.to]),
+      [['olive', 'free', 'pro']],
+    );
   });
 
   it('answers checkout and portal with a 409 that points to the direct plan change', async () => {
@@ -87,8 +93,14 @@ describe('billing with Stripe', () => {
     const byKey = (key: string) => [...world.fake.prices.values()].find((p) => p.lookup_key === key)!;
     assert.deepEqual(byKey('rhone_starter_base').unit_amount, '2000');
     // The first graduated tier is the included quota, in Stripe units (seconds, MB, builds).
-    assert.deepEqual(byKey('rhone_starter_machine_seconds').tiers, [{ up_to: '1800000', unit_amount: '0' }, { up_to: 'inf', unit_amount_decimal: '0.001388888889' }]);
-    assert.deepEqual(byKey('rhone_pro_bandwidth').tiers, [{ up_to: '500000', unit_amount: '0' }, { up_to: 'inf', unit_amount_decimal: '0.002' }]);
+    assert.deepEqual(byKey('rhone_starter_machine_seconds').tiers, [
+      { up_to: '1800000', unit_amount: '0' },
+      { up_to: 'inf', unit_amount_decimal: '0.001388888889' },
+    ]);
+    assert.deepEqual(byKey('rhone_pro_bandwidth').tiers, [
+      { up_to: '500000', unit_amount: '0' },
+      { up_to: 'inf', unit_amount_decimal: '0.002' },
+    ]);
     assert.equal(byKey('rhone_pro_builds'), undefined, 'unlimited builds on Pro: no metered price');
     assert.deepEqual((byKey('rhone_starter_bandwidth').recurring as { meter: string }).meter, first.meters.bandwidth);
 
@@ -139,8 +151,15 @@ describe('billing with Stripe', () => {
     assert.equal(session.mode, 'subscription');
     assert.equal(session.subscription_data.metadata.rhone_team_id, team.id);
     assert.equal(session.success_url, `${world.config.publicUrl}/teams/acme/billing?checkout=success`);
-    const items = (session.line_items as { price: string; quantity?: string }[]).map((i) => [world.fake.prices.get(i.price)!.lookup_key, i.quantity ?? null]).sort();
-    assert.deepEqual(items, [['rhone_starter_bandwidth', null], ['rhone_starter_base', '1'], ['rhone_starter_builds', null], ['rhone_starter_machine_seconds', null]]);
+    const items = (session.line_items as { price: string; quantity?: string }[])
+      .map((i) => [world.fake.prices.get(i.price)!.lookup_key, i.quantity ?? null])
+      .sort();
+    assert.deepEqual(items, [
+      ['rhone_starter_bandwidth', null],
+      ['rhone_starter_base', '1'],
+      ['rhone_starter_builds', null],
+      ['rhone_starter_machine_seconds', null],
+    ]);
 
     assert.equal((await olive.post('/api/teams/acme/billing/checkout', { plan: 'pro' })).status, 200);
     const portal = await olive.post('/api/teams/acme/billing/portal', {});
@@ -162,7 +181,10 @@ describe('billing with Stripe', () => {
     const twice = await olive.post('/api/teams/acme/billing/checkout', { plan: 'pro' });
     assert.deepEqual([twice.status, twice.body.error], [409, 'subscription_exists']);
     const shown = await olive.get('/api/teams/acme/billing');
-    assert.deepEqual([shown.body.plan, shown.body.stripeConfigured, shown.body.changePlanVia, shown.body.subscriptionStatus], ['starter', true, 'subscription', 'active']);
+    assert.deepEqual(
+      [shown.body.plan, shown.body.stripeConfigured, shown.body.changePlanVia, shown.body.subscriptionStatus],
+      ['starter', true, 'subscription', 'active'],
+    );
     assert.equal(JSON.stringify(shown.body).includes(world.fake.apiKey), false);
 
     assert.equal((await mia.put('/api/teams/acme/billing/plan', { plan: 'pro' })).status, 403);
@@ -181,7 +203,16 @@ describe('billing with Stripe', () => {
     assert.equal(down.body.plan, 'pro');
     assert.match(down.body.message, /ends at the end of this billing period/);
     assert.equal((world.fake.subscriptions.get('sub_1') as { cancel_at_period_end: boolean }).cancel_at_period_end, true);
-    const audit = await AuditEvent.query(db()).where({ teamId: team.id }).whereIn('action', ['billing.plan_changed', 'billing.plan_change_requested']).orderBy('id');
-    assert.deepEqual(audit.map((a) => [a.action, (a.data as { to: string }).to]), [['billing.plan_changed', 'pro'], ['billing.plan_change_requested', 'free']]);
+    const audit = await AuditEvent.query(db())
+      .where({ teamId: team.id })
+      .whereIn('action', ['billing.plan_changed', 'billing.plan_change_requested'])
+      .orderBy('id');
+    assert.deepEqual(
+      audit.map((a) => [a.action, (a.data as { to: string }).to]),
+      [
+        ['billing.plan_changed', 'pro'],
+        ['billing.plan_change_requested', 'free'],
+      ],
+    );
   });
 });

@@ -28,9 +28,18 @@ const FLY_APP = 'rhone-shop-k3x9q2m7';
 
 function prodConfig(dataDir: string) {
   const base = getConfig();
-  return { ...base, isLocal: false, mode: 'production' as const, dataDir, fly: { ...base.fly, token: TOKEN, apiUrl: fakeUrl(), org: 'rhone' }, builder: { addr: 'tcp://builder.internal:1234' } };
+  return {
+    ...base,
+    isLocal: false,
+    mode: 'production' as const,
+    dataDir,
+    fly: { ...base.fly, token: TOKEN, apiUrl: fakeUrl(), org: 'rhone' },
+    builder: { addr: 'tcp://builder.internal:1234' },
+  };
 }
-let fakeUrl: () => string = () => { throw new Error('the fake Fly is not started'); };
+let fakeUrl: () => string = () => {
+  throw new Error('the fake Fly is not started');
+};
 
 /** A snapshot's env list, sealed with the test keys as takeSnapshot would store it. */
 function sealedEnv(vars: Record<string, string>): ConfigSnapshot['env'] {
@@ -67,8 +76,11 @@ cat '${path.join(root, 'test/fixtures/buildkit/railpack-node-success.rawjson')}'
 # The push: registry.fly.io/<app>:<tag> goes to the fake's registry, which refuses a missing app.
 img=$(grep '^type=image,name=' '${bin}/argv'); img="\${img#type=image,name=registry.fly.io/}"; img="\${img%%,*}"
 set -- "\${img%%:*}" "\${img#*:}"
-if ! curl -sf -X PUT "${fake.url}/v2/$1/manifests/$2" > /dev/null; then
-  echo "error: failed to push registry.fly.io/$1:$2: name unknown: app repository not found" >&2
+# With the login buildctl was given (DOCKER_CONFIG), as the daemon asks the client for it.
+auth=$(sed -n 's/.*"auth": *"\\([^"]*\\)".*/\\1/p' "$DOCKER_CONFIG/config.json" | head -n 1)
+code=$(curl -s -o '${bin}/push-answer' -w '%{http_code}' -X PUT -H "authorization: Basic $auth" "${fake.url}/v2/$1/manifests/$2")
+if [ "$code" != 201 ]; then
+  echo "error: failed to push registry.fly.io/$1:$2: $code $(cat '${bin}/push-answer')" >&2
   exit 1
 fi
 printf '{"containerimage.digest":"sha256:%s"}' 3434343434343434343434343434343434343434343434343434343434343434 > "$meta"
@@ -106,28 +118,73 @@ printf '{"containerimage.digest":"sha256:%s"}' 343434343434343434343434343434343
     const result = (await build.run(ctx)) as { image: string };
     assert.equal(result.image, `registry.fly.io/${FLY_APP}:deploy-${deploymentId}@sha256:${'34'.repeat(32)}`);
     // The Fly app was created (waiting for it, as fly-go's CreateApp does), in its own network, before the push.
-    assert.deepEqual(fake.fly.history, [`app.create ${FLY_APP} wait`, `registry.push ${FLY_APP}:deploy-${deploymentId}`]);
+    // Then a deploy token for this one app (Fly: "deploy tokens are limited to a single
+    // application"), short-lived, is what the build pushes with; never the org-wide token.
+    assert.deepEqual(fake.fly.history, [`app.create ${FLY_APP} wait`, `app.deploy_token ${FLY_APP} 35m0s`, `registry.push ${FLY_APP}:deploy-${deploymentId}`]);
     assert.equal(fake.fly.apps.get(FLY_APP)?.network, `rhone-app-${APP_ID}`);
     const argv = readFileSync(path.join(bin, 'argv'), 'utf8');
     assert.match(argv, /^--addr\ntcp:\/\/builder\.internal:1234\nbuild\n/);
     assert.match(argv, new RegExp(`name=registry\\.fly\\.io/${FLY_APP}:deploy-`));
     // The build cache is the app's, by id: a new app that reuses a deleted app's slug starts cold.
     assert.match(argv, new RegExp(`\nbuild-arg:cache-key=${APP_ID}\n`));
+    // The layer cache lives in the app's own registry repository, so it survives the builder's volume.
+    assert.match(
+      argv,
+      new RegExp(
+        `\n--export-cache\ntype=registry,ref=registry\\.fly\\.io/${FLY_APP}:buildcache,mode=max,image-manifest=true,oci-mediatypes=true,ignore-error=true\n`,
+      ),
+    );
+    assert.match(argv, new RegExp(`\n--import-cache\ntype=registry,ref=registry\\.fly\\.io/${FLY_APP}:buildcache\n`));
     assert.ok(!argv.includes('secret-token-value'), 'the token is not on the command line');
     // The app's env var is a build secret: named on the command line, its value only in a file.
     assert.ok(!argv.includes('db-password-42'), 'env values are not on the command line');
     assert.equal(readFileSync(path.join(bin, 'secrets'), 'utf8'), 'id=DATABASE_URL postgres://shop:db-password-42@db/shop\n');
-    assert.deepEqual(redacted, ['postgres://shop:db-password-42@db/shop'], 'the value is redacted from the build log');
+    assert.equal(redacted[0], 'postgres://shop:db-password-42@db/shop', 'the value is redacted from the build log');
+    assert.deepEqual(
+      redacted.slice(1),
+      [...fake.fly.deployTokens.keys()].filter((t) => fake.fly.deployTokens.get(t)?.app === FLY_APP).map((t) => t.replace(/^FlyV1 /, '')),
+      'so is the deploy token',
+    );
     const auth = JSON.parse(readFileSync(path.join(bin, 'docker-config.json'), 'utf8')) as { auths: Record<string, { auth: string }> };
-    assert.equal(Buffer.from(auth.auths['registry.fly.io'].auth, 'base64').toString(), 'x:fm2_secret-token-value');
-    assert.deepEqual(readFileSync(path.join(bin, 'context'), 'utf8').trim().split('\n').sort(), ['package.json', 'server.js'], 'the context is the source alone');
+    const login = Buffer.from(auth.auths['registry.fly.io'].auth, 'base64').toString();
+    const [minted] = [...fake.fly.deployTokens.entries()].filter(([, t]) => t.app === FLY_APP).map(([token]) => token);
+    assert.ok(minted, 'a deploy token was minted for the app');
+    assert.equal(login, `x:${minted.replace(/^FlyV1 /, '')}`, "the registry login is the app's deploy token");
+    assert.ok(!login.includes('secret-token-value'), 'not the org token');
+    assert.ok(!lines.join('\n').includes(minted.replace(/^FlyV1 /, '')), 'the deploy token is not in the log');
+    assert.deepEqual(
+      readFileSync(path.join(bin, 'context'), 'utf8').trim().split('\n').sort(),
+      ['package.json', 'server.js'],
+      'the context is the source alone',
+    );
     assert.ok(lines.length > 3, 'BuildKit progress became log lines');
     assert.ok(lines.some((l) => l.startsWith(`Pushed image registry.fly.io/${FLY_APP}:`)));
     assert.equal(registryPassword('Bearer abc'), 'abc');
   });
 
   it("refuses a push to an app that does not exist, as Fly's registry does", async () => {
-    const res = await fetch(`${fake.url}/v2/rhone-nobody-00000000/manifests/deploy-1`, { method: 'PUT' });
+    const basic = (password: string) => ({ authorization: `Basic ${Buffer.from(`x:${password}`).toString('base64')}` });
+    // Without a login, Fly's registry answers 401; a deploy token of one app cannot push to another.
+    assert.equal((await fetch(`${fake.url}/v2/rhone-nobody-00000000/manifests/deploy-1`, { method: 'PUT' })).status, 401);
+    fake.fly.add({ name: 'rhone-mine-00000000' });
+    fake.fly.add({ name: 'rhone-theirs-0000000' });
+    const mint = await fetch(`${fake.url}/v1/apps/rhone-mine-00000000/deploy_token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ expiry: '10m0s' }),
+    });
+    const { token } = (await mint.json()) as { token: string };
+    const push = (app: string) => fetch(`${fake.url}/v2/${app}/manifests/t1`, { method: 'PUT', headers: basic(token.replace(/^FlyV1 /, '')) });
+    assert.equal((await push('rhone-theirs-0000000')).status, 403);
+    assert.equal((await push('rhone-mine-00000000')).status, 201);
+    // The expiry is a Go duration, as flyctl sends it (`fly tokens create deploy --expiry`).
+    const bad = await fetch(`${fake.url}/v1/apps/rhone-mine-00000000/deploy_token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ expiry: 600 }),
+    });
+    assert.equal(bad.status, 400);
+    const res = await fetch(`${fake.url}/v2/rhone-nobody-00000000/manifests/deploy-1`, { method: 'PUT', headers: basic('org-token') });
     assert.equal(res.status, 404);
     assert.deepEqual(await res.json(), { errors: [{ code: 'NAME_UNKNOWN', message: 'app repository not found' }] });
     // Nor does a machine run in an app that does not exist, or from an image never pushed.
@@ -157,6 +214,45 @@ printf '{"containerimage.digest":"sha256:%s"}' 343434343434343434343434343434343
     await assert.rejects(build.run(ctx), /The Fly app name "rhone-taken-aaaaaaaa" is in use by an app that is not this one/);
     assert.equal(fake.fly.history.filter((h) => h.startsWith('registry.push')).length, pushesBefore, 'nothing was pushed');
   });
+
+  for (const [image, why] of [
+    [
+      'registry.fly.io/rhone-other-aaaaaaaa:deploy-1',
+      /^The build plan names the image "registry\.fly\.io\/rhone-other-aaaaaaaa:deploy-1" \(steps\[0\]\.inputs\[0\]\), another Fly app's image, which RHONE_BUILD_IMAGE_ALLOWLIST can never allow\./,
+    ],
+    [
+      'quay.io/evil/miner:1',
+      /^The build plan names the image "quay\.io\/evil\/miner:1" \(steps\[0\]\.inputs\[0\]\), which RHONE_BUILD_IMAGE_ALLOWLIST does not allow\./,
+    ],
+  ] as const) {
+    it(`refuses a plan naming ${image} at once, before any token is minted or anything built`, async () => {
+      const dataDir = mkdtempSync(path.join(os.tmpdir(), 'rhone-prod-build-'));
+      const deploymentId = '11111111-2222-4333-8444-888888888888';
+      const src = mkdtempSync(path.join(os.tmpdir(), 'rhone-src-'));
+      writeFileSync(path.join(src, 'index.html'), 'hi');
+      await new LocalArtifactStore(path.join(dataDir, 'artifacts')).putDir(`deployments/${deploymentId}/source`, src);
+      const plan = {
+        provider: 'node',
+        steps: [{ name: 'install', inputs: [{ image }], commands: [{ cmd: 'true' }] }],
+        deploy: { base: { image: 'ghcr.io/railwayapp/railpack-runtime:mise-2026.8.6' }, startCommand: 'npm run start' },
+      };
+      const ctx = {
+        deployment: { id: deploymentId, plan } as unknown as Deployment,
+        app: { id: APP_ID, flyAppName: FLY_APP },
+        snapshot: { slug: 'shop', settings: { rootDirectory: '' }, env: [] },
+        signal: new AbortController().signal,
+        log: () => undefined,
+        redact: () => undefined,
+        deps: { knex: db(), config: prodConfig(dataDir), queues: { connection: {} }, log: pino({ level: 'silent' }) },
+      } as unknown as StageContext;
+      const before = fake.fly.history.length;
+      const err = await build.run(ctx).catch((e: unknown) => e);
+      assert.ok(err instanceof Error, String(err));
+      assert.match(err.message, why);
+      assert.equal((err as { permanent?: boolean }).permanent, true, 'a permanent failure: retrying cannot help');
+      assert.deepEqual(fake.fly.history.slice(before), [], 'no app, token or push');
+    });
+  }
 
   it('says which settings a production build needs when the builder is not configured', async () => {
     const dataDir = mkdtempSync(path.join(os.tmpdir(), 'rhone-prod-build-'));

@@ -20,7 +20,9 @@ const fixture = (name: string) => path.join(root, 'test/fixtures/buildkit', name
 
 function decodeFile(name: string): { lines: BuildLogLine[]; decoder: RawJsonDecoder } {
   const decoder = new RawJsonDecoder();
-  const lines = readFileSync(fixture(name), 'utf8').split('\n').flatMap((l) => decoder.decode(l));
+  const lines = readFileSync(fixture(name), 'utf8')
+    .split('\n')
+    .flatMap((l) => decoder.decode(l));
   return { lines: [...lines, ...decoder.flush()], decoder };
 }
 
@@ -62,17 +64,22 @@ describe('builder: BuildKit rawjson progress', () => {
     assert.ok(!text.some((l) => /ef 1\.0MB \/ 23\.0MB/.test(l)), 'unfinished progress is not logged');
   });
 
-  it('reports the failing vertex and keeps buildctl\'s own plain-text error', () => {
+  it("reports the failing vertex and keeps buildctl's own plain-text error", () => {
     const { lines, decoder } = decodeFile('railpack-node-failure.rawjson');
     const text = lines.map((l) => `${l.stream} ${l.line}`);
     assert.ok(text.includes("stderr [npm run build] src/main.ts:3:7 - error TS2322: Type 'string' is not assignable to type 'number'."));
     assert.ok(text.includes('stderr #8 ERROR: process "/bin/bash -ol pipefail -c npm run build" did not complete successfully: exit code: 2'));
     assert.ok(text.at(-1)?.startsWith('stderr error: failed to solve:'));
-    assert.deepEqual(decoder.lastError, { vertex: 'npm run build', error: 'process "/bin/bash -ol pipefail -c npm run build" did not complete successfully: exit code: 2' });
+    assert.deepEqual(decoder.lastError, {
+      vertex: 'npm run build',
+      error: 'process "/bin/bash -ol pipefail -c npm run build" did not complete successfully: exit code: 2',
+    });
   });
 
   it('decodes a single line on its own, and survives junk', () => {
-    const line = JSON.stringify({ logs: [{ vertex: 'sha256:aa', stream: 2, data: Buffer.from('boom\n').toString('base64'), timestamp: '2026-01-16T10:00:00Z' }] });
+    const line = JSON.stringify({
+      logs: [{ vertex: 'sha256:aa', stream: 2, data: Buffer.from('boom\n').toString('base64'), timestamp: '2026-01-16T10:00:00Z' }],
+    });
     assert.deepEqual(decodeRawJson(line), [{ stream: 'stderr', line: '[sha256:aa] boom' }]);
     assert.deepEqual(decodeRawJson('not json'), [{ stream: 'stderr', line: 'not json' }]);
     assert.deepEqual(decodeRawJson('null'), [{ stream: 'stderr', line: 'null' }]);
@@ -111,6 +118,7 @@ case "$(cat "$D/mode")" in
       printf '{"containerimage.digest":"sha256:%s","image.name":"registry.fly.io/rhone-shop:dep-42"}' 1212121212121212121212121212121212121212121212121212121212121212 > "$meta" ;;
   fail) cat '${fixture('railpack-node-failure.rawjson')}' >&2; exit 1 ;;
   slow) head -n 8 '${fixture('railpack-node-success.rawjson')}' >&2; sleep 30 ;;
+  file) cat "$D/progress.rawjson" >&2; exit 1 ;;
 esac
 `,
     );
@@ -164,7 +172,12 @@ esac
     assert.deepEqual(pairs('--output'), ['type=image,name=registry.fly.io/rhone-shop:dep-42,push=true']);
     assert.deepEqual(pairs('--progress'), ['rawjson']);
     const opt = pairs('--opt');
-    for (const want of ['source=ghcr.io/railwayapp/railpack-frontend:v0.37.0', 'filename=railpack-plan.json', 'platform=linux/amd64', 'build-arg:cache-key=app_42']) {
+    for (const want of [
+      'source=ghcr.io/railwayapp/railpack-frontend:v0.37.0',
+      'filename=railpack-plan.json',
+      'platform=linux/amd64',
+      'build-arg:cache-key=app_42',
+    ]) {
       assert.ok(opt.includes(want), `--opt ${want}`);
     }
     assert.ok(opt.some((o) => /^build-arg:secrets-hash=[0-9a-f]{64}$/.test(o)));
@@ -203,6 +216,43 @@ esac
     assert.ok(lines.some((l) => l.stream === 'stderr' && l.line.includes('error TS2322')));
   });
 
+  it("parses a 600 KB rawjson line whole: the reason is the failed step's error, redacted", async () => {
+    // One SolveStatus carrying the failing vertex (its error first, as Go encodes the struct in
+    // field order) and ~450 KB of the step's output: BuildKit splits a status only past 1 MiB of
+    // log data (moby/buildkit client/status.go Marshal), so lines like this are ordinary.
+    const { opts, lines } = options('file');
+    const secret = 'hunter2-db-password';
+    const vertex = `sha256:${'ab'.repeat(32)}`;
+    const output = `${'compiling module …\n'.repeat(22_000)}using ${secret}\n`;
+    const status = {
+      vertexes: [
+        {
+          digest: vertex,
+          name: 'npm run build',
+          started: '2026-01-16T10:00:00Z',
+          completed: '2026-01-16T10:00:09Z',
+          error: `process "npm run build" did not complete successfully: exit code: 1: cannot reach postgres://app:${secret}@db`,
+        },
+      ],
+      logs: [{ vertex, stream: 2, data: Buffer.from(output).toString('base64'), timestamp: '2026-01-16T10:00:08Z' }],
+    };
+    const line = JSON.stringify(status);
+    assert.ok(line.length > 600_000, `the line is ${line.length} characters`);
+    writeFileSync(path.join(bin, 'progress.rawjson'), `${line}\nerror: failed to solve: exit code: 1\n`);
+    const err = await buildWithBuildkit({ ...opts, secrets: { DB_PASSWORD: secret } }).catch((e: unknown) => e);
+    assert.ok(err instanceof BuildError, String(err));
+    assert.equal(err.step, 'npm run build');
+    assert.match(
+      err.message,
+      /^the image build failed: "npm run build" failed: process "npm run build" did not complete successfully: exit code: 1: cannot reach postgres:\/\/app:\[redacted\]@db$/,
+    );
+    assert.ok(
+      lines.some((l) => l.line === '[npm run build] using [redacted]'),
+      "the step's output was decoded, not logged as fragments of JSON",
+    );
+    assert.ok(!lines.some((l) => l.line.includes('"vertexes"') || l.line.includes(secret)));
+  });
+
   it('streams progress while buildctl runs, and a cancel kills it within a second', async () => {
     const { opts, lines } = options('slow');
     const controller = new AbortController();
@@ -225,7 +275,16 @@ esac
     assert.equal(registryHost('localhost:5000/app'), 'localhost:5000');
     assert.equal(registryHost('library/node:22'), 'https://index.docker.io/v1/');
     assert.deepEqual(JSON.parse(dockerConfigJson('registry.fly.io/a:b', { username: 'x', password: 'p' })), { auths: { 'registry.fly.io': { auth: 'eDpw' } } });
-    assert.equal(secretsHash([['B', '2'], ['A', '1']]), secretsHash([['A', '1'], ['B', '2']]));
+    assert.equal(
+      secretsHash([
+        ['B', '2'],
+        ['A', '1'],
+      ]),
+      secretsHash([
+        ['A', '1'],
+        ['B', '2'],
+      ]),
+    );
     assert.notEqual(secretsHash([['A', '1']]), secretsHash([['A', '2']]));
   });
 });

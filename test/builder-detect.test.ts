@@ -8,7 +8,10 @@ import { type BuildPlan, buildPlanSchema, isExecCommand, parseBuildPlan } from '
 import { cleanupTemp, repo, root } from './builder-support.ts';
 
 const execs = (plan: BuildPlan, step: string) =>
-  (plan.steps ?? []).find((s) => s.name === step)?.commands?.filter(isExecCommand).map((c) => c.cmd) ?? [];
+  (plan.steps ?? [])
+    .find((s) => s.name === step)
+    ?.commands?.filter(isExecCommand)
+    .map((c) => c.cmd) ?? [];
 
 async function rejectsAnalyze(promise: Promise<unknown>, ...patterns: RegExp[]) {
   const err = await promise.then(
@@ -32,7 +35,10 @@ describe('builder: local detector', () => {
     assert.equal(plan.deploy.variables?.NODE_ENV, 'production');
     // The same format Railpack writes: it parses with the plan schema, unchanged.
     assert.deepEqual(parseBuildPlan(JSON.parse(JSON.stringify(plan))), plan);
-    assert.deepEqual(plan.steps?.map((s) => s.name), ['install', 'build']);
+    assert.deepEqual(
+      plan.steps?.map((s) => s.name),
+      ['install', 'build'],
+    );
     assert.deepEqual(plan.steps?.[1].inputs, [{ step: 'install' }, { local: true, include: ['.'] }]);
   });
 
@@ -114,7 +120,7 @@ describe('builder: local detector', () => {
     assert.equal(staticfile.plan.deploy.startCommand, 'node .rhone/static-server.mjs dist');
   });
 
-  it('follows Railpack\'s provider order: Go before Node, Node before a static site', async () => {
+  it("follows Railpack's provider order: Go before Node, Node before a static site", async () => {
     assert.equal((await detectPlan(repo({ 'go.mod': 'module x', 'main.go': '', 'package.json': '{}' }), {})).provider, 'golang');
     assert.equal((await detectPlan(repo({ 'package.json': '{"scripts":{"start":"x"}}', 'public/a.css': '' }), {})).provider, 'node');
     assert.equal((await detectPlan(repo({ 'main.py': '', 'package.json': '{}' }), {})).provider, 'python');
@@ -128,7 +134,7 @@ describe('builder: local detector', () => {
     assert.doesNotThrow(() => buildPlanSchema.parse(proc.plan));
   });
 
-  it('lets the app\'s settings win: root directory, build command, start command over the Procfile', async () => {
+  it("lets the app's settings win: root directory, build command, start command over the Procfile", async () => {
     const mono = repo({
       'README.md': '',
       'apps/web/package.json': JSON.stringify({ scripts: { build: 'vite build', start: 'node s.js' } }),
@@ -167,7 +173,12 @@ describe('builder: local detector', () => {
   });
 
   it('recognises languages it cannot build locally, and says what to do', async () => {
-    await rejectsAnalyze(detectPlan(repo({ 'Cargo.toml': '', 'package.json': '{}' }), {}), /Rust app \(Cargo\.toml\)/, /Set a build command and a start command/, /production/);
+    await rejectsAnalyze(
+      detectPlan(repo({ 'Cargo.toml': '', 'package.json': '{}' }), {}),
+      /Rust app \(Cargo\.toml\)/,
+      /Set a build command and a start command/,
+      /production/,
+    );
     const custom = await detectPlan(repo({ Gemfile: '' }), { startCommand: 'ruby app.rb' });
     assert.deepEqual([custom.provider, custom.plan.deploy.startCommand], ['custom', 'ruby app.rb']);
   });
@@ -194,7 +205,13 @@ describe('builder: local detector', () => {
           ],
           variables: { MISE_DATA_DIR: '/mise' },
         },
-        { name: 'build', inputs: [{ step: 'packages:mise' }, { local: true, include: ['.'] }], caches: ['go-build'], secrets: ['*'], commands: [{ cmd: 'go build -o out' }] },
+        {
+          name: 'build',
+          inputs: [{ step: 'packages:mise' }, { local: true, include: ['.'] }],
+          caches: ['go-build'],
+          secrets: ['*'],
+          commands: [{ cmd: 'go build -o out' }],
+        },
       ],
       $schema: 'https://schema.railpack.com',
     };

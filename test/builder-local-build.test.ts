@@ -21,7 +21,11 @@ interface Logged {
 
 function recorder() {
   const lines: Logged[] = [];
-  return { lines, log: (stream: LogStream, line: string) => lines.push({ stream, line, at: performance.now() }), text: () => lines.map((l) => l.line).join('\n') };
+  return {
+    lines,
+    log: (stream: LogStream, line: string) => lines.push({ stream, line, at: performance.now() }),
+    text: () => lines.map((l) => l.line).join('\n'),
+  };
 }
 
 /** A plan with one build step running `commands`, started with `start`. */
@@ -85,7 +89,15 @@ describe('builder: local build', function () {
     const source = path.join(root, 'examples/hello-node');
     const { plan, appDir } = await detectPlan(source, {});
     const rec = recorder();
-    const { image, durationMs } = await buildLocal({ sourceDir: appDir, plan, dataDir, imageName: 'hello-node', tag: 'dep-1', stepTimeoutMs: 10_000, log: rec.log });
+    const { image, durationMs } = await buildLocal({
+      sourceDir: appDir,
+      plan,
+      dataDir,
+      imageName: 'hello-node',
+      tag: 'dep-1',
+      stepTimeoutMs: 10_000,
+      log: rec.log,
+    });
     assert.equal(image, 'rhone-local/hello-node:dep-1');
     assert.ok(durationMs >= 0 && durationMs < 10_000);
     const dir = path.join(dataDir, 'images/hello-node/dep-1');
@@ -149,7 +161,7 @@ http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever(
     const { dir } = await readImage(dataDir, image);
     const res = await runImage(dataDir, image, '/health');
     assert.equal(res.status, 200);
-    assert.equal(res.body, `${path.join(dir, '.venv')} ok`, 'python runs from the image\'s own venv');
+    assert.equal(res.body, `${path.join(dir, '.venv')} ok`, "python runs from the image's own venv");
   });
 
   it('fails with a BuildError naming the step, the command, the exit code and the last output', async () => {
@@ -170,7 +182,15 @@ http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever(
     assert.ok(!existsSync(path.join(dataDir, 'images/bad/v1')), 'no image is stored');
     assert.deepEqual(readdirSync(path.join(dataDir, 'builds')), []);
 
-    const missing = await buildLocal({ sourceDir: repo({}), plan: planOf(['no-such-tool --build']), dataDir, imageName: 'bad', tag: 'v2', stepTimeoutMs: 10_000, log: () => {} }).catch((e: Error) => e);
+    const missing = await buildLocal({
+      sourceDir: repo({}),
+      plan: planOf(['no-such-tool --build']),
+      dataDir,
+      imageName: 'bad',
+      tag: 'v2',
+      stepTimeoutMs: 10_000,
+      log: () => {},
+    }).catch((e: Error) => e);
     assert.match(String(missing), /exited with code 127 \(command not found/);
   });
 
@@ -179,13 +199,27 @@ http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever(
     const secret = 'straddling-secret-value-0123456789';
     // A 16 KB line cut would fall in the middle of the secret; the failure quotes the output's end.
     const plan = planOf([`printf '%16374s' x | tr ' ' x; echo "$TOKEN tail"; echo "using $TOKEN" >&2; exit 4`]);
-    const err = await buildLocal({ sourceDir: repo({}), plan, dataDir, imageName: 'leaky', tag: 'v1', stepTimeoutMs: 10_000, log: rec.log, secrets: { TOKEN: secret } }).catch((e: unknown) => e);
+    const err = await buildLocal({
+      sourceDir: repo({}),
+      plan,
+      dataDir,
+      imageName: 'leaky',
+      tag: 'v1',
+      stepTimeoutMs: 10_000,
+      log: rec.log,
+      secrets: { TOKEN: secret },
+    }).catch((e: unknown) => e);
     assert.ok(err instanceof BuildError, String(err));
     assert.match(err.message, /last output:[\s\S]*using \[redacted\]/);
     assert.ok(err.message.length < 2000, `a message of ${err.message.length} characters`);
     const all = `${rec.text()}\n${err.message}\n${err.lastLines.join('\n')}`;
     for (const piece of [secret.slice(0, 8), secret.slice(8, 16), secret.slice(-8)]) assert.ok(!all.includes(piece), `"${piece}" of the secret shows`);
-    assert.ok(rec.lines.map((l) => l.line).join('').includes('x[redacted] tail'));
+    assert.ok(
+      rec.lines
+        .map((l) => l.line)
+        .join('')
+        .includes('x[redacted] tail'),
+    );
   });
 
   it('kills a step that outlives its timeout, children included, and says which step', async () => {
@@ -193,7 +227,9 @@ http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever(
     const pidFile = path.join(source, 'sleep.pid');
     const plan = planOf([`echo started; sleep 30 & echo $! > ${pidFile}; wait`]);
     const t0 = performance.now();
-    const err = await buildLocal({ sourceDir: source, plan, dataDir, imageName: 'slow', tag: 'v1', stepTimeoutMs: 700, log: () => {} }).catch((e: unknown) => e);
+    const err = await buildLocal({ sourceDir: source, plan, dataDir, imageName: 'slow', tag: 'v1', stepTimeoutMs: 700, log: () => {} }).catch(
+      (e: unknown) => e,
+    );
     const took = performance.now() - t0;
     assert.ok(err instanceof BuildError, String(err));
     assert.ok(err.timedOut);
@@ -215,12 +251,24 @@ http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever(
         controller.abort(new Error('canceled by the user'));
       }
     };
-    const err = await buildLocal({ sourceDir: source, plan, dataDir, imageName: 'cancel', tag: 'v1', signal: controller.signal, stepTimeoutMs: 60_000, log }).catch((e: unknown) => e);
+    const err = await buildLocal({
+      sourceDir: source,
+      plan,
+      dataDir,
+      imageName: 'cancel',
+      tag: 'v1',
+      signal: controller.signal,
+      stepTimeoutMs: 60_000,
+      log,
+    }).catch((e: unknown) => e);
     assert.ok(err instanceof CanceledError, String(err));
     assert.ok(performance.now() - abortedAt < 1000, 'ended within a second of the abort');
     assert.ok(!alive(Number(readFileSync(pidFile, 'utf8'))));
     assert.deepEqual(readdirSync(path.join(dataDir, 'builds')), []);
-    await assert.rejects(buildLocal({ sourceDir: source, plan, dataDir, imageName: 'cancel', tag: 'v2', signal: controller.signal, stepTimeoutMs: 1000, log }), CanceledError);
+    await assert.rejects(
+      buildLocal({ sourceDir: source, plan, dataDir, imageName: 'cancel', tag: 'v2', signal: controller.signal, stepTimeoutMs: 1000, log }),
+      CanceledError,
+    );
   });
 
   it('hands each line over as it is written, not when the step ends', async () => {
@@ -233,7 +281,7 @@ http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever(
     assert.ok(second.at - first.at > 800, `"first" arrived ${Math.round(second.at - first.at)} ms before "second"`);
   });
 
-  it('gives commands a minimal environment: no control-plane secrets, their own HOME, the plan\'s variables', async () => {
+  it("gives commands a minimal environment: no control-plane secrets, their own HOME, the plan's variables", async () => {
     const rec = recorder();
     process.env.RHONE_TEST_CONTROL_PLANE_SECRET = 'must-not-leak';
     const plan: BuildPlan = {
@@ -244,7 +292,16 @@ http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever(
       deploy: { base: { image: 'x' }, startCommand: 'true', variables: { VENV: '/app/.venv' } },
     };
     try {
-      const { image } = await buildLocal({ sourceDir: repo({}), plan, dataDir, imageName: 'env', tag: 'v1', stepTimeoutMs: 10_000, log: rec.log, secrets: { API_KEY: 'k-123456' } });
+      const { image } = await buildLocal({
+        sourceDir: repo({}),
+        plan,
+        dataDir,
+        imageName: 'env',
+        tag: 'v1',
+        stepTimeoutMs: 10_000,
+        log: rec.log,
+        secrets: { API_KEY: 'k-123456' },
+      });
       const env = rec.text();
       assert.doesNotMatch(env, /must-not-leak|RHONE_SESSION_SECRET|DATABASE_URL/);
       assert.doesNotMatch(env, /^API_KEY=/m, 'a step that asks for no secrets gets none');
@@ -281,7 +338,15 @@ http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever(
       ],
       deploy: { base: { image: 'x' }, startCommand: 'true' },
     };
-    const { image } = await buildLocal({ sourceDir: repo({ 'config/app.json': '{"a":1}' }), plan, dataDir, imageName: 'cmds', tag: 'v1', stepTimeoutMs: 10_000, log: rec.log });
+    const { image } = await buildLocal({
+      sourceDir: repo({ 'config/app.json': '{"a":1}' }),
+      plan,
+      dataDir,
+      imageName: 'cmds',
+      tag: 'v1',
+      stepTimeoutMs: 10_000,
+      log: rec.log,
+    });
     assert.ok(rec.lines.some((l) => l.stream === 'stdout' && l.line === 'tool ran'));
     assert.ok(rec.lines.some((l) => l.stream === 'stdout' && l.line === '{"a":1}'));
     assert.ok(rec.lines.some((l) => l.line.includes('skipped writing /etc/rhone-should-not-exist')));
@@ -292,7 +357,9 @@ http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever(
     const escape = tempDir('rhone-outside-');
     const source = repo({});
     symlinkSync(escape, path.join(source, 'bin'));
-    const err = await buildLocal({ sourceDir: source, plan, dataDir, imageName: 'cmds', tag: 'v2', stepTimeoutMs: 10_000, log: () => {} }).catch((e: Error) => e);
+    const err = await buildLocal({ sourceDir: source, plan, dataDir, imageName: 'cmds', tag: 'v2', stepTimeoutMs: 10_000, log: () => {} }).catch(
+      (e: Error) => e,
+    );
     assert.match(String(err), /writes \/app\/bin\/tool, which a symlink in the source points outside the build/);
     assert.deepEqual(readdirSync(escape), []);
   });
@@ -310,12 +377,18 @@ http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever(
     };
     const source = repo({ 'app.js': '', 'debug.log': '', 'private/key': '', 'docs/a/draft.md': '', 'docs/a/final.md': '' });
     const { image } = await buildLocal({ sourceDir: source, plan, dataDir, imageName: 'order', tag: 'v1', stepTimeoutMs: 10_000, log: rec.log });
-    assert.deepEqual(rec.lines.filter((l) => l.stream === 'stdout').map((l) => l.line), ['packages', 'install', 'build']);
+    assert.deepEqual(
+      rec.lines.filter((l) => l.stream === 'stdout').map((l) => l.line),
+      ['packages', 'install', 'build'],
+    );
     const { dir } = await readImage(dataDir, image);
     assert.deepEqual(readdirSync(dir, { recursive: true }).map(String).sort(), ['app.js', 'docs', 'docs/a', 'docs/a/final.md', 'rhone-image.json']);
 
     plan.steps![2].inputs = [{ step: 'build' }];
-    await assert.rejects(buildLocal({ sourceDir: source, plan, dataDir, imageName: 'order', tag: 'v2', stepTimeoutMs: 10_000, log: () => {} }), /depend on each other in a cycle: build → install → packages → build/);
+    await assert.rejects(
+      buildLocal({ sourceDir: source, plan, dataDir, imageName: 'order', tag: 'v2', stepTimeoutMs: 10_000, log: () => {} }),
+      /depend on each other in a cycle: build → install → packages → build/,
+    );
   });
 
   it('keeps a plan cache under /root between builds, as BuildKit cache mounts do', async () => {
@@ -326,7 +399,10 @@ http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever(
     const second = recorder();
     await buildLocal({ sourceDir: repo({}), plan, dataDir, imageName: 'cache', tag: 'v2', stepTimeoutMs: 10_000, log: second.log });
     assert.ok(!first.lines.some((l) => l.line === 'x'));
-    assert.ok(second.lines.some((l) => l.stream === 'stdout' && l.line === 'x'), 'the second build saw the first one\'s cache');
+    assert.ok(
+      second.lines.some((l) => l.stream === 'stdout' && l.line === 'x'),
+      "the second build saw the first one's cache",
+    );
   });
 
   it('builds examples/hello-go when a Go toolchain is installed', async function () {

@@ -4,14 +4,19 @@
 import assert from 'node:assert/strict';
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { AnalyzeError, AnalyzeRetryableError, railpackFrontendImage, railpackPrepare } from '../backend/builder/railpack.ts';
+import { AnalyzeError, AnalyzeRetryableError, railpackFrontendImage, railpackPrepare, resolvedVersions } from '../backend/builder/railpack.ts';
 import { CanceledError } from '../backend/builder/errors.ts';
 import { cleanupTemp, repo, tempDir } from './builder-support.ts';
 
 const goPlan = {
   $schema: 'https://schema.railpack.com',
   caches: { 'go-build': { directory: '/root/.cache/go-build', type: 'shared' } },
-  deploy: { base: { image: 'ghcr.io/railwayapp/railpack-runtime:mise-2026.8.6' }, inputs: [{ step: 'build', include: ['.'] }], startCommand: './out', variables: { RAILPACK_VERSION: '0.37.0' } },
+  deploy: {
+    base: { image: 'ghcr.io/railwayapp/railpack-runtime:mise-2026.8.6' },
+    inputs: [{ step: 'build', include: ['.'] }],
+    startCommand: './out',
+    variables: { RAILPACK_VERSION: '0.37.0' },
+  },
   steps: [{ name: 'build', inputs: [{ local: true, include: ['.'] }], commands: [{ cmd: 'go build -o out' }], secrets: ['*'] }],
   secrets: ['API_KEY'],
 };
@@ -100,9 +105,33 @@ esac
     assert.doesNotMatch(childEnv(), /must-not-leak|RHONE_SESSION_SECRET|DATABASE_URL/);
   });
 
-  it('lets the app\'s start command win over railpack.json and over RAILPACK_START_CMD in its env vars', async () => {
+  it('pins the next analyze to the versions the last one resolved, with --previous name@version', async () => {
+    setMode('ok', goPlan, {
+      ...goInfo,
+      resolvedPackages: {
+        go: { name: 'go', requestedVersion: '1.22', resolvedVersion: '1.22.12', source: 'go.mod' },
+        node: { name: 'node', requestedVersion: '22', resolvedVersion: '22.12.0', source: 'default' },
+        'bad name': { name: 'bad name', resolvedVersion: '1' },
+        caddy: { name: 'caddy', requestedVersion: 'latest' },
+      },
+    });
+    const first = await railpackPrepare(repo({ 'go.mod': 'module x' }), {});
+    assert.ok(!argv().includes('--previous'), 'nothing to pin on a first analyze');
+    // Only what Railpack resolved, and only what it can read back (ParsePackageWithVersion splits on "@").
+    assert.deepEqual(resolvedVersions(first.info), { go: '1.22.12', node: '22.12.0' });
+    await railpackPrepare(repo({ 'go.mod': 'module x' }), {}, { previous: resolvedVersions(first.info) });
+    const args = argv();
+    const pairs = args.flatMap((a, i) => (a === '--previous' ? [args[i + 1]] : []));
+    assert.deepEqual(pairs, ['go@1.22.12', 'node@22.12.0']);
+  });
+
+  it("lets the app's start command win over railpack.json and over RAILPACK_START_CMD in its env vars", async () => {
     setMode('ok', { ...goPlan, deploy: { ...goPlan.deploy, startCommand: 'from railpack.json' } });
-    const { plan } = await railpackPrepare(repo({ 'go.mod': '' }), { startCommand: './out --serve' }, { env: { RAILPACK_START_CMD: 'from env', RAILPACK_BUILD_CMD: 'kept' } });
+    const { plan } = await railpackPrepare(
+      repo({ 'go.mod': '' }),
+      { startCommand: './out --serve' },
+      { env: { RAILPACK_START_CMD: 'from env', RAILPACK_BUILD_CMD: 'kept' } },
+    );
     assert.equal(plan.deploy.startCommand, './out --serve');
     const args = argv();
     assert.deepEqual(args.slice(args.indexOf('--start-cmd'), args.indexOf('--start-cmd') + 2), ['--start-cmd', './out --serve']);
@@ -110,7 +139,7 @@ esac
     assert.ok(args.includes('RAILPACK_BUILD_CMD'), 'without a build command setting, the env var still counts');
   });
 
-  it('exit 1: an AnalyzeError carrying Railpack\'s own reason from the info file', async () => {
+  it("exit 1: an AnalyzeError carrying Railpack's own reason from the info file", async () => {
     setMode('cannot', goPlan, {
       success: false,
       logs: [

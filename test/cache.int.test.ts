@@ -17,6 +17,7 @@ import { Team, TeamMember } from '../backend/models/index.ts';
 import { addMember, makeApp, makeTeam, makeUser } from './factories.ts';
 import { Client, signedIn, startTestServer, type TestServer } from './http.ts';
 import { apiProcess } from './support/api-process.ts';
+import { until } from './support/until.ts';
 
 const source = { type: 'git', url: 'file:///tmp/repo.git', branch: 'main' };
 
@@ -58,8 +59,20 @@ interface Peer {
 }
 
 const peers: Peer[] = [
-  { name: 'another api in this process', start: async () => { const s = await startTestServer(); return { url: s.url, stop: s.close }; } },
-  { name: 'an api in another process', start: async () => { const p = await apiProcess(); return { url: p.url, stop: p.stop }; } },
+  {
+    name: 'another api in this process',
+    start: async () => {
+      const s = await startTestServer();
+      return { url: s.url, stop: s.close };
+    },
+  },
+  {
+    name: 'an api in another process',
+    start: async () => {
+      const p = await apiProcess();
+      return { url: p.url, stop: p.stop };
+    },
+  },
 ];
 
 for (const peer of peers) {
@@ -67,8 +80,12 @@ for (const peer of peers) {
     this.timeout(60_000);
     let a: TestServer;
     let b: { url: string; stop(): Promise<void> };
-    before(async () => { [a, b] = await Promise.all([startTestServer(), peer.start()]); });
-    after(async () => { await Promise.all([a.close(), b.stop()]); });
+    before(async () => {
+      [a, b] = await Promise.all([startTestServer(), peer.start()]);
+    });
+    after(async () => {
+      await Promise.all([a.close(), b.stop()]);
+    });
 
     /** olive owns acme (two apps); max is in it with `role`; each has a session on A and on B. */
     async function world(role: 'member' | 'admin' = 'member') {
@@ -172,8 +189,12 @@ describe('read caches: serving, expiry and a broken subscriber', function () {
   this.timeout(30_000);
   let a: TestServer;
   let b: TestServer;
-  before(async () => { [a, b] = await Promise.all([startTestServer(), startTestServer()]); });
-  after(async () => { await Promise.all([a.close(), b.close()]); });
+  before(async () => {
+    [a, b] = await Promise.all([startTestServer(), startTestServer()]);
+  });
+  after(async () => {
+    await Promise.all([a.close(), b.close()]);
+  });
 
   const node = () => appCaches(b.app)!;
 
@@ -184,18 +205,19 @@ describe('read caches: serving, expiry and a broken subscriber', function () {
     return { team, oliveB: await signedIn(b.url, 'olive'), oliveA: await signedIn(a.url, 'olive') };
   }
 
-  async function until(what: string, check: () => boolean): Promise<void> {
-    for (let i = 0; i < 200 && !check(); i++) await new Promise((r) => setTimeout(r, 25));
-    assert.ok(check(), `timed out waiting until ${what}`);
-  }
-
   it('answers a repeated apps page, team and app without a single SQL query', async () => {
     const { oliveB } = await world();
     for (const path of ['/api/teams/acme/apps', '/api/teams/acme', '/api/apps/shop']) {
       const first = await oliveB.get(path);
       assert.equal(first.status, 200);
       let again: Awaited<ReturnType<Client['get']>> | undefined;
-      assert.equal(await countQueries(async () => { again = await oliveB.get(path); }), 0, path);
+      assert.equal(
+        await countQueries(async () => {
+          again = await oliveB.get(path);
+        }),
+        0,
+        path,
+      );
       assert.deepEqual(again!.body, first.body);
       assert.match(again!.headers.get('content-type') ?? '', /^application\/json/);
     }
@@ -213,15 +235,25 @@ describe('read caches: serving, expiry and a broken subscriber', function () {
     await warm(oliveB, '/api/teams/acme');
     await Team.query(db()).patch({ name: 'Renamed in SQL' }).where({ id: team.id });
     assert.equal((await oliveB.get('/api/teams/acme')).body.name, 'acme');
-    // What another process's invalidate() sends; B's subscriber hears it a moment later.
+    // What another process's invalidate() sends; B's subscriber hears it a moment later, which is
+    // when B evicts the tag.
+    const heard = new Promise<void>((resolve) => {
+      const stop = node().onEvict((tags) => {
+        if (!tags.includes(tag.team(team.id))) return;
+        stop();
+        resolve();
+      });
+    });
     await redis().publish(invalidationChannel(redis()), JSON.stringify({ origin: 'another-process', tags: [tag.team(team.id)] }));
-    await new Promise((r) => setTimeout(r, 20));
+    await heard;
     assert.equal((await oliveB.get('/api/teams/acme')).body.name, 'Renamed in SQL');
   });
 
-  it("never serves a session past the expiry its row holds, whatever the cookie says", async () => {
+  it('never serves a session past the expiry its row holds, whatever the cookie says', async () => {
     const olive = await makeUser('olive');
-    const [row] = (await db()('sessions').insert({ userId: olive.id, expiresAt: new Date(Date.now() + 1500) }).returning('id')) as { id: string }[];
+    const [row] = (await db()('sessions')
+      .insert({ userId: olive.id, expiresAt: new Date(Date.now() + 1500) })
+      .returning('id')) as { id: string }[];
     const sealer = new SessionSealer(getConfig().sessionSecret);
     const client = new Client(b.url);
     client.cookies.set(SESSION_COOKIE, sealer.seal({ sessionId: row.id, csrf: 'x', expiresAt: Date.now() + 3_600_000 }));
@@ -283,10 +315,13 @@ describe('read caches: serving, expiry and a broken subscriber', function () {
       assert.equal(beforeCommit, 'cached', 'evicted before the commit: a reader could cache the old row again');
       assert.equal(cache.get(mine.committed), undefined);
 
-      await assert.rejects(transaction(db(), async (trx: Knex.Transaction) => {
-        await invalidateOnCommit(trx, [mine.rolledBack]);
-        throw new Error('roll back');
-      }), /roll back/);
+      await assert.rejects(
+        transaction(db(), async (trx: Knex.Transaction) => {
+          await invalidateOnCommit(trx, [mine.rolledBack]);
+          throw new Error('roll back');
+        }),
+        /roll back/,
+      );
       assert.equal(cache.get(mine.rolledBack), 'cached');
 
       // Outside a transaction the write has committed already: at once.

@@ -43,8 +43,12 @@ function configError(env: NodeJS.ProcessEnv): ConfigError {
 
 describe('loadConfig', () => {
   let dataDir: string;
-  beforeEach(() => { dataDir = mkdtempSync(path.join(os.tmpdir(), 'rhone-config-')); });
-  afterEach(() => { rmSync(dataDir, { recursive: true, force: true }); });
+  beforeEach(() => {
+    dataDir = mkdtempSync(path.join(os.tmpdir(), 'rhone-config-'));
+  });
+  afterEach(() => {
+    rmSync(dataDir, { recursive: true, force: true });
+  });
 
   it('runs in local mode with nothing set, with the documented defaults', () => {
     const c = loadConfig({ RHONE_DATA_DIR: dataDir });
@@ -73,7 +77,13 @@ describe('loadConfig', () => {
     assert.equal(c.publicUrl, 'https://rhone.example.com');
     assert.equal(c.secureCookies, true);
     assert.equal(c.appsDomain, 'rhone.app');
-    assert.deepEqual(c.encryptionKeys.map((k) => [k.id, k.key.length]), [['k2', 32], ['k1', 32]]);
+    assert.deepEqual(
+      c.encryptionKeys.map((k) => [k.id, k.key.length]),
+      [
+        ['k2', 32],
+        ['k1', 32],
+      ],
+    );
     assert.deepEqual(c.generatedSecrets, []);
     assert.equal(loadConfig({ ...productionEnv(), RHONE_APPS_DOMAIN: 'apps.example.com' }).appsDomain, 'apps.example.com');
   });
@@ -166,10 +176,27 @@ describe('loadConfig', () => {
     });
     assert.ok(REQUIRED_IN_PRODUCTION.includes('RHONE_ARTIFACTS_BUCKET'));
     assert.equal(loadConfig({ RHONE_DATA_DIR: dataDir }).artifacts.s3, undefined, 'locally the directory store is the default');
-    const local = loadConfig({ RHONE_DATA_DIR: dataDir, RHONE_ARTIFACTS_BUCKET: 'b', AWS_ACCESS_KEY_ID: 'k', AWS_SECRET_ACCESS_KEY: 's', AWS_ENDPOINT_URL_S3: 'http://127.0.0.1:9000', AWS_REGION: 'us-east-1', RHONE_ARTIFACTS_PATH_STYLE: 'true' });
-    assert.deepEqual(local.artifacts.s3, { bucket: 'b', endpoint: 'http://127.0.0.1:9000', region: 'us-east-1', forcePathStyle: true, accessKeyId: 'k', secretAccessKey: 's' });
+    const local = loadConfig({
+      RHONE_DATA_DIR: dataDir,
+      RHONE_ARTIFACTS_BUCKET: 'b',
+      AWS_ACCESS_KEY_ID: 'k',
+      AWS_SECRET_ACCESS_KEY: 's',
+      AWS_ENDPOINT_URL_S3: 'http://127.0.0.1:9000',
+      AWS_REGION: 'us-east-1',
+      RHONE_ARTIFACTS_PATH_STYLE: 'true',
+    });
+    assert.deepEqual(local.artifacts.s3, {
+      bucket: 'b',
+      endpoint: 'http://127.0.0.1:9000',
+      region: 'us-east-1',
+      forcePathStyle: true,
+      accessKeyId: 'k',
+      secretAccessKey: 's',
+    });
     // A bucket without its key pair is refused, the secret never echoed.
-    assert.deepEqual(configError({ RHONE_DATA_DIR: dataDir, RHONE_ARTIFACTS_BUCKET: 'b', AWS_ACCESS_KEY_ID: 'k' }).problems, ['AWS_SECRET_ACCESS_KEY is required with RHONE_ARTIFACTS_BUCKET']);
+    assert.deepEqual(configError({ RHONE_DATA_DIR: dataDir, RHONE_ARTIFACTS_BUCKET: 'b', AWS_ACCESS_KEY_ID: 'k' }).problems, [
+      'AWS_SECRET_ACCESS_KEY is required with RHONE_ARTIFACTS_BUCKET',
+    ]);
     assert.match(configError({ ...productionEnv(), AWS_ENDPOINT_URL_S3: 'not a url' }).message, /AWS_ENDPOINT_URL_S3/);
     assert.ok(!configError({ ...productionEnv(), AWS_ENDPOINT_URL_S3: 'nope' }).message.includes('tsec_abc'));
   });

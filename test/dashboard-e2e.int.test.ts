@@ -8,20 +8,24 @@ import pg from 'pg';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { TestRepo } from './support/git-repo.ts';
 import { get } from './support/load.ts';
-import { dropDatabase, flushRedis, startRhone, type RunningRhone } from './support/rhone-process.ts';
+import { dropDatabase, flushRedis, startRhone, testDatabaseName, testDatabaseUrl, testRedisUrl, type RunningRhone } from './support/rhone-process.ts';
 import { launchBrowser, openPage, screenshot, SCREENSHOT_DIR, type WatchedPage } from './support/browser.ts';
 
 // npm start's own database, named after the test database (so two test runs don't share it), and
-// Redis database (E2E_REDIS_URL to move it).
-const DB = `${new URL(process.env.DATABASE_URL!).pathname.slice(1)}_e2e`;
-const REDIS = process.env.E2E_REDIS_URL ?? 'redis://127.0.0.1:6379/11';
+// its own Redis database next to the test's (npm start runs across tests, and the root hooks
+// empty the test's Redis database before each one).
+const DB = `${testDatabaseName()}_e2e`;
+const REDIS = testRedisUrl(8);
 const TICKS = 30;
 
 /** hello-node whose build prints numbered lines slowly, so a test can act during the build. */
 function slowBuildRepo(release: string, tickMs: number): TestRepo {
   const repo = new TestRepo(path.resolve(import.meta.dirname, '../examples/hello-node'));
   const pkg = {
-    name: 'hello-node', version: '1.0.0', private: true, type: 'module',
+    name: 'hello-node',
+    version: '1.0.0',
+    private: true,
+    type: 'module',
     scripts: {
       build: `node -e "let i=0;const t=setInterval(()=>{console.log('tick '+(++i)+' of ${TICKS}');if(i===${TICKS})clearInterval(t)},${tickMs})"`,
       // The page shows the RELEASE file of the source (not Rhone's deployment number), so a
@@ -39,11 +43,10 @@ async function statusOf(page: Page): Promise<string> {
 }
 
 async function waitForStatus(page: Page, wanted: string[], timeoutMs = 90_000): Promise<string> {
-  await page.waitForFunction(
-    (w) => w.includes(document.querySelector('h1 [data-test=status]')?.textContent?.trim() ?? ''),
-    wanted,
-    { timeout: timeoutMs, polling: 100 },
-  );
+  await page.waitForFunction((w) => w.includes(document.querySelector('h1 [data-test=status]')?.textContent?.trim() ?? ''), wanted, {
+    timeout: timeoutMs,
+    polling: 100,
+  });
   return statusOf(page);
 }
 
@@ -112,9 +115,19 @@ describe('dashboard in a browser', function () {
     await page.click('[data-test=create-app-submit]');
 
     await page.waitForURL(/\/deployments\//);
-    assert.equal(await waitForStatus(page, ['live', 'failed'], 120_000), 'live', (await page.locator('[data-test=reason]').textContent().catch(() => '')) ?? '');
+    assert.equal(
+      await waitForStatus(page, ['live', 'failed'], 120_000),
+      'live',
+      (await page
+        .locator('[data-test=reason]')
+        .textContent()
+        .catch(() => '')) ?? '',
+    );
     const ticks = await searchedLines(page, 'tick ');
-    assert.deepEqual(ticks, Array.from({ length: TICKS }, (_, i) => `tick ${i + 1} of ${TICKS}`));
+    assert.deepEqual(
+      ticks,
+      Array.from({ length: TICKS }, (_, i) => `tick ${i + 1} of ${TICKS}`),
+    );
     await page.fill('[data-test=log-search]', '');
     for (const stage of ['clone', 'analyze', 'build', 'deploy']) {
       assert.equal(await page.getAttribute(`[data-test=stage-${stage}]`, 'data-state'), 'done', `${stage} is done`);
@@ -146,8 +159,15 @@ describe('dashboard in a browser', function () {
     await page.goto(`${rhone.url}/apps/hello/settings`);
     // The app now deploys from a repository whose build takes a few seconds.
     const res = await page.evaluate(async (u) => {
-      const csrf = document.cookie.split('; ').find((c) => c.startsWith('rhone_csrf='))!.split('=')[1];
-      const r = await fetch('/api/apps/hello', { method: 'PATCH', headers: { 'content-type': 'application/json', 'x-csrf-token': csrf }, body: JSON.stringify({ source: { type: 'git', url: u, branch: 'main' } }) });
+      const csrf = document.cookie
+        .split('; ')
+        .find((c) => c.startsWith('rhone_csrf='))!
+        .split('=')[1];
+      const r = await fetch('/api/apps/hello', {
+        method: 'PATCH',
+        headers: { 'content-type': 'application/json', 'x-csrf-token': csrf },
+        body: JSON.stringify({ source: { type: 'git', url: u, branch: 'main' } }),
+      });
       return r.status;
     }, repo.url);
     assert.equal(res, 200);
@@ -161,7 +181,10 @@ describe('dashboard in a browser', function () {
     await page.waitForSelector('[data-test=log] >> text=tick 8 of', { timeout: 60_000 });
     assert.equal(await waitForStatus(page, ['live', 'failed']), 'live');
     const ticks = await searchedLines(page, 'tick ');
-    assert.deepEqual(ticks, Array.from({ length: TICKS }, (_, i) => `tick ${i + 1} of ${TICKS}`));
+    assert.deepEqual(
+      ticks,
+      Array.from({ length: TICKS }, (_, i) => `tick ${i + 1} of ${TICKS}`),
+    );
     assert.match((await servedRelease()).body, /"v2"/, 'the new source is what is served');
   });
 
@@ -202,7 +225,14 @@ describe('dashboard in a browser', function () {
     await page.waitForSelector('[data-test=env-summary] >> text=2 to add');
     await page.click('[data-test=env-save]');
     await page.waitForSelector('[data-test=env-list] >> text=API_KEY');
-    assert.equal(await page.locator('[data-test=env-list]').textContent().then((t) => t!.includes('abc123')), false, 'values are masked');
+    assert.equal(
+      await page
+        .locator('[data-test=env-list]')
+        .textContent()
+        .then((t) => t!.includes('abc123')),
+      false,
+      'values are masked',
+    );
     shots.push(await screenshot(page, '09-env'));
     await page.click('[data-test=env-reveal]');
     await page.waitForSelector('[data-test=env-list] >> text=abc123');
@@ -253,7 +283,7 @@ describe('dashboard in a browser', function () {
   it('shows a 100,000-line log smoothly: few rows in the page, quick to search and scroll', async () => {
     const { page } = tab;
     // A finished deployment whose log has 100,000 lines, written straight into npm start's database.
-    const client = new pg.Client({ connectionString: `postgres://postgres@127.0.0.1:5432/${DB}` });
+    const client = new pg.Client({ connectionString: testDatabaseUrl(DB) });
     await client.connect();
     let id: string;
     try {
@@ -266,7 +296,10 @@ describe('dashboard in a browser', function () {
          from generate_series(1, 100000) n`,
         [id],
       );
-      await client.query(`insert into deployment_events (deployment_id, seq, type, data) values ($1, 100001, 'status', '{"status":"canceled","stage":"build"}')`, [id]);
+      await client.query(
+        `insert into deployment_events (deployment_id, seq, type, data) values ($1, 100001, 'status', '{"status":"canceled","stage":"build"}')`,
+        [id],
+      );
     } finally {
       await client.end();
     }
@@ -320,7 +353,14 @@ describe('dashboard in a browser', function () {
   it('works on a phone-sized screen, and the team pages render', async () => {
     const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, storageState: await context.storageState() });
     const small = await openPage(phone);
-    for (const [name, route] of [['11-phone-apps', '/teams/ada'], ['12-phone-deployments', '/apps/hello/deployments'], ['13-members', '/teams/ada/members'], ['14-audit', '/teams/ada/audit'], ['16-phone-billing', '/teams/ada/billing'], ['15-tokens', '/account/tokens']]) {
+    for (const [name, route] of [
+      ['11-phone-apps', '/teams/ada'],
+      ['12-phone-deployments', '/apps/hello/deployments'],
+      ['13-members', '/teams/ada/members'],
+      ['14-audit', '/teams/ada/audit'],
+      ['16-phone-billing', '/teams/ada/billing'],
+      ['15-tokens', '/account/tokens'],
+    ]) {
       await small.page.goto(`${rhone.url}${route}`);
       await small.page.waitForLoadState('networkidle');
       assert.equal(new URL(small.page.url()).pathname, route, 'still signed in, on the page asked for');

@@ -82,7 +82,14 @@ describe('deploy pipeline (local mode, end to end)', function () {
     assert.equal((await ada.get('/api/apps/web')).body.autoDeploy, false);
 
     const list = await ada.get('/api/apps/web/deployments');
-    assert.deepEqual(list.body.items.map((d: { number: number; status: string }) => [d.number, d.status]), [[3, 'live'], [2, 'replaced'], [1, 'replaced']]);
+    assert.deepEqual(
+      list.body.items.map((d: { number: number; status: string }) => [d.number, d.status]),
+      [
+        [3, 'live'],
+        [2, 'replaced'],
+        [1, 'replaced'],
+      ],
+    );
   });
 
   it('fails a build with the reason, and keeps the previous release serving', async () => {
@@ -109,8 +116,14 @@ describe('deploy pipeline (local mode, end to end)', function () {
     assert.ok(Date.now() - started < 20_000, `failed in ${Date.now() - started} ms, not at the health deadline`);
     const logs = await ada.get(`/api/deployments/${bad.body.id}/logs?limit=1000`);
     const lines = logs.body.items.map((l: { line: string }) => l.line);
-    assert.ok(lines.some((l: string) => l.includes('boom: missing DATABASE_URL')), lines.join('\n'));
-    assert.ok(lines.some((l: string) => /nothing was serving before/.test(l)), lines.join('\n'));
+    assert.ok(
+      lines.some((l: string) => l.includes('boom: missing DATABASE_URL')),
+      lines.join('\n'),
+    );
+    assert.ok(
+      lines.some((l: string) => /nothing was serving before/.test(l)),
+      lines.join('\n'),
+    );
   });
 
   it('cancels a deployment mid-build; a newer deploy supersedes a queued one', async () => {

@@ -23,7 +23,10 @@ import { SseClient } from './support/sse.ts';
 import { until } from './local-helpers.ts';
 
 const logEvent = (line: string, stage = 'build'): NewEvent => ({ type: 'log', data: { stage, stream: 'stdout', line, at: new Date().toISOString() } });
-const statusEvent = (status: string, stage: string | null = null, reason?: string): NewEvent => ({ type: 'status', data: reason ? { status, stage, reason } : { status, stage } });
+const statusEvent = (status: string, stage: string | null = null, reason?: string): NewEvent => ({
+  type: 'status',
+  data: reason ? { status, stage, reason } : { status, stage },
+});
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 const cookieOf = (c: Client) => [...c.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
 
@@ -82,7 +85,7 @@ describe('deployment events', () => {
   const open = (server: TestServer, options: { lastEventId?: string; as?: Client; query?: string } = {}) =>
     SseClient.connect(eventsUrl(server) + (options.query ?? ''), { headers: { cookie: cookieOf(options.as ?? owner) }, lastEventId: options.lastEventId });
 
-  it('streams a worker\'s events to clients on both api processes, in order, with ids and types', async () => {
+  it("streams a worker's events to clients on both api processes, in order, with ids and types", async () => {
     await appendEvents(db(), deploymentId, [statusEvent('queued')]);
     const onB = await open(b);
     const onA = await open(a);
@@ -97,9 +100,17 @@ describe('deployment events', () => {
 
     for (const client of [onB, onA]) {
       await client.closed;
-      assert.deepEqual(client.messages.map((m) => [m.id, m.event]), [
-        ['1', 'status'], ['2', 'status'], ['3', 'log'], ['4', 'log'], ['5', 'status'], [undefined, 'end'],
-      ]);
+      assert.deepEqual(
+        client.messages.map((m) => [m.id, m.event]),
+        [
+          ['1', 'status'],
+          ['2', 'status'],
+          ['3', 'log'],
+          ['4', 'log'],
+          ['5', 'status'],
+          [undefined, 'end'],
+        ],
+      );
       assert.deepEqual(JSON.parse(client.messages[1].data), { status: 'cloning', stage: 'clone' });
       const line = JSON.parse(client.messages[2].data);
       assert.deepEqual({ ...line, at: typeof line.at }, { stage: 'clone', stream: 'stdout', line: 'Cloning into /work…', at: 'string' });
@@ -121,14 +132,23 @@ describe('deployment events', () => {
     await appendEvents(db(), deploymentId, [logEvent('l9'), logEvent('l10')]);
     await resumed.waitForEvents(7);
     await sleep(100);
-    assert.deepEqual(resumed.events.map((e) => e.seq), range(4, 10));
-    assert.deepEqual(resumed.events.map((e) => JSON.parse(e.data).line), range(4, 10).map((n) => `l${n}`));
+    assert.deepEqual(
+      resumed.events.map((e) => e.seq),
+      range(4, 10),
+    );
+    assert.deepEqual(
+      resumed.events.map((e) => JSON.parse(e.data).line),
+      range(4, 10).map((n) => `l${n}`),
+    );
     resumed.close();
 
     const polyfill = await open(b, { query: '?lastEventId=8' });
     await polyfill.waitForEvents(2);
     await sleep(100);
-    assert.deepEqual(polyfill.events.map((e) => e.seq), [9, 10]);
+    assert.deepEqual(
+      polyfill.events.map((e) => e.seq),
+      [9, 10],
+    );
     polyfill.close();
   });
 
@@ -136,7 +156,11 @@ describe('deployment events', () => {
     let writing = true;
     const writer = (async () => {
       for (let i = 0; i < 60; i++) {
-        await appendEvents(db(), deploymentId, range(1, 1 + (i % 4)).map((j) => logEvent(`w${i}.${j}`)));
+        await appendEvents(
+          db(),
+          deploymentId,
+          range(1, 1 + (i % 4)).map((j) => logEvent(`w${i}.${j}`)),
+        );
         await sleep(i % 3);
       }
       writing = false;
@@ -155,7 +179,7 @@ describe('deployment events', () => {
     const final = await open(a, { lastEventId: last });
     await final.closed;
     received.push(...final.events.map((e) => e.seq));
-    const total = 60 / 4 * (1 + 2 + 3 + 4) + 1;
+    const total = (60 / 4) * (1 + 2 + 3 + 4) + 1;
     assert.deepEqual(received, range(1, total));
     assert.equal(final.messages.at(-1)?.event, 'end');
   });
@@ -163,14 +187,33 @@ describe('deployment events', () => {
   it('three concurrent appenders get gapless, unique seqs, and a live client sees them all in order', async () => {
     const client = await open(b);
     const results: StoredEvent[][] = [];
-    await Promise.all(range(1, 3).map(async (loop) => {
-      for (let i = 0; i < 30; i++) {
-        results.push(await appendEvents(db(), deploymentId, range(1, 1 + ((i + loop) % 4)).map((j) => logEvent(`a${loop}.${i}.${j}`))));
-      }
-    }));
+    await Promise.all(
+      range(1, 3).map(async (loop) => {
+        for (let i = 0; i < 30; i++) {
+          results.push(
+            await appendEvents(
+              db(),
+              deploymentId,
+              range(1, 1 + ((i + loop) % 4)).map((j) => logEvent(`a${loop}.${i}.${j}`)),
+            ),
+          );
+        }
+      }),
+    );
     const total = results.reduce((n, r) => n + r.length, 0);
-    for (const batch of results) assert.deepEqual(batch.map((e) => e.seq), range(batch[0].seq, batch[0].seq + batch.length - 1), 'a batch gets consecutive seqs');
-    assert.deepEqual(results.flat().map((e) => e.seq).sort((x, y) => x - y), range(1, total));
+    for (const batch of results)
+      assert.deepEqual(
+        batch.map((e) => e.seq),
+        range(batch[0].seq, batch[0].seq + batch.length - 1),
+        'a batch gets consecutive seqs',
+      );
+    assert.deepEqual(
+      results
+        .flat()
+        .map((e) => e.seq)
+        .sort((x, y) => x - y),
+      range(1, total),
+    );
     const stored = await db()('deployment_events').where({ deploymentId }).orderBy('seq').pluck('seq');
     assert.deepEqual(stored, range(1, total));
     const row = await db()('deployments').where({ id: deploymentId }).first('lastSeq');
@@ -178,14 +221,24 @@ describe('deployment events', () => {
 
     await client.waitForEvents(total);
     await sleep(100);
-    assert.deepEqual(client.events.map((e) => e.seq), range(1, total));
+    assert.deepEqual(
+      client.events.map((e) => e.seq),
+      range(1, total),
+    );
     client.close();
   });
 
   it('fills from the database a batch whose publish was overtaken or lost, without duplicating it', async () => {
     const client = await open(b);
     // A writer whose publish is slow: the next writer's batch reaches Redis first.
-    const slow = { publish: async (channel: string, message: string) => { await sleep(150); return redis().publish(channel, message); } } as unknown as Redis;
+    const late: Promise<number>[] = [];
+    const slow = {
+      publish: (channel: string, message: string) => {
+        const published = sleep(150).then(() => redis().publish(channel, message));
+        late.push(published);
+        return published;
+      },
+    } as unknown as Redis;
     // A writer that dies between commit and publish.
     const lost = { publish: async () => 0 } as unknown as Redis;
     // In a transaction, the publish waits for the commit, so these return with the publish still to come.
@@ -193,14 +246,32 @@ describe('deployment events', () => {
     await db().transaction((trx) => appendEvents(trx, deploymentId, [logEvent('slow 3')], { publisher: slow }));
     await appendEvents(db(), deploymentId, [logEvent('lost 4')], { publisher: lost });
     // A rolled-back append is neither published nor leaves a hole in the seqs.
-    await assert.rejects(db().transaction(async (trx) => {
-      await appendEvents(trx, deploymentId, [logEvent('rolled back')]);
-      throw new Error('changed my mind');
-    }), /changed my mind/);
+    await assert.rejects(
+      db().transaction(async (trx) => {
+        await appendEvents(trx, deploymentId, [logEvent('rolled back')]);
+        throw new Error('changed my mind');
+      }),
+      /changed my mind/,
+    );
     await appendEvents(db(), deploymentId, [logEvent('fast 5')]);
     await client.waitForEvents(5);
-    await sleep(300); // the slow publishes arrive now, late: they must not be sent again
-    assert.deepEqual(client.events.map((e) => [e.seq, JSON.parse(e.data).line]), [[1, 'slow 1'], [2, 'slow 2'], [3, 'slow 3'], [4, 'lost 4'], [5, 'fast 5']]);
+    // The slow publishes arrive now, late: they must not be sent again. One more batch, published
+    // after them on the same connection, reaches the stream after them (Redis keeps the order).
+    assert.equal(late.length, 2);
+    await Promise.all(late);
+    await appendEvents(db(), deploymentId, [logEvent('after 6')]);
+    await client.waitForEvents(6);
+    assert.deepEqual(
+      client.events.map((e) => [e.seq, JSON.parse(e.data).line]),
+      [
+        [1, 'slow 1'],
+        [2, 'slow 2'],
+        [3, 'slow 3'],
+        [4, 'lost 4'],
+        [5, 'fast 5'],
+        [6, 'after 6'],
+      ],
+    );
     client.close();
   });
 
@@ -210,7 +281,10 @@ describe('deployment events', () => {
     await appendEvents(db(), deploymentId, [logEvent('machine started', 'deploy')]);
     await setStatus(deploymentId, 'live', 'deploy');
     await client.closed;
-    assert.deepEqual(client.messages.map((m) => m.event), ['status', 'log', 'status', 'end']);
+    assert.deepEqual(
+      client.messages.map((m) => m.event),
+      ['status', 'log', 'status', 'end'],
+    );
     assert.equal(JSON.parse(client.messages[2].data).status, 'live');
 
     // Later on it is replaced: a new client replays the whole story, then ends without waiting.
@@ -219,13 +293,19 @@ describe('deployment events', () => {
     const late = await open(a);
     await late.closed;
     assert.ok(Date.now() - started < 2000);
-    assert.deepEqual(late.events.map((e) => e.seq), [1, 2, 3, 4]);
+    assert.deepEqual(
+      late.events.map((e) => e.seq),
+      [1, 2, 3, 4],
+    );
     assert.equal(late.messages.at(-1)?.event, 'end');
 
     // EventSource reconnects after a close; the resumed stream ends at once with nothing new.
     const again = await open(b, { lastEventId: '4' });
     await again.closed;
-    assert.deepEqual(again.messages.map((m) => m.event), ['end']);
+    assert.deepEqual(
+      again.messages.map((m) => m.event),
+      ['end'],
+    );
   });
 
   /** The route mounted on its own (the actor set the way auth() would), to vary its settings and its Redis. */
@@ -279,7 +359,14 @@ describe('deployment events', () => {
       await setStatus(deploymentId, 'failed');
       const client = await connecting;
       await client.waitFor((c) => c.done, 3000, 'the end of the stream');
-      assert.deepEqual(client.messages.map((m) => [m.id, m.event]), [['1', 'log'], ['2', 'status'], [undefined, 'end']]);
+      assert.deepEqual(
+        client.messages.map((m) => [m.id, m.event]),
+        [
+          ['1', 'log'],
+          ['2', 'status'],
+          [undefined, 'end'],
+        ],
+      );
     } finally {
       await route.close();
       slow.disconnect();
@@ -294,7 +381,12 @@ describe('deployment events', () => {
       const [res] = (await once(req, 'response')) as [http.IncomingMessage];
       res.pause(); // a stuck client: the kernel buffers fill, then the server's
       const line = 'x'.repeat(4000);
-      for (let i = 0; i < 40; i++) await appendEvents(db(), deploymentId, range(1, 100).map(() => logEvent(line)));
+      for (let i = 0; i < 40; i++)
+        await appendEvents(
+          db(),
+          deploymentId,
+          range(1, 100).map(() => logEvent(line)),
+        );
       await waitUntil(async () => (await subscribers(deploymentId)) === 0, 'the slow client to be dropped', 10_000);
       let text = '';
       res.setEncoding('utf8');
@@ -308,7 +400,10 @@ describe('deployment events', () => {
       assert.deepEqual(ids, range(1, ids.length));
       const resumed = await SseClient.connect(route.url, { lastEventId: String(ids.length) });
       await resumed.waitForEvents(4000 - ids.length, 10_000);
-      assert.deepEqual(resumed.events.map((e) => e.seq), range(ids.length + 1, 4000));
+      assert.deepEqual(
+        resumed.events.map((e) => e.seq),
+        range(ids.length + 1, 4000),
+      );
       resumed.close();
     } finally {
       await route.close();
@@ -333,7 +428,10 @@ describe('deployment events', () => {
     const late = await open(b, { lastEventId: '1' });
     await appendEvents(db(), deploymentId, [logEvent('live again')]);
     await late.waitForEvents(2);
-    assert.deepEqual(late.events.map((e) => e.seq), [2, 3]);
+    assert.deepEqual(
+      late.events.map((e) => e.seq),
+      [2, 3],
+    );
     late.close();
   });
 
@@ -343,12 +441,19 @@ describe('deployment events', () => {
     await client.waitForEvents(1);
     await closeEventStreams();
     await client.waitFor((c) => c.done, 2000, 'the disconnect');
-    assert.deepEqual(client.messages.map((m) => m.event), ['log'], 'no end event: EventSource must reconnect');
+    assert.deepEqual(
+      client.messages.map((m) => m.event),
+      ['log'],
+      'no end event: EventSource must reconnect',
+    );
     await appendEvents(db(), deploymentId, [logEvent('after shutdown')]);
     const resumed = await open(a, { lastEventId: client.lastId() });
     await appendEvents(db(), deploymentId, [logEvent('live elsewhere')]);
     await resumed.waitForEvents(2);
-    assert.deepEqual(resumed.events.map((e) => JSON.parse(e.data).line), ['after shutdown', 'live elsewhere']);
+    assert.deepEqual(
+      resumed.events.map((e) => JSON.parse(e.data).line),
+      ['after shutdown', 'live elsewhere'],
+    );
     resumed.close();
   });
 
@@ -390,14 +495,13 @@ describe('deployment events', () => {
     for (const secret of ['hunter2-password', 's3cr3t-token-42', 'second-line-of-key']) assert.ok(!dump.includes(secret), `${secret} reached the database`);
     await client.waitForEvents(4);
     const lines = client.events.map((e) => JSON.parse(e.data).line as string);
-    assert.deepEqual(lines.slice(0, 3), [
-      'connecting with [redacted] to the database',
-      'token=[redacted]; abc stays (too short to redact)',
-      'key: [redacted]',
-    ]);
+    assert.deepEqual(lines.slice(0, 3), ['connecting with [redacted] to the database', 'token=[redacted]; abc stays (too short to redact)', 'key: [redacted]']);
     assert.ok(Buffer.byteLength(lines[3]) <= 8192, 'a long line is cut at 8 KB');
     assert.match(lines[3], /^x+ … \[line cut at 8 KB\]$/);
-    assert.deepEqual(client.events.map((e) => JSON.parse(e.data).stream), ['stdout', 'stderr', 'stdout', 'system']);
+    assert.deepEqual(
+      client.events.map((e) => JSON.parse(e.data).stream),
+      ['stdout', 'stderr', 'stdout', 'system'],
+    );
     client.close();
 
     const orphan = createLogSink({ knex: db(), deploymentId: '00000000-0000-4000-8000-000000000000', stage: 'build', secrets: [] });
@@ -409,13 +513,23 @@ describe('deployment events', () => {
   it('batches a burst of log lines in write order, and flushes a lone line by itself', async () => {
     const sink = createLogSink({ knex: db(), deploymentId, stage: 'build', secrets: [], flushMs: 50 });
     sink.write('stdout', 'lonely');
-    await sleep(300);
-    assert.equal(await db()('deployment_events').where({ deploymentId }).count<{ count: number }[]>('* as count').then((r) => Number(r[0].count)), 1);
+    const stored = () =>
+      db()('deployment_events')
+        .where({ deploymentId })
+        .count<{ count: number }[]>('* as count')
+        .then((r) => Number(r[0].count));
+    await until('the lone line to be flushed by itself', async () => (await stored()) === 1);
     for (let i = 0; i < 1200; i++) sink.write('stdout', `line ${i}`);
     await sink.close();
     const rows = await db()('deployment_events').where({ deploymentId }).orderBy('seq').select('seq', 'data');
-    assert.deepEqual(rows.map((r: { data: { line: string } }) => r.data.line), ['lonely', ...range(0, 1199).map((i) => `line ${i}`)]);
-    assert.deepEqual(rows.map((r: { seq: number }) => r.seq), range(1, 1201));
+    assert.deepEqual(
+      rows.map((r: { data: { line: string } }) => r.data.line),
+      ['lonely', ...range(0, 1199).map((i) => `line ${i}`)],
+    );
+    assert.deepEqual(
+      rows.map((r: { seq: number }) => r.seq),
+      range(1, 1201),
+    );
   });
 
   describe('access while streaming', () => {
@@ -429,7 +543,7 @@ describe('deployment events', () => {
       return { user, client: await signedIn(a.url, login) };
     }
 
-    it('ends a viewer\'s streams on every api process once they are removed from the team, long before the periodic re-check', async () => {
+    it("ends a viewer's streams on every api process once they are removed from the team, long before the periodic re-check", async () => {
       const { client: mia } = await member('mia');
       const onA = await open(a, { as: mia });
       const onB = await open(b, { as: mia });
@@ -473,10 +587,13 @@ describe('deployment events', () => {
       }
     });
 
-    it('refuses a user\'s 21st concurrent stream, counted across api processes, with a 429 that says why', async () => {
+    it("refuses a user's 21st concurrent stream, counted across api processes, with a 429 that says why", async () => {
       const streams = await Promise.all(range(1, 20).map((i) => open(i % 2 ? a : b)));
       try {
-        assert.deepEqual(streams.map((s) => s.status), range(1, 20).map(() => 200));
+        assert.deepEqual(
+          streams.map((s) => s.status),
+          range(1, 20).map(() => 200),
+        );
         const extra = await open(a);
         assert.equal(extra.status, 429, extra.body);
         const body = JSON.parse(extra.body) as { error: string; message: string };
@@ -488,10 +605,14 @@ describe('deployment events', () => {
         assert.equal(other.status, 200);
         other.close();
         streams.pop()?.close();
-        const again = await until('a place to free up', async () => {
-          const s = await open(b);
-          return s.status === 200 ? s : (s.close(), undefined);
-        }, 3000);
+        const again = await until(
+          'a place to free up',
+          async () => {
+            const s = await open(b);
+            return s.status === 200 ? s : (s.close(), undefined);
+          },
+          3000,
+        );
         streams.push(again);
       } finally {
         for (const s of streams) s.close();
@@ -501,7 +622,12 @@ describe('deployment events', () => {
 
   it('pages the log lines (not status events) as JSON', async () => {
     await appendEvents(db(), deploymentId, [statusEvent('building', 'build'), logEvent('one'), logEvent('two')]);
-    await appendEvents(db(), deploymentId, [statusEvent('deploying', 'deploy'), logEvent('three', 'deploy'), logEvent('four', 'deploy'), logEvent('five', 'deploy')]);
+    await appendEvents(db(), deploymentId, [
+      statusEvent('deploying', 'deploy'),
+      logEvent('three', 'deploy'),
+      logEvent('four', 'deploy'),
+      logEvent('five', 'deploy'),
+    ]);
     const seen: { seq: number; line: string; stage: string }[] = [];
     let after = 0;
     let pages = 0;
@@ -515,7 +641,16 @@ describe('deployment events', () => {
       after = res.body.next;
     }
     assert.equal(pages, 3);
-    assert.deepEqual(seen.map((i) => [i.seq, i.line, i.stage]), [[2, 'one', 'build'], [3, 'two', 'build'], [5, 'three', 'deploy'], [6, 'four', 'deploy'], [7, 'five', 'deploy']]);
+    assert.deepEqual(
+      seen.map((i) => [i.seq, i.line, i.stage]),
+      [
+        [2, 'one', 'build'],
+        [3, 'two', 'build'],
+        [5, 'three', 'deploy'],
+        [6, 'four', 'deploy'],
+        [7, 'five', 'deploy'],
+      ],
+    );
     const tail = await owner.get(`/api/deployments/${deploymentId}/logs?after=7`);
     assert.deepEqual(tail.body, { items: [], next: null });
     assert.equal((await owner.get(`/api/deployments/${deploymentId}/logs?limit=5000`)).status, 400);

@@ -30,7 +30,11 @@ function raw(url: string, method: string, headers: Record<string, string>, body?
       res.on('data', (c: string) => (text += c));
       res.on('end', () => {
         let parsed: unknown = text;
-        try { parsed = text ? JSON.parse(text) : undefined; } catch { /* not JSON */ }
+        try {
+          parsed = text ? JSON.parse(text) : undefined;
+        } catch {
+          /* not JSON */
+        }
         resolve({ status: res.statusCode ?? 0, body: parsed });
       });
     });
@@ -41,8 +45,12 @@ function raw(url: string, method: string, headers: Record<string, string>, body?
 
 describe('DNS rebinding: the local api', () => {
   let server: TestServer;
-  before(async () => { server = await startTestServer({ config: { publicUrl: 'http://rhone.test:3000' } }); });
-  after(async () => { await server.close(); });
+  before(async () => {
+    server = await startTestServer({ config: { publicUrl: 'http://rhone.test:3000' } });
+  });
+  after(async () => {
+    await server.close();
+  });
 
   it('answers only to its own host names', async () => {
     const port = new URL(server.url).port;

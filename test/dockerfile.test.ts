@@ -47,7 +47,7 @@ describe('the control plane image (Dockerfile)', () => {
   });
   afterEach(cleanupTemp);
 
-  it('pins the railpack version Rhone expects and puts the CLI on the final image\'s PATH', () => {
+  it("pins the railpack version Rhone expects and puts the CLI on the final image's PATH", () => {
     assert.equal(dockerfile.args.RAILPACK_VERSION, RAILPACK_VERSION, 'Dockerfile RAILPACK_VERSION and backend/builder/railpack.ts differ');
     assert.ok(stage('railpack'), 'a stage named railpack downloads the CLI');
     assert.ok(final.instructions.includes('COPY --from=railpack /usr/local/bin/railpack /usr/local/bin/railpack'), final.instructions.join('\n'));
@@ -81,7 +81,9 @@ describe('the control plane image (Dockerfile)', () => {
       chmodSync(path.join(pkg, 'railpack'), 0o755);
       writeFileSync(path.join(pkg, 'README.md'), 'railpack');
       assert.equal(spawnSync('tar', ['-czf', path.join(release, archive), '-C', pkg, 'railpack', 'README.md']).status, 0);
-      const digest = createHash('sha256').update(readFileSync(path.join(release, archive))).digest('hex');
+      const digest = createHash('sha256')
+        .update(readFileSync(path.join(release, archive)))
+        .digest('hex');
       const other = createHash('sha256').update('other').digest('hex');
       writeFileSync(path.join(release, 'checksums.txt'), `${other}  railpack-v${version}-arm64-unknown-linux-musl.tar.gz\n${digest}  ${archive}\n`);
       if (options.tamper) writeFileSync(path.join(release, archive), Buffer.concat([readFileSync(path.join(release, archive)), Buffer.from('x')]));
@@ -158,7 +160,7 @@ cp '${release}'/"\${url##*/}" "$out"
     });
   });
 
-  describe('the analyze stage\'s railpack version check', () => {
+  describe("the analyze stage's railpack version check", () => {
     function fakeRailpack(output: string): string {
       const file = path.join(work, `railpack-${Math.random().toString(36).slice(2)}`);
       writeFileSync(file, `#!/bin/sh\n[ "$1" = "--version" ] && echo "${output}"\n`);
@@ -175,13 +177,16 @@ cp '${release}'/"\${url##*/}" "$out"
       return { log, calls };
     }
 
-    it('reads the CLI\'s version and logs it once per worker process', async () => {
+    it("reads the CLI's version and logs it once per worker process", async () => {
       assert.equal(await railpackCliVersion(fakeRailpack('railpack version 0.37.0')), '0.37.0');
       const bin = fakeRailpack(`railpack version ${RAILPACK_VERSION}`);
       const { log, calls } = recorder();
       await checkRailpackOnce(log, bin);
       await checkRailpackOnce(log, bin);
-      assert.deepEqual(calls.map((c) => [c.level, c.obj.railpackVersion]), [['info', RAILPACK_VERSION]]);
+      assert.deepEqual(
+        calls.map((c) => [c.level, c.obj.railpackVersion]),
+        [['info', RAILPACK_VERSION]],
+      );
     });
 
     it('warns when the CLI is not the pinned version, and when it cannot be run', async () => {

@@ -92,15 +92,24 @@ describe('custom domains', function () {
       assert.equal(added.body.hostname, 'www.shop.localhost');
       assert.equal(added.body.status, 'active', 'a .localhost name is active at once');
       assert.equal(added.body.url, `http://www.shop.localhost:${config.routerPort}`);
-      assert.deepEqual(added.body.dnsRecords.map((r: { type: string; value: string }) => `${r.type} ${r.value}`), ['A 127.0.0.1', 'AAAA ::1']);
+      assert.deepEqual(
+        added.body.dnsRecords.map((r: { type: string; value: string }) => `${r.type} ${r.value}`),
+        ['A 127.0.0.1', 'AAAA ::1'],
+      );
 
       const served = await viaRouter(local, 'www.shop.localhost', '/health');
       assert.equal(served.status, 200);
       assert.equal(served.body, 'ok');
-      assert.deepEqual((await olive.get('/api/apps/shop/domains')).body.items.map((d: { hostname: string }) => d.hostname), ['www.shop.localhost']);
+      assert.deepEqual(
+        (await olive.get('/api/apps/shop/domains')).body.items.map((d: { hostname: string }) => d.hostname),
+        ['www.shop.localhost'],
+      );
       assert.equal((await olive.get('/api/apps/shop/domains/www.shop.localhost')).body.status, 'active');
       const audit = await AuditEvent.query(db()).whereIn('action', ['domain.added', 'domain.activated']).orderBy('id');
-      assert.deepEqual(audit.map((e) => e.action), ['domain.added', 'domain.activated']);
+      assert.deepEqual(
+        audit.map((e) => e.action),
+        ['domain.added', 'domain.activated'],
+      );
 
       const removed = await olive.delete('/api/apps/shop/domains/www.shop.localhost');
       assert.equal(removed.status, 204, JSON.stringify(removed.body));
@@ -202,14 +211,20 @@ describe('custom domains', function () {
       const first = await checkCertificates(deps, later(created, MINUTE + 1000));
       assert.deepEqual([first.checked, first.active], [1, []]);
       const pending = await Domain.query(db()).findOne({ hostname: 'shop.example.com' }).throwIfNotFound();
-      assert.equal(pending.lastError, 'shop.example.com does not point at this machine: it resolves to 203.0.113.7. Point shop.example.com at 127.0.0.1 (an A record, or a line in /etc/hosts), then check again.');
+      assert.equal(
+        pending.lastError,
+        'shop.example.com does not point at this machine: it resolves to 203.0.113.7. Point shop.example.com at 127.0.0.1 (an A record, or a line in /etc/hosts), then check again.',
+      );
 
       dns.set('shop.example.com', ['127.0.0.1']);
       const done = await checkCertificates(deps, new Date(pending.nextCheckAt!.getTime() + 1000));
       assert.deepEqual(done.active, ['shop.example.com']);
       assert.equal((await viaRouter(local, 'shop.example.com', '/health')).status, 200);
       const notes = await db()('notifications').where({ teamId: w.team.id });
-      assert.deepEqual(notes.map((n: { kind: string; minRole: string; title: string }) => [n.kind, n.minRole, n.title]), [['domain.active', 'admin', 'shop.example.com is live']]);
+      assert.deepEqual(
+        notes.map((n: { kind: string; minRole: string; title: string }) => [n.kind, n.minRole, n.title]),
+        [['domain.active', 'admin', 'shop.example.com is live']],
+      );
       const activated = await AuditEvent.query(db()).findOne({ action: 'domain.activated' });
       assert.equal(activated?.actorId, null, 'the checker, not a person, saw it go active');
     });
@@ -237,7 +252,7 @@ describe('custom domains', function () {
     });
   });
 
-  describe('against Fly\'s certificates API', () => {
+  describe("against Fly's certificates API", () => {
     let fly: FakeFly;
     let server: TestServer;
     let config: Config;
@@ -249,7 +264,7 @@ describe('custom domains', function () {
       server = await startTestServer({ config });
     });
     afterEach(async () => {
-      assert.deepEqual(fly.specProblems, [], 'every request and answer matched Fly\'s spec');
+      assert.deepEqual(fly.specProblems, [], "every request and answer matched Fly's spec");
       await server.close();
       await fly.close();
     });
@@ -284,7 +299,13 @@ describe('custom domains', function () {
       assert.match(d.dnsRecords[0].note, /zone apex/);
       // The Fly app did not exist (never deployed): it was made, with a shared IPv4 and an IPv6.
       assert.ok(fly.apps.has('rhone-shop'));
-      assert.deepEqual(fly.ips.get('rhone-shop')?.map((i) => i.ip).sort(), ['2a09:8280:1::4e:1', '66.241.124.10']);
+      assert.deepEqual(
+        fly.ips
+          .get('rhone-shop')
+          ?.map((i) => i.ip)
+          .sort(),
+        ['2a09:8280:1::4e:1', '66.241.124.10'],
+      );
       assert.equal((await olive.get(`/api/apps/shop/domains/${encodeURIComponent('bücher.example')}`)).body.hostname, 'xn--bcher-kva.example');
 
       const own = await olive.post('/api/apps/shop/domains', { hostname: 'www.shop.rhone.app' });
@@ -295,7 +316,7 @@ describe('custom domains', function () {
       assert.deepEqual([...fly.certs.keys()], [], 'the certificate was deleted at Fly');
     });
 
-    it('a hostname Fly refuses is a 422 with Fly\'s words, and leaves nothing behind', async () => {
+    it("a hostname Fly refuses is a 422 with Fly's words, and leaves nothing behind", async () => {
       olive = await asOlive(await world('pro'));
       fly.apps.add('rhone-other');
       fly.certs.set('rhone-other/shop.example.com', { app: 'rhone-other', hostname: 'shop.example.com', step: 0 });
@@ -310,7 +331,18 @@ describe('custom domains', function () {
     it('the checker backs off from 1 minute to 1 hour, walks to active, and tells the admins', async () => {
       const w = await world('pro');
       olive = await asOlive(w);
-      fly.steps = [DEFAULT_STEPS[0], DEFAULT_STEPS[0], DEFAULT_STEPS[0], DEFAULT_STEPS[0], DEFAULT_STEPS[0], DEFAULT_STEPS[0], DEFAULT_STEPS[0], DEFAULT_STEPS[0], DEFAULT_STEPS[1], DEFAULT_STEPS[2]];
+      fly.steps = [
+        DEFAULT_STEPS[0],
+        DEFAULT_STEPS[0],
+        DEFAULT_STEPS[0],
+        DEFAULT_STEPS[0],
+        DEFAULT_STEPS[0],
+        DEFAULT_STEPS[0],
+        DEFAULT_STEPS[0],
+        DEFAULT_STEPS[0],
+        DEFAULT_STEPS[1],
+        DEFAULT_STEPS[2],
+      ];
       await add('shop.example.com');
       const deps = { knex: db(), config, log };
       const waits: number[] = [];
@@ -325,16 +357,29 @@ describe('custom domains', function () {
         if (after.nextCheckAt) waits.push((after.nextCheckAt.getTime() - at.getTime()) / MINUTE);
       }
       assert.deepEqual(waits, [2, 4, 8, 16, 32, 60, 60, 60]);
-      assert.deepEqual(statuses, ['pending_dns', 'pending_dns', 'pending_dns', 'pending_dns', 'pending_dns', 'pending_dns', 'pending_dns', 'pending_dns', 'active']);
+      assert.deepEqual(statuses, [
+        'pending_dns',
+        'pending_dns',
+        'pending_dns',
+        'pending_dns',
+        'pending_dns',
+        'pending_dns',
+        'pending_dns',
+        'pending_dns',
+        'active',
+      ]);
       const d = (await olive.get('/api/apps/shop/domains/shop.example.com')).body;
       assert.deepEqual([d.status, d.problem, d.nextCheckAt, d.certificate.issuer], ['active', null, null, "Let's Encrypt R11"]);
-      assert.deepEqual((await db()('notifications').where({ teamId: w.team.id })).map((n: { kind: string; minRole: string }) => [n.kind, n.minRole]), [['domain.active', 'admin']]);
+      assert.deepEqual(
+        (await db()('notifications').where({ teamId: w.team.id })).map((n: { kind: string; minRole: string }) => [n.kind, n.minRole]),
+        [['domain.active', 'admin']],
+      );
       assert.equal(await AuditEvent.query(db()).where({ action: 'domain.activated' }).resultSize(), 1);
       // An active domain is not checked again.
       assert.equal((await checkCertificates(deps, later(new Date(), 10 * 3600_000))).checked, 0);
     });
 
-    it('waits for Let\'s Encrypt\'s rate limit, and rides out Fly\'s 429s', async () => {
+    it("waits for Let's Encrypt's rate limit, and rides out Fly's 429s", async () => {
       olive = await asOlive(await world('pro'));
       const until = new Date(Date.now() + 5 * 3600_000).toISOString();
       fly.steps = [DEFAULT_STEPS[0], { ...DEFAULT_STEPS[1], rateLimitedUntil: until }, DEFAULT_STEPS[2]];
@@ -343,7 +388,10 @@ describe('custom domains', function () {
       fly.tooManyRequests = 1;
       const result = await checkCertificates({ knex: db(), config, log }, due);
       assert.equal(result.checked, 1);
-      assert.ok(fly.requests.some((r) => r.status === 429), 'Fly answered 429 once');
+      assert.ok(
+        fly.requests.some((r) => r.status === 429),
+        'Fly answered 429 once',
+      );
       const d = await Domain.query(db()).findOne({ hostname: 'shop.example.com' }).throwIfNotFound();
       assert.equal(d.status, 'pending_dns');
       assert.equal(d.rateLimitedUntil?.toISOString(), new Date(until).toISOString());
@@ -371,9 +419,15 @@ describe('custom domains', function () {
       assert.equal(failed.status, 'failed');
       assert.ok(failed.lastCheckedAt!.getTime() - failed.checksStartedAt.getTime() >= 72 * 3600_000);
       assert.ok(failed.lastCheckedAt!.getTime() - failed.checksStartedAt.getTime() < 73 * 3600_000, 'stops within the hour after 72 hours');
-      assert.match(failed.lastError!, /^Rhone stopped checking after 72 hours\. shop\.example\.com does not resolve to this app\. Add a CNAME record for shop\.example\.com pointing to rhone-shop\.fly\.dev\. Fix the DNS records, then press "Check now"/);
+      assert.match(
+        failed.lastError!,
+        /^Rhone stopped checking after 72 hours\. shop\.example\.com does not resolve to this app\. Add a CNAME record for shop\.example\.com pointing to rhone-shop\.fly\.dev\. Fix the DNS records, then press "Check now"/,
+      );
       const notes = await db()('notifications').where({ teamId: w.team.id });
-      assert.deepEqual(notes.map((n: { kind: string }) => n.kind), ['domain.failed']);
+      assert.deepEqual(
+        notes.map((n: { kind: string }) => n.kind),
+        ['domain.failed'],
+      );
 
       fly.steps = DEFAULT_STEPS;
       const again = await olive.post('/api/apps/shop/domains/shop.example.com/check');

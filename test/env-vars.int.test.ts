@@ -43,18 +43,30 @@ describe('env vars', () => {
   }
 
   describe('through the API', () => {
-    before(async () => { server = await startTestServer(); });
-    after(async () => { await server.close(); });
-    beforeEach(async () => { await setUp(server.url); });
+    before(async () => {
+      server = await startTestServer();
+    });
+    after(async () => {
+      await server.close();
+    });
+    beforeEach(async () => {
+      await setUp(server.url);
+    });
 
     it('sets and unsets many variables in one PUT', async () => {
       const first = await owner.put('/api/apps/web/env', { vars: { DATABASE_URL: 'postgres://db/x', API_KEY: 'k1', _DEBUG: '1' } });
       assert.equal(first.status, 200, JSON.stringify(first.body));
-      assert.deepEqual(first.body.items.map((i: Item) => i.name), ['API_KEY', 'DATABASE_URL', '_DEBUG']);
+      assert.deepEqual(
+        first.body.items.map((i: Item) => i.name),
+        ['API_KEY', 'DATABASE_URL', '_DEBUG'],
+      );
 
       const second = await admin.put('/api/apps/web/env', { vars: { _DEBUG: null, API_KEY: 'k2', NEW_ONE: '', NEVER_SET: null } });
       assert.equal(second.status, 200, JSON.stringify(second.body));
-      assert.deepEqual(second.body.items.map((i: Item) => i.name), ['API_KEY', 'DATABASE_URL', 'NEW_ONE']);
+      assert.deepEqual(
+        second.body.items.map((i: Item) => i.name),
+        ['API_KEY', 'DATABASE_URL', 'NEW_ONE'],
+      );
 
       const shown = await owner.get('/api/apps/web/env?reveal=1');
       assert.deepEqual(byName(shown.body.items), { API_KEY: 'k2', DATABASE_URL: 'postgres://db/x', NEW_ONE: '' });
@@ -62,10 +74,13 @@ describe('env vars', () => {
       assert.deepEqual((await owner.get('/api/apps/api-svc/env')).body.items, []);
 
       const audit = await AuditEvent.query(db()).where({ action: 'env.updated' }).orderBy('id');
-      assert.deepEqual(audit.map((e) => [e.actorLogin, e.data.set, e.data.unset]), [
-        ['ada', ['DATABASE_URL', 'API_KEY', '_DEBUG'], []],
-        ['bob', ['API_KEY', 'NEW_ONE'], ['_DEBUG', 'NEVER_SET']],
-      ]);
+      assert.deepEqual(
+        audit.map((e) => [e.actorLogin, e.data.set, e.data.unset]),
+        [
+          ['ada', ['DATABASE_URL', 'API_KEY', '_DEBUG'], []],
+          ['bob', ['API_KEY', 'NEW_ONE'], ['_DEBUG', 'NEVER_SET']],
+        ],
+      );
     });
 
     it('masks values for everyone unless an admin or owner asks to reveal, which is audit-logged', async () => {
@@ -74,16 +89,31 @@ describe('env vars', () => {
         for (const query of ['', '?reveal=0', '?reveal=false']) {
           const res = await client.get(`/api/apps/web/env${query}`);
           assert.equal(res.status, 200);
-          assert.deepEqual(res.body.items.map((i: Item) => [i.name, i.value, i.revealed]), [['PORT', null, false], ['SECRET_TOKEN', null, false]]);
+          assert.deepEqual(
+            res.body.items.map((i: Item) => [i.name, i.value, i.revealed]),
+            [
+              ['PORT', null, false],
+              ['SECRET_TOKEN', null, false],
+            ],
+          );
           assert.ok(!JSON.stringify(res.body).includes('tok-123456'));
         }
       }
       assert.equal(await AuditEvent.query(db()).where({ action: 'env.revealed' }).resultSize(), 0);
 
-      for (const [client, login] of [[owner, 'ada'], [admin, 'bob']] as const) {
+      for (const [client, login] of [
+        [owner, 'ada'],
+        [admin, 'bob'],
+      ] as const) {
         const res = await client.get('/api/apps/web/env?reveal=1');
         assert.equal(res.status, 200);
-        assert.deepEqual(res.body.items.map((i: Item) => [i.name, i.value, i.revealed]), [['PORT', '8080', true], ['SECRET_TOKEN', 'tok-123456', true]]);
+        assert.deepEqual(
+          res.body.items.map((i: Item) => [i.name, i.value, i.revealed]),
+          [
+            ['PORT', '8080', true],
+            ['SECRET_TOKEN', 'tok-123456', true],
+          ],
+        );
         const event = await AuditEvent.query(db()).where({ action: 'env.revealed', actorLogin: login }).first();
         assert.deepEqual(event?.data, { slug: 'web', names: ['PORT', 'SECRET_TOKEN'] });
       }
@@ -130,7 +160,7 @@ describe('env vars', () => {
       }
     });
 
-    it('caps the total size of an app\'s env vars (names and values) at 256 KB, and a refused PUT writes nothing', async () => {
+    it("caps the total size of an app's env vars (names and values) at 256 KB, and a refused PUT writes nothing", async () => {
       const kb = (n: number) => 'v'.repeat(n * 1024);
       const first = await owner.put('/api/apps/web/env', { vars: { ONE: kb(60), TWO: kb(60), THREE: kb(60) } });
       assert.equal(first.status, 200, JSON.stringify(first.body));
@@ -170,8 +200,12 @@ describe('env vars', () => {
     let serverA: TestServer;
     const values = { web: { ALPHA: 'a-value', BETA: 'β-value', GAMMA: 'x'.repeat(5000) }, 'api-svc': { ALPHA: 'other-app', DELTA: 'd' } };
 
-    before(async () => { serverA = await startTestServer({ config: { encryptionKeys: [keyA] } }); });
-    after(async () => { await serverA.close(); });
+    before(async () => {
+      serverA = await startTestServer({ config: { encryptionKeys: [keyA] } });
+    });
+    after(async () => {
+      await serverA.close();
+    });
     beforeEach(async () => {
       await setUp(serverA.url);
       for (const [app, vars] of Object.entries(values)) {

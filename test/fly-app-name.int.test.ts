@@ -29,7 +29,8 @@ describe('Fly app names', () => {
     const ada = await makeUser('ada');
     const team = await Team.query(db()).findOne({ slug: 'ada' }).throwIfNotFound();
     const app = await makeApp(ada, team, 'shop');
-    const production = { ...getConfig(), isLocal: false, appsDomain: 'rhone.app' };
+    // RHONE_APPS_DOMAIN not set: no edge routes the apps domain yet.
+    const production = { ...getConfig(), isLocal: false, appsDomain: 'rhone.app', appsDomainRouted: false };
     assert.equal(presentApp(production, app, team).url, `https://${app.flyAppName}.fly.dev`);
     assert.equal(appUrl(production, app), `https://${app.flyAppName}.fly.dev`);
     const local = { ...getConfig(), isLocal: true, appsDomain: 'localhost', routerPort: 4001 };

@@ -19,7 +19,7 @@ describe('Fly client: certificates', () => {
     client = new FlyClient({ baseUrl: fly.url, token: 'fo1_test', sleep: async (ms) => void sleeps.push(ms) });
   });
   afterEach(async () => {
-    assert.deepEqual(fly.specProblems, [], 'every request and answer matched Fly\'s spec');
+    assert.deepEqual(fly.specProblems, [], "every request and answer matched Fly's spec");
     await fly.close();
   });
 
@@ -42,7 +42,10 @@ describe('Fly client: certificates', () => {
   it('encodes a wildcard hostname in the path, as %2A', async () => {
     await client.requestCertificate('rhone-shop', '*.example.com');
     assert.equal((await client.getCertificate('rhone-shop', '*.example.com'))?.hostname, '*.example.com');
-    assert.ok(fly.requests.some((r) => r.path === '/v1/apps/rhone-shop/certificates/%2A.example.com'), fly.requests.map((r) => r.path).join(', '));
+    assert.ok(
+      fly.requests.some((r) => r.path === '/v1/apps/rhone-shop/certificates/%2A.example.com'),
+      fly.requests.map((r) => r.path).join(', '),
+    );
   });
 
   it('waits out 429s as long as Retry-After says, then succeeds', async () => {
@@ -50,25 +53,35 @@ describe('Fly client: certificates', () => {
     const cert = await client.requestCertificate('rhone-shop', 'shop.example.com');
     assert.equal(cert.status, 'pending_validation');
     assert.deepEqual(sleeps, [1000, 1000]);
-    assert.deepEqual(fly.requests.map((r) => r.status), [429, 429, 201]);
+    assert.deepEqual(
+      fly.requests.map((r) => r.status),
+      [429, 429, 201],
+    );
   });
 
   it('gives up on 429s after its retries, with a transient error', async () => {
     fly.tooManyRequests = 100;
     const limited = new FlyClient({ baseUrl: fly.url, token: 'fo1_test', retries: 2, sleep: async () => undefined });
-    await assert.rejects(limited.checkCertificate('rhone-shop', 'shop.example.com'), (err: unknown) => err instanceof FlyApiError && err.status === 429 && err.transient);
+    await assert.rejects(
+      limited.checkCertificate('rhone-shop', 'shop.example.com'),
+      (err: unknown) => err instanceof FlyApiError && err.status === 429 && err.transient,
+    );
   });
 
-  it('passes Let\'s Encrypt\'s rate_limited_until through', async () => {
+  it("passes Let's Encrypt's rate_limited_until through", async () => {
     const until = '2026-12-01T10:00:00Z';
     fly.steps = [DEFAULT_STEPS[0], { ...DEFAULT_STEPS[1], rateLimitedUntil: until }];
     await client.requestCertificate('rhone-shop', 'shop.example.com');
     assert.equal((await client.checkCertificate('rhone-shop', 'shop.example.com')).rate_limited_until, until);
   });
 
-  it('a refused hostname is a permanent error with Fly\'s words', async () => {
+  it("a refused hostname is a permanent error with Fly's words", async () => {
     fly.apps.add('rhone-other');
     await client.requestCertificate('rhone-other', 'shop.example.com');
-    await assert.rejects(client.requestCertificate('rhone-shop', 'shop.example.com'), (err: unknown) => err instanceof FlyApiError && err.status === 422 && !err.transient && err.detail === 'shop.example.com is already in use by another app');
+    await assert.rejects(
+      client.requestCertificate('rhone-shop', 'shop.example.com'),
+      (err: unknown) =>
+        err instanceof FlyApiError && err.status === 422 && !err.transient && err.detail === 'shop.example.com is already in use by another app',
+    );
   });
 });

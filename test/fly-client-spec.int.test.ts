@@ -39,11 +39,21 @@ describe('Fly client against the spec', function () {
     const created = await fly.createApp({ name: app, org_slug: 'personal', idempotency_key: 'k1' });
     assert.ok(created.id);
     assert.equal((await fly.getApp(app))?.name, app);
+    // A deploy token for the app, as the build stage mints one per build; only for an app that exists.
+    assert.match(await fly.createDeployToken(app, '35m0s'), /^FlyV1 \S+$/);
+    await assert.rejects(fly.createDeployToken('rhone-nobody', '35m0s'), /answered 404/);
+    await assert.rejects(fly.createDeployToken(app, '600'), /answered 400/);
 
     const { version } = await fly.setSecrets(app, { API_KEY: 'secret-value' });
-    assert.deepEqual((await fly.listSecrets(app)).map((s) => s.name), ['API_KEY']);
+    assert.deepEqual(
+      (await fly.listSecrets(app)).map((s) => s.name),
+      ['API_KEY'],
+    );
     const config = machineConfig({
-      image: 'rhone-local/shop:v1', appId: 'a1', deploymentId: 'd1', launchId: 'd1:0',
+      image: 'rhone-local/shop:v1',
+      appId: 'a1',
+      deploymentId: 'd1',
+      launchId: 'd1:0',
       settings: { region: 'local', machineSize: 'shared-cpu-1x', internalPort: 8080, healthCheckPath: '/health', instanceCount: 1 },
       checkTiming: { interval: '200ms', timeout: '1s', gracePeriod: '0s' },
     });

@@ -8,7 +8,12 @@ import { FlyApiError, FlyNetworkError } from '../backend/providers/fly/errors.ts
 import { RateLimiter } from '../backend/providers/fly/rate-limit.ts';
 
 type Reply = { status: number; body?: unknown; headers?: Record<string, string> } | 'drop';
-interface Seen { method: string; url: string; headers: http.IncomingHttpHeaders; body: string }
+interface Seen {
+  method: string;
+  url: string;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
 
 async function scripted(handler: (req: Seen, n: number) => Reply) {
   const seen: Seen[] = [];
@@ -24,21 +29,42 @@ async function scripted(handler: (req: Seen, n: number) => Reply) {
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { url, seen, close: () => new Promise<void>((r) => { server.close(() => r()); server.closeAllConnections(); }) };
+  return {
+    url,
+    seen,
+    close: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
+  };
 }
 
 /** A client whose sleeps pass instantly on a fake clock, and are recorded. */
 function client(url: string, waits: number[] = [], token = 'tok') {
   let now = 0;
   return new FlyClient({
-    baseUrl: url, token, retries: 4, backoff: { baseMs: 100, capMs: 1000 },
-    sleep: async (ms) => { waits.push(ms); now += ms; },
+    baseUrl: url,
+    token,
+    retries: 4,
+    backoff: { baseMs: 100, capMs: 1000 },
+    sleep: async (ms) => {
+      waits.push(ms);
+      now += ms;
+    },
     now: () => now,
   });
 }
 
 const machine = (id: string, launchId?: string) => ({
-  id, name: id, state: 'created', region: 'iad', version: 'v1', instance_id: 'v1', created_at: '', updated_at: '',
+  id,
+  name: id,
+  state: 'created',
+  region: 'iad',
+  version: 'v1',
+  instance_id: 'v1',
+  created_at: '',
+  updated_at: '',
   config: { image: 'img', metadata: launchId ? { rhone_launch_id: launchId } : {} },
 });
 
@@ -50,7 +76,10 @@ describe('Fly client', () => {
     try {
       await client(fake.url, [], 'FlyV1 fm2_x').getApp('a');
       await client(fake.url, [], 'plain').getApp('a');
-      assert.deepEqual(fake.seen.map((s) => s.headers.authorization), ['FlyV1 fm2_x', 'Bearer plain']);
+      assert.deepEqual(
+        fake.seen.map((s) => s.headers.authorization),
+        ['FlyV1 fm2_x', 'Bearer plain'],
+      );
     } finally {
       await fake.close();
     }
@@ -58,11 +87,16 @@ describe('Fly client', () => {
 
   it('honours Retry-After on 429, backs off with jitter without it, and retries 503 and dropped connections', async () => {
     const fake = await scripted((_s, n) =>
-      n === 1 ? { status: 429, headers: { 'retry-after': '2' }, body: { error: 'rate limited' } }
-      : n === 2 ? { status: 429, body: { error: 'rate limited' } }
-      : n === 3 ? { status: 503, body: { error: 'unavailable' } }
-      : n === 4 ? 'drop'
-      : { status: 200, body: { id: 'a', name: 'a' } });
+      n === 1
+        ? { status: 429, headers: { 'retry-after': '2' }, body: { error: 'rate limited' } }
+        : n === 2
+          ? { status: 429, body: { error: 'rate limited' } }
+          : n === 3
+            ? { status: 503, body: { error: 'unavailable' } }
+            : n === 4
+              ? 'drop'
+              : { status: 200, body: { id: 'a', name: 'a' } },
+    );
     const waits: number[] = [];
     try {
       const app = await client(fake.url, waits).getApp('a');
@@ -161,7 +195,10 @@ describe('Fly client', () => {
     });
     try {
       const all = await client(fake.url).listMachines('app', { metadata: { rhone_app: 'x' } });
-      assert.deepEqual(all.map((m) => m.id), ['a', 'b']);
+      assert.deepEqual(
+        all.map((m) => m.id),
+        ['a', 'b'],
+      );
     } finally {
       await fake.close();
     }
@@ -179,7 +216,13 @@ describe('Fly rate limiter', () => {
   it('allows a burst of 3 per action and machine, then 1 per second; other machines are not held up', async () => {
     let now = 0;
     const slept: number[] = [];
-    const limiter = new RateLimiter(async (ms) => { slept.push(ms); now += ms; }, () => now);
+    const limiter = new RateLimiter(
+      async (ms) => {
+        slept.push(ms);
+        now += ms;
+      },
+      () => now,
+    );
     const spec = { perSecond: 1, burst: 3 };
     for (let i = 0; i < 3; i++) await limiter.take('stop', 'm1', spec);
     assert.deepEqual(slept, []);
@@ -193,7 +236,13 @@ describe('Fly rate limiter', () => {
   it('gives machine gets 5 per second with a burst of 10', async () => {
     let now = 0;
     const slept: number[] = [];
-    const limiter = new RateLimiter(async (ms) => { slept.push(ms); now += ms; }, () => now);
+    const limiter = new RateLimiter(
+      async (ms) => {
+        slept.push(ms);
+        now += ms;
+      },
+      () => now,
+    );
     for (let i = 0; i < 11; i++) await limiter.take('get', 'm1', { perSecond: 5, burst: 10 });
     assert.deepEqual(slept, [200]);
   });

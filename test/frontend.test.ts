@@ -16,6 +16,7 @@ import { useToasts } from '../frontend/src/stores/toasts.ts';
 import { useAction } from '../frontend/src/composables/useAction.ts';
 import { slugProblem, suggestSlug, APP_SLUG_LENGTH } from '../backend/lib/slug-rules.ts';
 import { appSlug } from '../backend/lib/slugs.ts';
+import { until } from './support/until.ts';
 
 type Call = { method: string; url: string; headers: Record<string, string>; body: unknown };
 
@@ -23,7 +24,12 @@ type Call = { method: string; url: string; headers: Record<string, string>; body
 function scriptedFetch(answers: Record<string, (call: Call) => { status: number; body?: unknown }>) {
   const calls: Call[] = [];
   const fetch = async (url: string, init: RequestInit = {}) => {
-    const call: Call = { method: init.method ?? 'GET', url, headers: (init.headers ?? {}) as Record<string, string>, body: init.body ? JSON.parse(String(init.body)) : undefined };
+    const call: Call = {
+      method: init.method ?? 'GET',
+      url,
+      headers: (init.headers ?? {}) as Record<string, string>,
+      body: init.body ? JSON.parse(String(init.body)) : undefined,
+    };
     calls.push(call);
     const handler = answers[`${call.method} ${url.split('?')[0]}`];
     const { status, body } = handler ? handler(call) : { status: 404, body: { error: 'not_found', message: `no script for ${call.method} ${url}` } };
@@ -56,7 +62,14 @@ describe('dashboard (unit)', () => {
         'GET /api/me': () => ({ status: 200, body: { ok: 1 } }),
         'POST /api/teams/acme/apps': () => ({
           status: 400,
-          body: { error: 'validation_error', message: 'body.slug: is reserved', details: [{ field: 'body.slug', message: 'is reserved; choose another' }, { field: 'body.source.url', message: 'must be a URL' }] },
+          body: {
+            error: 'validation_error',
+            message: 'body.slug: is reserved',
+            details: [
+              { field: 'body.slug', message: 'is reserved; choose another' },
+              { field: 'body.source.url', message: 'must be a URL' },
+            ],
+          },
         }),
       });
       globalThis.fetch = fetch as typeof globalThis.fetch;
@@ -72,7 +85,8 @@ describe('dashboard (unit)', () => {
     it('tells listeners when the session is gone (401), and says what to do when the server is unreachable', async () => {
       let told = 0;
       const off = onUnauthenticated(() => told++);
-      globalThis.fetch = scriptedFetch({ 'GET /api/me': () => ({ status: 401, body: { error: 'unauthenticated', message: 'Sign in first.' } }) }).fetch as typeof globalThis.fetch;
+      globalThis.fetch = scriptedFetch({ 'GET /api/me': () => ({ status: 401, body: { error: 'unauthenticated', message: 'Sign in first.' } }) })
+        .fetch as typeof globalThis.fetch;
       await assert.rejects(api.get('/api/me'), /Sign in first/);
       assert.equal(told, 1);
       off();
@@ -90,7 +104,13 @@ describe('dashboard (unit)', () => {
     });
 
     it('maps only body fields to bare names', () => {
-      assert.deepEqual(fieldErrors([{ field: 'params.app', message: 'bad' }, { field: 'body', message: 'send something' }]), { 'params.app': 'bad', _: 'send something' });
+      assert.deepEqual(
+        fieldErrors([
+          { field: 'params.app', message: 'bad' },
+          { field: 'body', message: 'send something' },
+        ]),
+        { 'params.app': 'bad', _: 'send something' },
+      );
       assert.deepEqual(fieldErrors('nonsense'), {});
     });
   });
@@ -98,7 +118,16 @@ describe('dashboard (unit)', () => {
   describe('session store', () => {
     it('asks nothing without the CSRF cookie (no session), and loads the user and role permissions with it', async () => {
       const { calls, fetch } = scriptedFetch({
-        'GET /api/me': () => ({ status: 200, body: { user: { id: 'u1', login: 'ada' }, teams: [{ slug: 'ada', name: 'ada', role: 'owner', plan: 'free', personal: true, can: ['app:create'] }, { slug: 'acme', name: 'Acme', role: 'member', plan: 'free', personal: false, can: ['app:read'] }] } }),
+        'GET /api/me': () => ({
+          status: 200,
+          body: {
+            user: { id: 'u1', login: 'ada' },
+            teams: [
+              { slug: 'ada', name: 'ada', role: 'owner', plan: 'free', personal: true, can: ['app:create'] },
+              { slug: 'acme', name: 'Acme', role: 'member', plan: 'free', personal: false, can: ['app:read'] },
+            ],
+          },
+        }),
       });
       globalThis.fetch = fetch as typeof globalThis.fetch;
       const session = useSession();
@@ -128,11 +157,17 @@ describe('dashboard (unit)', () => {
       const apps = useApps();
       await apps.loadTeam('acme');
       await apps.create('acme', { slug: 'alpha' } as never);
-      assert.deepEqual(apps.lists.acme.map((a) => a.slug), ['alpha', 'beta']);
+      assert.deepEqual(
+        apps.lists.acme.map((a) => a.slug),
+        ['alpha', 'beta'],
+      );
       await apps.update('alpha', { name: 'Alpha!' });
       assert.equal(apps.lists.acme[0].name, 'Alpha!');
       await apps.remove('beta');
-      assert.deepEqual(apps.lists.acme.map((a) => a.slug), ['alpha']);
+      assert.deepEqual(
+        apps.lists.acme.map((a) => a.slug),
+        ['alpha'],
+      );
       assert.equal(apps.bySlug.beta, undefined);
     });
 
@@ -145,7 +180,10 @@ describe('dashboard (unit)', () => {
       const store = useDeployments();
       await store.loadList('web');
       await store.deploy('web');
-      assert.deepEqual(store.ofApp('web').map((x) => x.number), [3, 2, 1]);
+      assert.deepEqual(
+        store.ofApp('web').map((x) => x.number),
+        [3, 2, 1],
+      );
       store.applyStatus('d3', 'building', 'build');
       assert.deepEqual([store.byId.d3.status, store.byId.d3.stage], ['building', 'build']);
     });
@@ -162,7 +200,10 @@ describe('dashboard (unit)', () => {
       assert.equal(await pending, undefined);
       assert.deepEqual([fails.pending.value, fails.fields.value, toasts.items.length], [false, { slug: 'bad' }, 0]);
       await fails.execute('other');
-      assert.deepEqual(toasts.items.map((t) => [t.kind, t.text]), [['error', 'Taken.']]);
+      assert.deepEqual(
+        toasts.items.map((t) => [t.kind, t.text]),
+        [['error', 'Taken.']],
+      );
       const works = useAction(async () => 7, { success: (n) => `got ${n}` });
       assert.equal(await works.execute(), 7);
       assert.equal(toasts.items.at(-1)?.text, 'got 7');
@@ -188,10 +229,16 @@ describe('dashboard (unit)', () => {
       }
     }
 
-    it('shows each line once, in order, resumes after the last id when the stream gives up, and stops at end', async () => {
+    it('shows each line once, in order, resumes after the last id when the stream gives up, and stops at end', () => {
       const sources: FakeSource[] = [];
       const statuses: string[] = [];
+      // The feed's reconnect timer, run when the test says instead of after a real pause.
+      const retries: { ms: number; run: () => void }[] = [];
       const feed = new DeploymentFeed('dep-1', {
+        later: (run, ms) => {
+          retries.push({ ms, run });
+          return () => {};
+        },
         open: (url) => {
           const s = new FakeSource(url);
           sources.push(s);
@@ -211,13 +258,25 @@ describe('dashboard (unit)', () => {
       // The server ended the response with an error status: the browser will not retry by itself.
       sources[0].readyState = 2;
       sources[0].onerror!(new Event('error'));
-      await new Promise((r) => setTimeout(r, 600));
+      assert.deepEqual(
+        retries.map((r) => r.ms),
+        [500],
+      );
+      assert.equal(sources.length, 1, 'not before the pause');
+      retries[0].run();
       assert.equal(sources.length, 2);
       assert.equal(sources[1].url, '/api/deployments/dep-1/events?lastEventId=3');
       log(4, 'four');
       sources[1].emit('status', 5, { status: 'live', stage: 'deploy' });
       sources[1].emit('end', 6);
-      assert.deepEqual(feed.lines.map((l) => [l.seq, l.line]), [[1, 'one'], [2, 'two'], [4, 'four']]);
+      assert.deepEqual(
+        feed.lines.map((l) => [l.seq, l.line]),
+        [
+          [1, 'one'],
+          [2, 'two'],
+          [4, 'four'],
+        ],
+      );
       assert.deepEqual(statuses, ['building', 'live']);
       assert.equal(feed.ended.value, true);
       assert.equal(sources[1].closed, true);
@@ -250,22 +309,29 @@ describe('dashboard (unit)', () => {
         },
       });
       feed.start();
-      await new Promise((r) => setTimeout(r, 20));
+      await until('the stream to open after the history pages', () => urls.length > 0);
       assert.deepEqual(asked, [0, 2]);
       assert.deepEqual(urls, ['/api/deployments/d1/events?lastEventId=4']);
       emit!('log', 4, { stage: 'build', stream: 'stdout', line: 'l4 again', at: '' });
       emit!('log', 5, { stage: 'deploy', stream: 'system', line: 'l5', at: '' });
-      assert.deepEqual(feed.lines.map((l) => l.line), ['l1', 'l2', 'l4', 'l5']);
+      assert.deepEqual(
+        feed.lines.map((l) => l.line),
+        ['l1', 'l2', 'l4', 'l5'],
+      );
       feed.close();
     });
   });
 
   describe('helpers', () => {
     it('parses pasted .env files and computes what saving changes', () => {
-      const text = '# comment\nexport A=1\nB="two words # not a comment"\nC=\'single $x\'\nD="multi\nline"\nE=plain # trailing comment\nbad line\n9X=1\nF="never closed';
+      const text =
+        '# comment\nexport A=1\nB="two words # not a comment"\nC=\'single $x\'\nD="multi\nline"\nE=plain # trailing comment\nbad line\n9X=1\nF="never closed';
       const { vars, problems } = parseDotenv(text);
       assert.deepEqual(vars, { A: '1', B: 'two words # not a comment', C: 'single $x', D: 'multi\nline', E: 'plain' });
-      assert.deepEqual(problems.map((p) => p.line), [8, 9, 10]);
+      assert.deepEqual(
+        problems.map((p) => p.line),
+        [8, 9, 10],
+      );
       assert.deepEqual(parseDotenv(toDotenv({ X: 'a "quoted"\nvalue\\', Y: 'simple' })).vars, { X: 'a "quoted"\nvalue\\', Y: 'simple' });
       const c = envChanges({ A: '1', B: '2', C: '3' }, { A: '1', B: 'two', D: '4' });
       assert.deepEqual(c.body, { B: 'two', D: '4', C: null });

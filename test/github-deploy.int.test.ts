@@ -30,7 +30,9 @@ const TERMINAL = ['live', 'failed', 'canceled', 'superseded', 'replaced', 'skipp
 
 /** Every file under `dir`, for looking for a secret on disk. */
 function filesUnder(dir: string): string[] {
-  return readdirSync(dir, { recursive: true, encoding: 'utf8' }).map((f) => path.join(dir, f)).filter((f) => statSync(f, { throwIfNoEntry: false })?.isFile());
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .map((f) => path.join(dir, f))
+    .filter((f) => statSync(f, { throwIfNoEntry: false })?.isFile());
 }
 
 describe('deploying from GitHub (push → clone with an installation token → live → commit status)', function () {
@@ -51,10 +53,21 @@ describe('deploying from GitHub (push → clone with an installation token → l
     gh = new FakeGithubApp(fake);
     const dataDir = mkdtempSync(path.join(os.tmpdir(), 'rhone-github-deploy-'));
     local = await startLocalRuntime({ dataDir, machinesPort: 0, routerPort: 0 });
-    config = githubAppConfig(fake, gh, 'local', { dataDir, machinesPort: Number(new URL(local.machinesUrl).port), routerPort: Number(new URL(local.routerUrl).port) });
+    config = githubAppConfig(fake, gh, 'local', {
+      dataDir,
+      machinesPort: Number(new URL(local.machinesUrl).port),
+      routerPort: Number(new URL(local.routerUrl).port),
+    });
     const queues = testQueues(config);
     server = await startTestServer({ config, queues });
-    workers = startWorkers({ connection: queues.connection, prefix: queues.prefix, knex: db(), log: pino({ level: 'silent' }), config, only: ['clone', 'analyze', 'build', 'deploy', 'webhooks', 'commitStatus'] });
+    workers = startWorkers({
+      connection: queues.connection,
+      prefix: queues.prefix,
+      knex: db(),
+      log: pino({ level: 'silent' }),
+      config,
+      only: ['clone', 'analyze', 'build', 'deploy', 'webhooks', 'commitStatus'],
+    });
   });
   after(async () => {
     await Promise.all(workers.map((w) => w.close()));
@@ -74,15 +87,23 @@ describe('deploying from GitHub (push → clone with an installation token → l
     installation = gh.addInstallation('ada', [web]);
     await storeInstallation(db(), await fetchInstallation(config, installation.id), { team, actor: { user, via: 'session' } });
     ada = await signedIn(server.url, 'ada');
-    const created = await ada.post('/api/teams/acme/apps', { name: 'Web', slug: 'web', source: { type: 'github', repo: 'ada/web', branch: 'main', installationId: installation.id } });
+    const created = await ada.post('/api/teams/acme/apps', {
+      name: 'Web',
+      slug: 'web',
+      source: { type: 'github', repo: 'ada/web', branch: 'main', installationId: installation.id },
+    });
     assert.equal(created.status, 201, JSON.stringify(created.body));
   });
 
   const settled = (sha: string) =>
-    until(`the deployment of ${sha.slice(0, 7)} to end`, async () => {
-      const d = await Deployment.query(db()).findOne({ commitSha: sha });
-      return d && TERMINAL.includes(d.status) ? d : undefined;
-    }, 90_000);
+    until(
+      `the deployment of ${sha.slice(0, 7)} to end`,
+      async () => {
+        const d = await Deployment.query(db()).findOne({ commitSha: sha });
+        return d && TERMINAL.includes(d.status) ? d : undefined;
+      },
+      90_000,
+    );
 
   /** The commit's statuses, once the last one is `last`. */
   const statesOf = async (sha: string, last: string) => {
@@ -90,7 +111,7 @@ describe('deploying from GitHub (push → clone with an installation token → l
     return gh.statusesOf(sha).map((s) => s.state);
   };
 
-  it('deploys the pushed commit with a one-repository, contents:read token that is stored nowhere, and reports success with the app\'s URL', async () => {
+  it("deploys the pushed commit with a one-repository, contents:read token that is stored nowhere, and reports success with the app's URL", async () => {
     const sha = source.git('rev-parse', 'HEAD');
     const res = await deliver(server.url, 'push', pushPayload(installation, web, { after: sha, message: 'first version' }));
     assert.equal(res.status, 202);
@@ -123,7 +144,10 @@ describe('deploying from GitHub (push → clone with an installation token → l
       assert.ok(!dump.includes(token), `the token is in table ${table}`);
     }
     const files = filesUnder(config.dataDir);
-    assert.ok(files.some((f) => f.endsWith(`${path.sep}.git${path.sep}config`)), 'the checkout with its .git/config was looked at');
+    assert.ok(
+      files.some((f) => f.endsWith(`${path.sep}.git${path.sep}config`)),
+      'the checkout with its .git/config was looked at',
+    );
     for (const f of files) assert.ok(!readFileSync(f).includes(token), `the token is in ${f}`);
   });
 

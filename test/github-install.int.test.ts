@@ -52,7 +52,11 @@ describe('GitHub App installation and repository picker', () => {
   });
 
   /** The whole install, as a browser: Rhone → GitHub's install page → Setup URL → authorize → Setup URL. */
-  async function install(client: Client, login: string, { repos = [web, api], forgeInstallationId, authorizeAs }: { repos?: FakeRepo[]; forgeInstallationId?: number; authorizeAs?: string } = {}) {
+  async function install(
+    client: Client,
+    login: string,
+    { repos = [web, api], forgeInstallationId, authorizeAs }: { repos?: FakeRepo[]; forgeInstallationId?: number; authorizeAs?: string } = {},
+  ) {
     const start = await client.get('/github/install?team=acme');
     assert.equal(start.status, 302, String(start.body));
     const { back, installation } = world.app.install(start.headers.get('location')!, login, { repos });
@@ -64,7 +68,7 @@ describe('GitHub App installation and repository picker', () => {
     return { start, setup, authorize: new URL(authorize), done, installation };
   }
 
-  it('installs: GitHub\'s install page, the user\'s own token checks the installation, then it is the team\'s with its repositories', async () => {
+  it("installs: GitHub's install page, the user's own token checks the installation, then it is the team's with its repositories", async () => {
     const before = await ada.get('/api/teams/acme/github/installations');
     assert.equal(before.status, 200);
     assert.deepEqual(before.body, { configured: true, installUrl: '/github/install?team=acme', items: [] });
@@ -85,32 +89,64 @@ describe('GitHub App installation and repository picker', () => {
     assert.equal(row.accountLogin, 'ada');
     assert.equal(row.deletedAt, null);
     const repos = await GithubInstallationRepository.query(db()).where({ installationId: installation.id }).orderBy('fullName');
-    assert.deepEqual(repos.map((r) => [r.fullName, r.repositoryId]), [['ada/api', api.id], ['ada/web', web.id]]);
+    assert.deepEqual(
+      repos.map((r) => [r.fullName, r.repositoryId]),
+      [
+        ['ada/api', api.id],
+        ['ada/web', web.id],
+      ],
+    );
     assert.ok(await AuditEvent.query(db()).findOne({ action: 'github.installation_linked', subjectId: String(installation.id) }));
 
     const listed = await ada.get('/api/teams/acme/github/installations');
-    assert.deepEqual(listed.body.items.map((i: { id: number; account: string; repositoryCount: number; suspended: boolean }) => [i.id, i.account, i.repositoryCount, i.suspended]), [[installation.id, 'ada', 2, false]]);
+    assert.deepEqual(
+      listed.body.items.map((i: { id: number; account: string; repositoryCount: number; suspended: boolean }) => [
+        i.id,
+        i.account,
+        i.repositoryCount,
+        i.suspended,
+      ]),
+      [[installation.id, 'ada', 2, false]],
+    );
 
     // The picker: repositories by name, narrowed by q, in pages.
     const all = await ada.get('/api/teams/acme/github/repos');
     assert.equal(all.status, 200);
-    assert.deepEqual(all.body.items.map((r: { fullName: string; installationId: number; private: boolean }) => [r.fullName, r.installationId, r.private]), [['ada/api', installation.id, true], ['ada/web', installation.id, true]]);
-    assert.deepEqual((await ada.get('/api/teams/acme/github/repos?q=we')).body.items.map((r: { fullName: string }) => r.fullName), ['ada/web']);
+    assert.deepEqual(
+      all.body.items.map((r: { fullName: string; installationId: number; private: boolean }) => [r.fullName, r.installationId, r.private]),
+      [
+        ['ada/api', installation.id, true],
+        ['ada/web', installation.id, true],
+      ],
+    );
+    assert.deepEqual(
+      (await ada.get('/api/teams/acme/github/repos?q=we')).body.items.map((r: { fullName: string }) => r.fullName),
+      ['ada/web'],
+    );
     const first = await ada.get('/api/teams/acme/github/repos?limit=1');
     const second = await ada.get(`/api/teams/acme/github/repos?limit=1&cursor=${first.body.next}`);
-    assert.deepEqual([...first.body.items, ...second.body.items].map((r: { name: string }) => r.name), ['api', 'web']);
+    assert.deepEqual(
+      [...first.body.items, ...second.body.items].map((r: { name: string }) => r.name),
+      ['api', 'web'],
+    );
     assert.equal(second.body.next, null);
 
     // Branches, from GitHub, with a token for that one repository and only metadata: read.
     const branches = await ada.get('/api/teams/acme/github/repos/ada/web/branches');
     assert.equal(branches.status, 200, JSON.stringify(branches.body));
-    assert.deepEqual(branches.body.items.map((b: { name: string; default: boolean }) => [b.name, b.default]), [['main', true], ['staging', false]]);
+    assert.deepEqual(
+      branches.body.items.map((b: { name: string; default: boolean }) => [b.name, b.default]),
+      [
+        ['main', true],
+        ['staging', false],
+      ],
+    );
     assert.match(branches.body.items[0].commitSha, /^[0-9a-f]{40}$/);
     const token = world.app.tokens().at(-1)!;
     assert.deepEqual(token.body, { repository_ids: [web.id], permissions: { metadata: 'read' } });
   });
 
-  it('refuses an installation id the user\'s GitHub account cannot access (a forged setup URL), and connects nothing', async () => {
+  it("refuses an installation id the user's GitHub account cannot access (a forged setup URL), and connects nothing", async () => {
     const mallorys = world.app.addInstallation('mallory', [api], { users: ['mallory'] });
     const { done } = await install(ada, 'ada', { forgeInstallationId: mallorys.id });
     assertPage(done, 403, /cannot access installation/);
@@ -118,13 +154,13 @@ describe('GitHub App installation and repository picker', () => {
     assert.equal((await ada.get('/api/teams/acme/github/repos')).body.items.length, 0);
   });
 
-  it('refuses a GitHub account that is not the signed-in user\'s', async () => {
+  it("refuses a GitHub account that is not the signed-in user's", async () => {
     const { done } = await install(ada, 'ada', { authorizeAs: 'bob' });
     assertPage(done, 403, /GitHub says you are bob/);
     assert.equal(await GithubInstallation.query(db()).resultSize(), 0);
   });
 
-  it('refuses a setup callback that did not start here, one used twice, and GitHub\'s denial', async () => {
+  it("refuses a setup callback that did not start here, one used twice, and GitHub's denial", async () => {
     const start = await ada.get('/github/install?team=acme');
     const { back } = world.app.install(start.headers.get('location')!, 'ada', { repos: [web] });
     const other = new Client(world.server.url);
@@ -233,13 +269,13 @@ describe('GitHub App installation and repository picker', () => {
       assert.equal(await GithubInstallation.query(db()).findById(abandoned.id), undefined);
     });
 
-    it('refuses another user\'s personal installation, even one the user can see', async () => {
+    it("refuses another user's personal installation, even one the user can see", async () => {
       const mallorys = world.app.addInstallation('mallory', [api], { users: ['mallory', 'ada'] });
       assertPage(await connectExisting(ada, 'ada', 'acme', mallorys.id), 403, /on the GitHub account mallory, not yours \(ada\)/);
       await nothingConnected(mallorys.id);
     });
 
-    it('connects it for whoever installed it (installation.created\'s sender), and for an owner of the organization', async () => {
+    it("connects it for whoever installed it (installation.created's sender), and for an owner of the organization", async () => {
       const adas = world.app.addInstallation('acme-org', [org], { type: 'Organization', users: ['ada', 'bob'] });
       await installedBy(adas, 'ada'); // e.g. ada administers the repository, and the organization lets repository admins install
       const done = await connectExisting(ada, 'ada', 'acme', adas.id);
@@ -285,7 +321,7 @@ describe('GitHub App installation and repository picker', () => {
     });
   });
 
-  it('answers the picker\'s bad input and GitHub\'s failures with clear errors', async () => {
+  it("answers the picker's bad input and GitHub's failures with clear errors", async () => {
     await install(ada, 'ada', { repos: [web] });
     const unknown = await ada.get('/api/teams/acme/github/repos/ada/api/branches');
     assert.equal(unknown.status, 404);

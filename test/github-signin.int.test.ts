@@ -26,13 +26,16 @@ function assertRefused(res: Res, status: number, words: RegExp, client: Client):
 }
 
 describe('Sign in with GitHub', () => {
-  const capture = captureLog('info');
+  const capture = captureLog('debug');
   const world = useGithubWorld(capture.log);
   beforeEach(() => {
     world.fake.reset();
     world.fake.now = Date.now;
     world.fake.addUser({
-      id: 583231, login: 'ada', name: 'Ada Lovelace', avatar_url: 'https://avatars.example/u/583231',
+      id: 583231,
+      login: 'ada',
+      name: 'Ada Lovelace',
+      avatar_url: 'https://avatars.example/u/583231',
       emails: [
         { email: 'ada@work.example', primary: false, verified: true },
         { email: 'ada@home.example', primary: true, verified: true },
@@ -96,7 +99,11 @@ describe('Sign in with GitHub', () => {
 
   it('takes no email that is not both primary and verified', async () => {
     world.fake.addUser({
-      login: 'grace', emails: [{ email: 'grace@unverified.example', primary: true, verified: false }, { email: 'grace@verified.example', primary: false, verified: true }],
+      login: 'grace',
+      emails: [
+        { email: 'grace@unverified.example', primary: true, verified: false },
+        { email: 'grace@verified.example', primary: false, verified: true },
+      ],
     });
     const client = new Client(world.server.url);
     assert.equal((await githubSignIn(client, world.fake, 'grace')).status, 302);
@@ -104,7 +111,10 @@ describe('Sign in with GitHub', () => {
     assert.equal(me.user.login, 'grace');
     assert.equal(me.user.email, null);
     assert.equal(me.user.name, null);
-    assert.deepEqual(me.teams.map((t: { slug: string }) => t.slug), ['grace']);
+    assert.deepEqual(
+      me.teams.map((t: { slug: string }) => t.slug),
+      ['grace'],
+    );
   });
 
   it('signs in without an email when GitHub refuses the emails endpoint', async () => {
@@ -141,7 +151,11 @@ describe('Sign in with GitHub', () => {
     const me = (await client.get('/api/me')).body;
     assert.equal(me.user.id, before.id);
     assert.deepEqual([me.user.login, me.user.name, me.user.email], ['ada-l', 'Ada King', 'ada@new.example']);
-    assert.deepEqual(me.teams.map((t: { slug: string }) => t.slug), ['ada'], 'the personal team keeps its slug');
+    assert.deepEqual(
+      me.teams.map((t: { slug: string }) => t.slug),
+      ['ada'],
+      'the personal team keeps its slug',
+    );
     assert.equal(await User.query(db()).resultSize(), 1);
     assert.equal(await Team.query(db()).resultSize(), 1);
     assert.deepEqual(await db()('team_members').select('teamId', 'userId', 'role'), [{ teamId: team.id, userId: before.id, role: 'owner' }]);
@@ -158,10 +172,10 @@ describe('Sign in with GitHub', () => {
     const other = new Client(world.server.url);
     assert.equal((await githubSignIn(other, world.fake, 'ada')).status, 302);
     const me = (await other.get('/api/me')).body;
-    assert.notEqual(me.user.id, ada.id, 'signed into another person\'s account');
+    assert.notEqual(me.user.id, ada.id, "signed into another person's account");
     assert.equal(me.user.login, 'ada');
     assert.equal(me.user.name, 'Someone Else');
-    assert.ok(!me.teams.some((t: { slug: string }) => t.slug === 'ada'), 'got the old holder\'s personal team');
+    assert.ok(!me.teams.some((t: { slug: string }) => t.slug === 'ada'), "got the old holder's personal team");
     assert.equal((await User.query(db()).findOne({ githubId: 999001 }))?.id, me.user.id);
 
     // Ada's next sign-in finds her account by id and brings her new login with it.
@@ -170,7 +184,10 @@ describe('Sign in with GitHub', () => {
     const her = (await again.get('/api/me')).body;
     assert.equal(her.user.id, ada.id);
     assert.equal(her.user.login, 'ada-lovelace');
-    assert.deepEqual(her.teams.map((t: { slug: string }) => t.slug), ['ada']);
+    assert.deepEqual(
+      her.teams.map((t: { slug: string }) => t.slug),
+      ['ada'],
+    );
   });
 
   it('ties an account made by sign-in by login (local mode) to the GitHub id on its first GitHub sign-in', async () => {
@@ -244,7 +261,8 @@ describe('Sign in with GitHub', () => {
     const code = world.fake.issueCode('ada', { redirectUri: `${PUBLIC_URL}/auth/github/callback` });
     // Someone else redeems it first.
     const stolen = await fetch(`${world.fake.url}/login/oauth/access_token`, {
-      method: 'POST', headers: { accept: 'application/json', 'content-type': 'application/json' },
+      method: 'POST',
+      headers: { accept: 'application/json', 'content-type': 'application/json' },
       body: JSON.stringify({ client_id: world.fake.clientId, client_secret: world.fake.clientSecret, code }),
     });
     assert.ok((await stolen.json()).access_token);

@@ -35,7 +35,14 @@ describe('GitHub webhooks', () => {
   let sha: string;
 
   before(() => {
-    workers = startWorkers({ connection: world.queues.connection, prefix: world.queues.prefix, knex: db(), log: pino({ level: 'silent' }), config: world.config, only: ['webhooks', 'commitStatus'] });
+    workers = startWorkers({
+      connection: world.queues.connection,
+      prefix: world.queues.prefix,
+      knex: db(),
+      log: pino({ level: 'silent' }),
+      config: world.config,
+      only: ['webhooks', 'commitStatus'],
+    });
   });
   after(async () => {
     await Promise.all(workers.map((w) => w.close()));
@@ -53,7 +60,11 @@ describe('GitHub webhooks', () => {
     await storeInstallation(db(), await fetchInstallation(world.config, installation.id), { team, actor: { user, via: 'session' } });
     ada = await signedIn(world.server.url, 'ada');
     // The create-app form sends what the picker showed; Rhone stores GitHub's spelling and the repository id.
-    const created = await ada.post('/api/teams/acme/apps', { name: 'Web', slug: 'web', source: { type: 'github', repo: 'ADA/Web', branch: 'main', installationId: installation.id } });
+    const created = await ada.post('/api/teams/acme/apps', {
+      name: 'Web',
+      slug: 'web',
+      source: { type: 'github', repo: 'ADA/Web', branch: 'main', installationId: installation.id },
+    });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     assert.deepEqual(created.body.source, { type: 'github', repo: 'ada/web', branch: 'main', installationId: installation.id, repositoryId: web.id });
     assert.equal(created.body.sourceProblem, null);
@@ -117,7 +128,10 @@ describe('GitHub webhooks', () => {
     const undo = world.fake.route('POST', '/repos/:owner/:repo/statuses/:sha', () => ({ status: 503, json: { message: 'Service unavailable' } }));
     try {
       await processed((await push({ after: sha })).deliveryId);
-      assert.deepEqual((await deployments()).map((d) => [d.commitSha, d.status]), [[sha, 'queued']]);
+      assert.deepEqual(
+        (await deployments()).map((d) => [d.commitSha, d.status]),
+        [[sha, 'queued']],
+      );
       await until('a refused status post', async () => world.fake.calls('POST', `/repos/ada/web/statuses/${sha}`).length > 0);
     } finally {
       undo();
@@ -125,7 +139,10 @@ describe('GitHub webhooks', () => {
     const status = await until('the pending status, on a retry', async () => world.app.statusesOf(sha)[0], 20_000);
     assert.equal(status.state, 'pending');
     // The job records what it posted once GitHub has answered: after the fake saw the request.
-    await until('the deployment to record the posted status', async () => (await Deployment.query(db()).findOne({ commitSha: sha }))?.githubStatus === 'pending');
+    await until(
+      'the deployment to record the posted status',
+      async () => (await Deployment.query(db()).findOne({ commitSha: sha }))?.githubStatus === 'pending',
+    );
   });
 
   it('records [skip ci] and [skip deploy] pushes as skipped deployments, with the reason', async () => {
@@ -133,12 +150,18 @@ describe('GitHub webhooks', () => {
     const next = source.write('b.txt', 'b').commit('More docs [SKIP DEPLOY]\n\nbody');
     await processed((await push({ after: next, message: 'More docs [SKIP DEPLOY]\n\nbody' })).deliveryId);
     const rows = await deployments();
-    assert.deepEqual(rows.map((d) => [d.status, d.commitSha, d.reason]), [
-      ['skipped', sha, 'Skipped: the commit message contains [skip ci].'],
-      ['skipped', next, 'Skipped: the commit message contains [SKIP DEPLOY].'],
-    ]);
+    assert.deepEqual(
+      rows.map((d) => [d.status, d.commitSha, d.reason]),
+      [
+        ['skipped', sha, 'Skipped: the commit message contains [skip ci].'],
+        ['skipped', next, 'Skipped: the commit message contains [SKIP DEPLOY].'],
+      ],
+    );
     const res = await ada.get('/api/apps/web/deployments');
-    assert.deepEqual(res.body.items.map((d: { status: string }) => d.status), ['skipped', 'skipped']);
+    assert.deepEqual(
+      res.body.items.map((d: { status: string }) => d.status),
+      ['skipped', 'skipped'],
+    );
   });
 
   it('does nothing for other branches, tags, deleted branches, other repositories, or with auto-deploy off', async () => {
@@ -177,7 +200,10 @@ describe('GitHub webhooks', () => {
     world.app.installations.get(installation.id)!.repoIds.delete(web.id);
     await processed((await deliver(world.server.url, 'installation_repositories', installationRepositoriesPayload('removed', installation, [web]))).deliveryId);
     assert.equal((await appState())?.code, 'repository_removed');
-    assert.deepEqual((await ada.get('/api/teams/acme/github/repos')).body.items.map((r: { fullName: string }) => r.fullName), ['ada/other']);
+    assert.deepEqual(
+      (await ada.get('/api/teams/acme/github/repos')).body.items.map((r: { fullName: string }) => r.fullName),
+      ['ada/other'],
+    );
     await processed((await push({ after: sha })).deliveryId);
     assert.equal((await deployments()).length, 0, 'a removed repository does not deploy');
 
@@ -186,7 +212,10 @@ describe('GitHub webhooks', () => {
     assert.equal(await appState(), null);
     const next = source.write('c.txt', 'c').commit('back');
     await processed((await push({ after: next })).deliveryId);
-    assert.deepEqual((await deployments()).map((d) => d.commitSha), [next]);
+    assert.deepEqual(
+      (await deployments()).map((d) => d.commitSha),
+      [next],
+    );
 
     world.app.installations.delete(installation.id);
     await processed((await deliver(world.server.url, 'installation', installationPayload('deleted', installation))).deliveryId);
@@ -204,7 +233,10 @@ describe('GitHub webhooks', () => {
     const app = await ada.get('/api/apps/web');
     assert.deepEqual([app.body.source.repo, app.body.source.repositoryId, app.body.sourceProblem], ['ada/website', web.id, null]);
     await processed((await push({ after: sha })).deliveryId);
-    assert.deepEqual((await deployments()).map((d) => d.commitSha), [sha]);
+    assert.deepEqual(
+      (await deployments()).map((d) => d.commitSha),
+      [sha],
+    );
   });
 
   it('an installation created on GitHub is stored, but belongs to no team until someone connects it', async () => {
@@ -212,10 +244,18 @@ describe('GitHub webhooks', () => {
     await processed((await deliver(world.server.url, 'installation', installationPayload('created', theirs, [other]))).deliveryId);
     const row = await GithubInstallation.query(db()).findById(theirs.id).throwIfNotFound();
     assert.deepEqual([row.accountLogin, row.teamId], ['ada', null]);
-    const create = await ada.post('/api/teams/acme/apps', { name: 'X', slug: 'x-app', source: { type: 'github', repo: 'ada/other', branch: 'main', installationId: theirs.id } });
+    const create = await ada.post('/api/teams/acme/apps', {
+      name: 'X',
+      slug: 'x-app',
+      source: { type: 'github', repo: 'ada/other', branch: 'main', installationId: theirs.id },
+    });
     assert.equal(create.status, 400);
     assert.match(create.body.message, /is not a GitHub App installation of team "acme"/);
-    const wrongRepo = await ada.post('/api/teams/acme/apps', { name: 'X', slug: 'x-app', source: { type: 'github', repo: 'ada/nope', branch: 'main', installationId: installation.id } });
+    const wrongRepo = await ada.post('/api/teams/acme/apps', {
+      name: 'X',
+      slug: 'x-app',
+      source: { type: 'github', repo: 'ada/nope', branch: 'main', installationId: installation.id },
+    });
     assert.equal(wrongRepo.status, 400);
     assert.match(wrongRepo.body.message, /body.source.repo: is not one of the repositories/);
     assert.equal(await App.query(db()).resultSize(), 1);
@@ -223,10 +263,19 @@ describe('GitHub webhooks', () => {
 
   it('processes a delivery that was stored while the queue was unreachable, through the sweeper', async () => {
     const payload = pushPayload(installation, web, { after: sha });
-    await db()('webhookDeliveries').insert({ provider: 'github', deliveryId: 'lost-1', event: 'push', payload: JSON.stringify(payload), receivedAt: new Date(Date.now() - 120_000) });
+    await db()('webhookDeliveries').insert({
+      provider: 'github',
+      deliveryId: 'lost-1',
+      event: 'push',
+      payload: JSON.stringify(payload),
+      receivedAt: new Date(Date.now() - 120_000),
+    });
     assert.equal(await sweepDeliveries(db(), world.queues, pino({ level: 'silent' })), 1);
     await processed('lost-1');
-    assert.deepEqual((await deployments()).map((d) => d.commitSha), [sha]);
+    assert.deepEqual(
+      (await deployments()).map((d) => d.commitSha),
+      [sha],
+    );
     assert.equal(await sweepDeliveries(db(), world.queues, pino({ level: 'silent' })), 0, 'a processed delivery is not swept again');
   });
 

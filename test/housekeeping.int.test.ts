@@ -29,9 +29,21 @@ async function seed() {
     { teamId: team.id, login: 'open', role: 'member', expiresAt: new Date(Date.now() + DAY) },
   ]);
   await db()('webhook_deliveries').insert([
-    { provider: 'github', deliveryId: 'processed-old', event: 'push', receivedAt: ago(WEBHOOK_DELIVERY_RETENTION_DAYS + 1), processedAt: ago(WEBHOOK_DELIVERY_RETENTION_DAYS + 1) },
+    {
+      provider: 'github',
+      deliveryId: 'processed-old',
+      event: 'push',
+      receivedAt: ago(WEBHOOK_DELIVERY_RETENTION_DAYS + 1),
+      processedAt: ago(WEBHOOK_DELIVERY_RETENTION_DAYS + 1),
+    },
     { provider: 'stripe', deliveryId: 'processed-old-stripe', event: 'invoice.paid', receivedAt: ago(90), processedAt: ago(90) },
-    { provider: 'github', deliveryId: 'processed-recent', event: 'push', receivedAt: ago(WEBHOOK_DELIVERY_RETENTION_DAYS - 1), processedAt: ago(WEBHOOK_DELIVERY_RETENTION_DAYS - 1) },
+    {
+      provider: 'github',
+      deliveryId: 'processed-recent',
+      event: 'push',
+      receivedAt: ago(WEBHOOK_DELIVERY_RETENTION_DAYS - 1),
+      processedAt: ago(WEBHOOK_DELIVERY_RETENTION_DAYS - 1),
+    },
     { provider: 'github', deliveryId: 'unprocessed-old', event: 'push', receivedAt: ago(60), processedAt: null },
   ]);
   const token = (name: string, revokedAt: Date | null) => ({ userId: ada.id, name, tokenHash: sha256(name), prefix: 'rhone_xxxxxx', revokedAt });
@@ -117,7 +129,15 @@ describe('housekeeping', () => {
     let number = 0;
     for (const [name, d] of Object.entries(deployments)) {
       const [row] = await db()('deployments')
-        .insert({ appId: app.id, number: ++number, status: d.status, trigger: 'manual', finishedAt: d.finishedAt, configSnapshot: JSON.stringify({}), triggeredBy: ada.id })
+        .insert({
+          appId: app.id,
+          number: ++number,
+          status: d.status,
+          trigger: 'manual',
+          finishedAt: d.finishedAt,
+          configSnapshot: JSON.stringify({}),
+          triggeredBy: ada.id,
+        })
         .returning('id');
       ids[name] = row.id;
       await store.putDir(`deployments/${row.id}/source`, src);
@@ -130,10 +150,12 @@ describe('housekeeping', () => {
 
     assert.deepEqual(await pruneDeploymentFiles(db(), store, dataDir), { prunedSources: 2, removedWorkDirs: 1 });
     const kept = async (name: string) => store.has(`deployments/${ids[name]}/source`);
-    assert.deepEqual(
-      await Promise.all(Object.keys(deployments).map(async (n) => [n, await kept(n)])),
-      [['live-2h-ago', false], ['failed-3d-ago', false], ['canceled-10m-ago', true], ['building', true]],
-    );
+    assert.deepEqual(await Promise.all(Object.keys(deployments).map(async (n) => [n, await kept(n)])), [
+      ['live-2h-ago', false],
+      ['failed-3d-ago', false],
+      ['canceled-10m-ago', true],
+      ['building', true],
+    ]);
     assert.equal(existsSync(oldWork), false);
     assert.equal(existsSync(newWork), true);
     // Idempotent: nothing more to do.

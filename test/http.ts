@@ -17,9 +17,18 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function startTestServer(options: { config?: Partial<Config>; rateLimits?: RateLimits; log?: Logger; queues?: QueueContext } = {}): Promise<TestServer> {
+export async function startTestServer(
+  options: { config?: Partial<Config>; rateLimits?: RateLimits; log?: Logger; queues?: QueueContext } = {},
+): Promise<TestServer> {
   const config = { ...getConfig(), ...options.config };
-  const app = createApp({ config, knex: db(), redis: redis(), log: options.log ?? pino({ level: 'silent' }), rateLimits: options.rateLimits ?? { signInPerMinute: 1000, writesPerMinute: 10_000 }, queues: options.queues });
+  const app = createApp({
+    config,
+    knex: db(),
+    redis: redis(),
+    log: options.log ?? pino({ level: 'silent' }),
+    rateLimits: options.rateLimits ?? { signInPerMinute: 1000, writesPerMinute: 10_000 },
+    queues: options.queues,
+  });
   const server: Server = await new Promise((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
   });
@@ -30,7 +39,10 @@ export async function startTestServer(options: { config?: Partial<Config>; rateL
     app,
     url: `http://127.0.0.1:${port}`,
     close: async () => {
-      await new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections(); });
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
       await closeApp(app);
     },
   };
@@ -85,11 +97,21 @@ export class Client {
     return { status: res.status, body: parsed as T, headers: res.headers };
   }
 
-  get<T = any>(path: string) { return this.request<T>('GET', path); }
-  post<T = any>(path: string, body?: unknown) { return this.request<T>('POST', path, body ?? {}); }
-  put<T = any>(path: string, body?: unknown) { return this.request<T>('PUT', path, body); }
-  patch<T = any>(path: string, body?: unknown) { return this.request<T>('PATCH', path, body); }
-  delete<T = any>(path: string) { return this.request<T>('DELETE', path); }
+  get<T = any>(path: string) {
+    return this.request<T>('GET', path);
+  }
+  post<T = any>(path: string, body?: unknown) {
+    return this.request<T>('POST', path, body ?? {});
+  }
+  put<T = any>(path: string, body?: unknown) {
+    return this.request<T>('PUT', path, body);
+  }
+  patch<T = any>(path: string, body?: unknown) {
+    return this.request<T>('PATCH', path, body);
+  }
+  delete<T = any>(path: string) {
+    return this.request<T>('DELETE', path);
+  }
 }
 
 /** Signs in through the real dev-login route and returns a client holding the session. */

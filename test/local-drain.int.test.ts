@@ -42,7 +42,10 @@ describe('local runtime: graceful drain behind a shell', function () {
     await until('the app to start', () => existsSync(path.join(markers, 'ready')));
     const stop = async (timeout: string) => {
       const started = Date.now();
-      const res = await rt.api.call('POST', '/v1/apps/{app_name}/machines/{machine_id}/stop', { params: { app_name: app, machine_id: m.id }, body: { signal: 'SIGTERM', timeout } });
+      const res = await rt.api.call('POST', '/v1/apps/{app_name}/machines/{machine_id}/stop', {
+        params: { app_name: app, machine_id: m.id },
+        body: { signal: 'SIGTERM', timeout },
+      });
       assert.equal(res.status, 200);
       const stopped = await rt.api.wait(app, m.id, 'stopped', 15, m.version);
       assert.equal(stopped.body.state, 'stopped');

@@ -11,6 +11,10 @@ import type { MachineConfig } from '../backend/providers/fly/types.ts';
 import { importImage } from '../local/images.ts';
 import { startLocalRuntime, type LocalRuntime } from '../local/main.ts';
 import { validateRequest, validateResponse } from './support/fly-spec.ts';
+import { until } from './support/until.ts';
+
+// Kept here too: most tests import until from this file.
+export { until } from './support/until.ts';
 
 export const FIXTURE_APP = path.resolve(fileURLToPath(import.meta.url), '../fixtures/local-app');
 export const IMAGE = 'rhone-local/fixture:v1';
@@ -77,7 +81,10 @@ export interface CallOptions {
 /** Calls the local Machines API by the spec's path template; every answer is checked against the spec. */
 export class FlyApi {
   /** token: the whole Authorization value, `Bearer ${local.token}`; '' sends none. */
-  constructor(readonly baseUrl: string, readonly token: string) {}
+  constructor(
+    readonly baseUrl: string,
+    readonly token: string,
+  ) {}
 
   async call<T = any>(method: string, template: string, options: CallOptions = {}): Promise<Answer<T>> {
     const concrete = template.replace(/\{(\w+)\}/g, (_, name: string) => {
@@ -123,12 +130,14 @@ export class FlyApi {
 
   async wait(app: string, id: string, state: string, timeout = 10, version?: string): Promise<Answer> {
     return this.call('GET', '/v1/apps/{app_name}/machines/{machine_id}/wait', {
-      params: { app_name: app, machine_id: id }, query: { state, timeout, version },
+      params: { app_name: app, machine_id: id },
+      query: { state, timeout, version },
     });
   }
 
   async events(app: string, id: string): Promise<any[]> {
-    return (await this.call('GET', '/v1/apps/{app_name}/machines/{machine_id}/events', { params: { app_name: app, machine_id: id }, query: { limit: 50 } })).body;
+    return (await this.call('GET', '/v1/apps/{app_name}/machines/{machine_id}/events', { params: { app_name: app, machine_id: id }, query: { limit: 50 } }))
+      .body;
   }
 }
 
@@ -138,13 +147,15 @@ export function appConfig(extra: Partial<MachineConfig> & { env?: Record<string,
     image: IMAGE,
     restart: { policy: 'always' },
     stop_config: { signal: 'SIGTERM', timeout: '5s' },
-    services: [{
-      protocol: 'tcp',
-      internal_port: 8080,
-      autostop: 'off',
-      ports: [{ port: 80, handlers: ['http'] }],
-      checks: [{ type: 'http', method: 'GET', path: '/health', interval: '200ms', timeout: '1s', grace_period: '100ms' }],
-    }],
+    services: [
+      {
+        protocol: 'tcp',
+        internal_port: 8080,
+        autostop: 'off',
+        ports: [{ port: 80, handlers: ['http'] }],
+        checks: [{ type: 'http', method: 'GET', path: '/health', interval: '200ms', timeout: '1s', grace_period: '100ms' }],
+      },
+    ],
     ...extra,
   };
 }
@@ -153,16 +164,6 @@ export function appConfig(extra: Partial<MachineConfig> & { env?: Record<string,
 export async function viaRouter(local: LocalRuntime, host: string, pathname = '/', init: { method?: string; body?: string } = {}): Promise<Answer<string>> {
   const res = await request(`${local.routerUrl}${pathname}`, { method: init.method ?? 'GET', headers: { host } }, init.body);
   return { status: res.status, body: res.text, headers: res.headers };
-}
-
-export async function until<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 /** Waits until the machine is started and every check passes, as a deploy does. */

@@ -127,16 +127,26 @@ describe('local runtime: the Machines API', function () {
 
   it('puts secrets in a machine env at boot and never returns their values', async () => {
     const app = await rt.api.createApp('rhone-shop');
-    const set = await rt.api.call('POST', '/v1/apps/{app_name}/secrets', { params: { app_name: app }, body: { values: { API_KEY: 's3cret-value', OTHER: 'x' } } });
+    const set = await rt.api.call('POST', '/v1/apps/{app_name}/secrets', {
+      params: { app_name: app },
+      body: { values: { API_KEY: 's3cret-value', OTHER: 'x' } },
+    });
     assert.equal(set.status, 200);
     assert.equal(set.body.version, 1);
     assert.ok(!JSON.stringify(set.body).includes('s3cret-value'));
     // Fly's spec types values as strings, but a null is how Fly unsets one.
-    const unset = await rt.api.call('POST', '/v1/apps/{app_name}/secrets', { params: { app_name: app }, body: { values: { OTHER: null } }, skipRequestValidation: true });
+    const unset = await rt.api.call('POST', '/v1/apps/{app_name}/secrets', {
+      params: { app_name: app },
+      body: { values: { OTHER: null } },
+      skipRequestValidation: true,
+    });
     assert.equal(unset.body.version, 2);
 
     const listed = await rt.api.call('GET', '/v1/apps/{app_name}/secrets', { params: { app_name: app } });
-    assert.deepEqual(listed.body.secrets.map((s: { name: string }) => s.name), ['API_KEY']);
+    assert.deepEqual(
+      listed.body.secrets.map((s: { name: string }) => s.name),
+      ['API_KEY'],
+    );
     assert.match(listed.body.secrets[0].digest, /^[0-9a-f]{16}$/);
     assert.ok(!JSON.stringify(listed.body).includes('s3cret-value'));
 
@@ -154,25 +164,41 @@ describe('local runtime: the Machines API', function () {
     const v4 = await rt.api.call('POST', '/v1/apps/{app_name}/ip_assignments', { params, body: { type: 'shared_v4' } });
     const v6 = await rt.api.call('POST', '/v1/apps/{app_name}/ip_assignments', { params, body: { type: 'v6' } });
     assert.deepEqual([v4.body.ip, v4.body.shared, v6.body.ip], ['127.0.0.1', true, '::1']);
-    assert.deepEqual((await rt.api.call('GET', '/v1/apps/{app_name}/ip_assignments', { params })).body.ips.map((i: { ip: string }) => i.ip), ['127.0.0.1', '::1']);
+    assert.deepEqual(
+      (await rt.api.call('GET', '/v1/apps/{app_name}/ip_assignments', { params })).body.ips.map((i: { ip: string }) => i.ip),
+      ['127.0.0.1', '::1'],
+    );
     assert.equal((await rt.api.call('DELETE', '/v1/apps/{app_name}/ip_assignments/{ip}', { params: { ...params, ip: '::1' } })).status, 204);
 
     await rt.api.call('POST', '/v1/apps/{app_name}/certificates/acme', { params, body: { hostname: 'api.shop.localhost' } });
     const cert = await rt.api.call('GET', '/v1/apps/{app_name}/certificates/{hostname}', { params: { ...params, hostname: 'api.shop.localhost' } });
     assert.deepEqual([cert.body.status, cert.body.configured], ['active', true]);
     const list = await rt.api.call('GET', '/v1/apps/{app_name}/certificates', { params });
-    assert.deepEqual(list.body.certificates.map((c: { hostname: string }) => c.hostname), ['api.shop.localhost']);
+    assert.deepEqual(
+      list.body.certificates.map((c: { hostname: string }) => c.hostname),
+      ['api.shop.localhost'],
+    );
     await rt.api.createApp('rhone-other');
-    const clash = await rt.api.call('POST', '/v1/apps/{app_name}/certificates/acme', { params: { app_name: 'rhone-other' }, body: { hostname: 'api.shop.localhost' } });
+    const clash = await rt.api.call('POST', '/v1/apps/{app_name}/certificates/acme', {
+      params: { app_name: 'rhone-other' },
+      body: { hostname: 'api.shop.localhost' },
+    });
     assert.equal(clash.status, 422);
-    assert.equal((await rt.api.call('DELETE', '/v1/apps/{app_name}/certificates/{hostname}', { params: { ...params, hostname: 'api.shop.localhost' } })).status, 204);
-    assert.equal((await rt.api.call('GET', '/v1/apps/{app_name}/certificates/{hostname}', { params: { ...params, hostname: 'api.shop.localhost' } })).status, 404);
+    assert.equal(
+      (await rt.api.call('DELETE', '/v1/apps/{app_name}/certificates/{hostname}', { params: { ...params, hostname: 'api.shop.localhost' } })).status,
+      204,
+    );
+    assert.equal(
+      (await rt.api.call('GET', '/v1/apps/{app_name}/certificates/{hostname}', { params: { ...params, hostname: 'api.shop.localhost' } })).status,
+      404,
+    );
   });
 
   it("lists an org's machines oldest update first, page by page through next_cursor", async () => {
     const app = await rt.api.createApp('rhone-shop');
     const ids: string[] = [];
-    for (let i = 0; i < 3; i++) ids.push((await rt.api.createMachine(app, { config: { image: IMAGE, guest: { cpu_kind: 'shared', cpus: 1, memory_mb: 256 } }, skip_launch: true })).id);
+    for (let i = 0; i < 3; i++)
+      ids.push((await rt.api.createMachine(app, { config: { image: IMAGE, guest: { cpu_kind: 'shared', cpus: 1, memory_mb: 256 } }, skip_launch: true })).id);
     const seen: string[] = [];
     let cursor: string | undefined;
     do {
@@ -182,7 +208,10 @@ describe('local runtime: the Machines API', function () {
       cursor = res.body.next_cursor;
     } while (cursor);
     assert.deepEqual(seen, ids);
-    const later = await rt.api.call('GET', '/v1/orgs/{org_slug}/machines', { params: { org_slug: 'personal' }, query: { updated_after: new Date(Date.now() + 1000).toISOString() } });
+    const later = await rt.api.call('GET', '/v1/orgs/{org_slug}/machines', {
+      params: { org_slug: 'personal' },
+      query: { updated_after: new Date(Date.now() + 1000).toISOString() },
+    });
     assert.deepEqual(later.body.machines, []);
     const other = await rt.api.call('GET', '/v1/orgs/{org_slug}/machines', { params: { org_slug: 'someone-else' } });
     assert.deepEqual(other.body.machines, []);

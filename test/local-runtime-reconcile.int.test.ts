@@ -78,7 +78,10 @@ describe('local runtime: state machine edges and reconcile', function () {
     const m = await rt.api.createMachine(app, { config: appConfig({ env: { IGNORE_SIGTERM: '1' } }) });
     await healthy(rt.api, app, m.id);
     const [pid] = processesOf(m.id);
-    await rt.api.call('POST', '/v1/apps/{app_name}/machines/{machine_id}/stop', { params: { app_name: app, machine_id: m.id }, body: { signal: 'SIGTERM', timeout: '30s' } });
+    await rt.api.call('POST', '/v1/apps/{app_name}/machines/{machine_id}/stop', {
+      params: { app_name: app, machine_id: m.id },
+      body: { signal: 'SIGTERM', timeout: '30s' },
+    });
     await until('the machine to be stopping', async () => (await rt.api.machine(app, m.id)).state === 'stopping');
     await rt.local.close({ leaveMachinesRunning: true });
     rt.local = await startLocalRuntime({ dataDir: rt.dataDir, machinesPort: 0, routerPort: 0 });
@@ -131,7 +134,10 @@ describe('local runtime: state machine edges and reconcile', function () {
     const m = await rt.api.createMachine(app, { config: appConfig(), skip_launch: true });
     assert.equal(m.state, 'created');
     const params = { app_name: app, machine_id: m.id };
-    const kept = await rt.api.call('POST', '/v1/apps/{app_name}/machines/{machine_id}', { params, body: { config: appConfig({ env: { RELEASE: 'v2' } }), skip_launch: true } });
+    const kept = await rt.api.call('POST', '/v1/apps/{app_name}/machines/{machine_id}', {
+      params,
+      body: { config: appConfig({ env: { RELEASE: 'v2' } }), skip_launch: true },
+    });
     assert.equal(kept.body.state, 'created');
     const started = await rt.api.call('POST', '/v1/apps/{app_name}/machines/{machine_id}/start', { params });
     assert.equal(started.body.previous_state, 'created');

@@ -42,8 +42,21 @@ describe('local runtime: machines and router', function () {
     assert.ok(bandwidth.bytes_out > 200, 'the router counts the bytes it sent');
 
     const events = await rt.api.events(app, created.id);
-    assert.deepEqual(events.slice(0, 3).map((e) => [e.type, e.status]).reverse(), [['launch', 'created'], ['start', 'starting'], ['start', 'started']]);
-    assert.ok(events.every((e) => e.timestamp > 1e12 && e.timestamp < 1e13), 'timestamps are in milliseconds');
+    assert.deepEqual(
+      events
+        .slice(0, 3)
+        .map((e) => [e.type, e.status])
+        .reverse(),
+      [
+        ['launch', 'created'],
+        ['start', 'starting'],
+        ['start', 'started'],
+      ],
+    );
+    assert.ok(
+      events.every((e) => e.timestamp > 1e12 && e.timestamp < 1e13),
+      'timestamps are in milliseconds',
+    );
   });
 
   it('sends no traffic to a cordoned machine, and spreads it once uncordoned', async () => {
@@ -125,7 +138,10 @@ describe('local runtime: machines and router', function () {
     const m = await rt.api.createMachine(app, { config: appConfig({ env: { RELEASE: 'v1' } }) });
     await healthy(rt.api, app, m.id);
     const params = { app_name: app, machine_id: m.id };
-    const stale = await rt.api.call('POST', M, { params, body: { config: appConfig({ env: { RELEASE: 'v2' } }), current_version: '01ARZ3NDEKTSV4RRFFQ69G5FAV' } });
+    const stale = await rt.api.call('POST', M, {
+      params,
+      body: { config: appConfig({ env: { RELEASE: 'v2' } }), current_version: '01ARZ3NDEKTSV4RRFFQ69G5FAV' },
+    });
     assert.equal(stale.status, 409);
     assert.match(stale.body.error, /stale/);
 
@@ -159,7 +175,10 @@ describe('local runtime: machines and router', function () {
     const list = await rt.api.call('GET', '/v1/apps/{app_name}/machines', { params: { app_name: app } });
     assert.deepEqual(list.body, []);
     const withDeleted = await rt.api.call('GET', '/v1/apps/{app_name}/machines', { params: { app_name: app }, query: { include_deleted: true } });
-    assert.deepEqual(withDeleted.body.map((x: { state: string }) => x.state), ['destroyed']);
+    assert.deepEqual(
+      withDeleted.body.map((x: { state: string }) => x.state),
+      ['destroyed'],
+    );
   });
 
   it('serves a hostname with an active certificate (www.shop.localhost is active at once)', async () => {
@@ -171,9 +190,14 @@ describe('local runtime: machines and router', function () {
     assert.equal(cert.body.status, 'active');
     assert.equal((await who('www.shop.localhost')).machine, m.id);
 
-    const pending = await rt.api.call('POST', '/v1/apps/{app_name}/certificates/acme', { params: { app_name: app }, body: { hostname: 'shop.example.invalid' } });
+    const pending = await rt.api.call('POST', '/v1/apps/{app_name}/certificates/acme', {
+      params: { app_name: app },
+      body: { hostname: 'shop.example.invalid' },
+    });
     assert.equal(pending.body.status, 'pending_validation');
-    const check = await rt.api.call('POST', '/v1/apps/{app_name}/certificates/{hostname}/check', { params: { app_name: app, hostname: 'shop.example.invalid' } });
+    const check = await rt.api.call('POST', '/v1/apps/{app_name}/certificates/{hostname}/check', {
+      params: { app_name: app, hostname: 'shop.example.invalid' },
+    });
     assert.equal(check.body.status, 'pending_validation');
     assert.equal((await viaRouter(rt.local, 'shop.example.invalid')).status, 404);
   });

@@ -9,13 +9,17 @@ import { Client, type Res } from './http.ts';
 import { captureLog, useGithubWorld, githubSignIn } from './support/github-signin.ts';
 
 describe('request log', () => {
-  const capture = captureLog('info');
+  // Request lines are at debug (npm start's terminal shows what matters; LOG_LEVEL=debug shows them).
+  const capture = captureLog('debug');
   const world = useGithubWorld(capture.log);
 
   it('has a request id on every request line and no secret anywhere', async () => {
     capture.lines.length = 0;
     const answered: Res[] = [];
-    const track = (res: Res): Res => { answered.push(res); return res; };
+    const track = (res: Res): Res => {
+      answered.push(res);
+      return res;
+    };
 
     world.fake.addUser({ id: 7001, login: 'ada', name: 'Ada', emails: [{ email: 'ada@example.com', primary: true, verified: true }] });
     const ada = new Client(world.server.url);
@@ -53,8 +57,13 @@ describe('request log', () => {
 
     const log = capture.text();
     const secrets: Record<string, string> = {
-      'env var value': secret, 'API token': token, 'API token secret part': token.slice(12), 'wrong token': wrongToken,
-      'session cookie': session, 'CSRF token': csrf, 'GitHub client secret': world.fake.clientSecret,
+      'env var value': secret,
+      'API token': token,
+      'API token secret part': token.slice(12),
+      'wrong token': wrongToken,
+      'session cookie': session,
+      'CSRF token': csrf,
+      'GitHub client secret': world.fake.clientSecret,
     };
     for (const t of world.fake.tokens.keys()) secrets[`GitHub token ${t.slice(0, 4)}`] = t;
     for (const r of world.fake.calls('POST', '/login/oauth/access_token')) secrets['OAuth code'] = r.body.code;
@@ -64,6 +73,7 @@ describe('request log', () => {
     for (const e of lines) {
       assert.match(e.requestId, /^[A-Za-z0-9._-]{1,64}$/, JSON.stringify(e));
       assert.deepEqual(Object.keys(e).sort(), ['level', 'method', 'ms', 'msg', 'path', 'requestId', 'status', 'time']);
+      assert.equal(e.level, 20, `a request line is logged at debug: ${JSON.stringify(e)}`);
     }
     // One line per request, under the id the response carried (the sign-in was two requests).
     const ids = lines.map((e) => e.requestId);
@@ -78,8 +88,14 @@ describe('request log', () => {
     const secret = `s-${randomBytes(12).toString('hex')}`;
     // The shape of octokit's RequestError: the request body is kept as sent.
     const err = Object.assign(new Error('Bad gateway'), {
-      name: 'HttpError', status: 502,
-      request: { method: 'POST', url: 'https://github.com/login/oauth/access_token', headers: { authorization: 'token [REDACTED]' }, body: JSON.stringify({ client_secret: secret }) },
+      name: 'HttpError',
+      status: 502,
+      request: {
+        method: 'POST',
+        url: 'https://github.com/login/oauth/access_token',
+        headers: { authorization: 'token [REDACTED]' },
+        body: JSON.stringify({ client_secret: secret }),
+      },
       response: { url: 'https://github.com/login/oauth/access_token', status: 502, headers: { 'set-cookie': secret }, data: { echoed: secret } },
     });
     cap.log.error({ err }, 'request failed');

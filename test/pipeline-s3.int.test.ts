@@ -70,7 +70,7 @@ describe('pipeline with the S3 artifact store (clone → analyze → build, two 
     assert.equal(existsSync(path.join(config.dataDir, 'artifacts')), false, 'no stage used the directory store');
   });
 
-  it('gives the build commands the app\'s env vars, and stores the log with their values redacted', async () => {
+  it("gives the build commands the app's env vars, and stores the log with their values redacted", async () => {
     const d = await built();
     assert.equal(readFileSync(path.join(imageDir(config.dataDir, d.image), 'token.txt'), 'utf8'), SECRET, 'the build step saw the value');
     const logs = await ada.get(`/api/deployments/${d.id}/logs?limit=1000`);

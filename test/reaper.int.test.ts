@@ -24,7 +24,15 @@ describe('reaper', () => {
     const team = await Team.query(db()).findOne({ slug: 'ada' }).throwIfNotFound();
     const app = await makeApp(owner, team, 'web');
     const [row] = (await db()('deployments')
-      .insert({ appId: app.id, number: 1, status, trigger: 'manual', commitSha: 'a'.repeat(40), configSnapshot: JSON.stringify(await takeSnapshot(db(), app)), ...fields })
+      .insert({
+        appId: app.id,
+        number: 1,
+        status,
+        trigger: 'manual',
+        commitSha: 'a'.repeat(40),
+        configSnapshot: JSON.stringify(await takeSnapshot(db(), app)),
+        ...fields,
+      })
       .returning('id')) as { id: string }[];
     return row.id;
   }
@@ -80,7 +88,17 @@ describe('reaper ticks in every worker', () => {
     // Between two stages: the build's job was waiting when Redis lost every key.
     const stale = new Date(Date.now() - STALE_AFTER_MS - 1000);
     const [row] = (await db()('deployments')
-      .insert({ appId: app.id, number: 1, status: 'building', stage: 'build', heartbeatAt: stale, jobId: `build-x`, trigger: 'manual', commitSha: 'a'.repeat(40), configSnapshot: JSON.stringify(await takeSnapshot(db(), app)) })
+      .insert({
+        appId: app.id,
+        number: 1,
+        status: 'building',
+        stage: 'build',
+        heartbeatAt: stale,
+        jobId: `build-x`,
+        trigger: 'manual',
+        commitSha: 'a'.repeat(40),
+        configSnapshot: JSON.stringify(await takeSnapshot(db(), app)),
+      })
       .returning('id')) as { id: string }[];
     await redis().flushdb();
 
@@ -105,7 +123,10 @@ describe('reaper ticks in every worker', () => {
     const stops = [1, 2, 3].map(() => startReaperTicks(q, log, REAPER_TICK_MS, () => 5 * REAPER_TICK_MS + 1234));
     try {
       await until('the tick to be added', async () => (await queue(q, 'reaper').getJobCounts('waiting')).waiting > 0);
-      assert.deepEqual((await queue(q, 'reaper').getJobs(['waiting'])).map((j) => j.id), ['tick-5']);
+      assert.deepEqual(
+        (await queue(q, 'reaper').getJobs(['waiting'])).map((j) => j.id),
+        ['tick-5'],
+      );
     } finally {
       stops.forEach((s) => s());
     }

@@ -49,7 +49,11 @@ describe('redactor', () => {
 
   it('never throws: a text it cannot check becomes a fixed placeholder, not an error message', () => {
     const redact = createRedactor(['hunter2-password']);
-    const hostile = { toString: () => { throw new Error('hunter2-password leaked through the error'); } };
+    const hostile = {
+      toString: () => {
+        throw new Error('hunter2-password leaked through the error');
+      },
+    };
     assert.equal(redact(hostile as unknown as string), UNREDACTABLE);
     assert.equal(safeText(redact, hostile, 100), UNREDACTABLE);
     const stream = redact.stream();

@@ -35,7 +35,12 @@ describe('release through a misbehaving Machines API', function () {
     local = await startLocalRuntime({ dataDir, machinesPort: 0, routerPort: 0 });
     chaos = await startChaosProxy(local.machinesUrl);
     retries = [];
-    client = new FlyClient({ baseUrl: chaos.url, token: `FlyV1 ${local.token}`, backoff: { baseMs: 50, capMs: 400 }, onRetry: (r) => retries.push(`${r.method} ${r.path}: ${r.reason}`) });
+    client = new FlyClient({
+      baseUrl: chaos.url,
+      token: `FlyV1 ${local.token}`,
+      backoff: { baseMs: 50, capMs: 400 },
+      onRetry: (r) => retries.push(`${r.method} ${r.path}: ${r.reason}`),
+    });
     for (const tag of ['v1', 'v2']) await importImage(dataDir, 'web', tag, HELLO, { cmd: ['node', 'server.js'] });
   });
   afterEach(async () => {
@@ -67,10 +72,15 @@ describe('release through a misbehaving Machines API', function () {
     );
     const second = await release(releaseInput('web', 'dep-2', 'v2', { settings: two }), { client, org: 'personal', timing: FAST });
 
-    assert.ok(chaos.rules.every((r) => r.times === 0), `every fault fired: ${JSON.stringify(chaos.rules.filter((r) => r.times > 0).map((r) => `${r.method} ${r.path}`))}`);
+    assert.ok(
+      chaos.rules.every((r) => r.times === 0),
+      `every fault fired: ${JSON.stringify(chaos.rules.filter((r) => r.times > 0).map((r) => `${r.method} ${r.path}`))}`,
+    );
     assert.ok(retries.length >= 10, `the client retried (${retries.length}):\n${retries.join('\n')}`);
     const direct = new FlyClient({ baseUrl: local.machinesUrl, token: local.token });
-    const live = (await direct.listMachines(flyAppNameForSlug('web'), { metadata: { [META.app]: 'app-web' } })).filter((m) => !['destroying', 'destroyed'].includes(m.state));
+    const live = (await direct.listMachines(flyAppNameForSlug('web'), { metadata: { [META.app]: 'app-web' } })).filter(
+      (m) => !['destroying', 'destroyed'].includes(m.state),
+    );
     assert.deepEqual(live.map((m) => m.id).sort(), [...second.machines].sort(), 'exactly the two v2 machines: no twins, no leftovers');
     assert.ok(live.every((m) => m.config.metadata?.[META.deployment] === 'dep-2' && m.state === 'started' && !m.cordoned));
     const creates = chaos.requests.filter((r) => r.method === 'POST' && MACHINES.test(r.path));
@@ -82,7 +92,8 @@ describe('release through a misbehaving Machines API', function () {
       const template = findPathTemplate(r.method, r.path);
       assert.ok(template, `${r.method} ${r.path} is not in Fly's spec`);
       // The spec's description says a null value unsets a secret; its schema says only strings.
-      const body = r.method === 'POST' && template === '/v1/apps/{app_name}/secrets' ? JSON.parse(JSON.stringify(r.body, (_k, v) => (v === null ? '' : v))) : r.body;
+      const body =
+        r.method === 'POST' && template === '/v1/apps/{app_name}/secrets' ? JSON.parse(JSON.stringify(r.body, (_k, v) => (v === null ? '' : v))) : r.body;
       validateRequest(r.method, template, body);
       assert.equal(r.headers.authorization, `FlyV1 ${local.token}`);
     }

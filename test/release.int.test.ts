@@ -13,20 +13,11 @@ import { META } from '../backend/providers/fly/types.ts';
 import { release, ReleaseError, type ReleaseInput } from '../backend/releases/blue-green.ts';
 import { get, startLoad } from './support/load.ts';
 import { FAST, releaseInput } from './support/release-fixtures.ts';
+import { until } from './support/until.ts';
 
 const HELLO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../examples/hello-node');
 async function release_(local: LocalRuntime, client: FlyClient, input: ReleaseInput, lines: string[] = []) {
   return release(input, { client, org: 'personal', timing: FAST, log: (l) => lines.push(l) });
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 describe('blue/green release on the local runtime', function () {
@@ -70,19 +61,28 @@ describe('blue/green release on the local runtime', function () {
 
     assert.deepEqual(second.replaced, first.machines);
     const machines = await client.listMachines(flyAppNameForSlug('web'), { metadata: { [META.app]: 'app-web' } });
-    assert.deepEqual(machines.filter((m) => m.state !== 'destroyed').map((m) => m.id), second.machines);
-    assert.ok(lines.some((l) => /Stopping 1 old machine \(SIGTERM/.test(l)), lines.join('\n'));
+    assert.deepEqual(
+      machines.filter((m) => m.state !== 'destroyed').map((m) => m.id),
+      second.machines,
+    );
+    assert.ok(
+      lines.some((l) => /Stopping 1 old machine \(SIGTERM/.test(l)),
+      lines.join('\n'),
+    );
     // Env vars went in as secrets, never into the machine config.
     const green = await client.getMachine(flyAppNameForSlug('web'), second.machines[0]);
     assert.ok(!JSON.stringify(green?.config).includes('hello from'), 'secret values are not in the machine config');
   });
 
-  it('the first release gives the app public addresses and its own network; machines carry Fly\'s standard metadata', async () => {
+  it("the first release gives the app public addresses and its own network; machines carry Fly's standard metadata", async () => {
     const app = flyAppNameForSlug('web');
     await release_(local, client, releaseInput('web', 'dep-1', 'v1', { releaseVersion: 1 }));
     // As flyctl's first deploy: an IPv6 and a shared IPv4, so <app>.fly.dev resolves.
     const ips = await client.listIps(app);
-    assert.deepEqual(ips.map((i) => [i.ip.includes(':') ? 'v6' : 'v4', i.shared ?? false]).sort(), [['v4', true], ['v6', false]]);
+    assert.deepEqual(ips.map((i) => [i.ip.includes(':') ? 'v6' : 'v4', i.shared ?? false]).sort(), [
+      ['v4', true],
+      ['v6', false],
+    ]);
     const second = await release_(local, client, releaseInput('web', 'dep-2', 'v2', { releaseVersion: 2 }));
     assert.equal((await client.listIps(app)).length, 2, 'a second release allocates nothing more');
     // Each Rhone app is alone in its private network: two apps, two networks.
@@ -94,10 +94,12 @@ describe('blue/green release on the local runtime', function () {
     // fly_* metadata as flyctl sets it (machine_types.go, machines_deploymachinesapp.go), so flyctl
     // and Fly's dashboard treat the machines as a managed release of the app's "app" group.
     const green = await client.getMachine(app, second.machines[0]);
-    assert.deepEqual(
-      Object.fromEntries(Object.entries(green?.config.metadata ?? {}).filter(([k]) => k.startsWith('fly_'))),
-      { fly_platform_version: 'v2', fly_process_group: 'app', fly_release_id: 'dep-2', fly_release_version: '2' },
-    );
+    assert.deepEqual(Object.fromEntries(Object.entries(green?.config.metadata ?? {}).filter(([k]) => k.startsWith('fly_'))), {
+      fly_platform_version: 'v2',
+      fly_process_group: 'app',
+      fly_release_id: 'dep-2',
+      fly_release_version: '2',
+    });
   });
 
   it('a release whose checks never pass leaves v1 serving and says why', async () => {
@@ -117,7 +119,9 @@ describe('blue/green release on the local runtime', function () {
       },
     );
     assert.ok(lines.some((l) => /previous release keeps serving/.test(l)));
-    const machines = (await client.listMachines(flyAppNameForSlug('web'), { metadata: { [META.app]: 'app-web' } })).filter((m) => !['destroying', 'destroyed'].includes(m.state));
+    const machines = (await client.listMachines(flyAppNameForSlug('web'), { metadata: { [META.app]: 'app-web' } })).filter(
+      (m) => !['destroying', 'destroyed'].includes(m.state),
+    );
     assert.equal(machines.length, 1, `the new machine was removed: ${machines.map((m) => `${m.id} ${m.state}`).join(', ')}`);
     assert.equal(machines[0].config.metadata?.[META.deployment], 'dep-1');
     assert.equal(JSON.parse((await get(local.routerUrl, host, '/release')).body).release, 'v1');
@@ -138,8 +142,20 @@ describe('blue/green release on the local runtime', function () {
   });
 
   it('running the same release twice (a retry after a crash) leaves no twin machines', async () => {
-    const a = await release_(local, client, releaseInput('web', 'dep-1', 'v1', { settings: { region: 'local', machineSize: 'shared-cpu-1x', internalPort: 8080, healthCheckPath: '/health', instanceCount: 2 } }));
-    const b = await release_(local, client, releaseInput('web', 'dep-1', 'v1', { settings: { region: 'local', machineSize: 'shared-cpu-1x', internalPort: 8080, healthCheckPath: '/health', instanceCount: 2 } }));
+    const a = await release_(
+      local,
+      client,
+      releaseInput('web', 'dep-1', 'v1', {
+        settings: { region: 'local', machineSize: 'shared-cpu-1x', internalPort: 8080, healthCheckPath: '/health', instanceCount: 2 },
+      }),
+    );
+    const b = await release_(
+      local,
+      client,
+      releaseInput('web', 'dep-1', 'v1', {
+        settings: { region: 'local', machineSize: 'shared-cpu-1x', internalPort: 8080, healthCheckPath: '/health', instanceCount: 2 },
+      }),
+    );
     assert.deepEqual(b.machines.sort(), a.machines.sort());
     assert.deepEqual(b.replaced, []);
     const live = (await client.listMachines(flyAppNameForSlug('web'))).filter((m) => m.state !== 'destroyed');
@@ -150,12 +166,17 @@ describe('blue/green release on the local runtime', function () {
     await release_(local, client, releaseInput('web', 'dep-1', 'v1'));
     const before = JSON.parse((await get(local.routerUrl, host, '/release')).body) as { pid: number };
     process.kill(before.pid, 'SIGKILL');
-    const after = await until('a new process answering', async () => {
-      const res = await get(local.routerUrl, host, '/release');
-      if (res.status !== 200) return undefined;
-      const body = JSON.parse(res.body) as { pid: number; release: string };
-      return body.pid !== before.pid ? body : undefined;
-    });
+    const after = await until(
+      'a new process answering',
+      async () => {
+        // While the process restarts the router may refuse the connection: not yet.
+        const res = await get(local.routerUrl, host, '/release').catch(() => undefined);
+        if (res?.status !== 200) return undefined;
+        const body = JSON.parse(res.body) as { pid: number; release: string };
+        return body.pid !== before.pid ? body : undefined;
+      },
+      { timeoutMs: 15_000, everyMs: 100 },
+    );
     assert.equal(after.release, 'v1');
   });
 });

@@ -13,7 +13,9 @@ describe('router: WebSocket connections', function () {
     const url = new URL(rt.local.routerUrl);
     const socket = net.connect(Number(url.port), url.hostname);
     await once(socket, 'connect');
-    socket.write('GET /ws HTTP/1.1\r\nHost: shop.localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
+    socket.write(
+      'GET /ws HTTP/1.1\r\nHost: shop.localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+    );
     const [head] = (await once(socket, 'data')) as [Buffer];
     assert.match(head.toString(), /^HTTP\/1\.1 101 /);
     return socket;

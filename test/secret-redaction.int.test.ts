@@ -59,12 +59,29 @@ describe('secrets in deployments (local mode, end to end)', function () {
   beforeEach(async () => {
     const dataDir = mkdtempSync(path.join(os.tmpdir(), 'rhone-secrets-'));
     local = await startLocalRuntime({ dataDir, machinesPort: 0, routerPort: 0 });
-    const config: Config = { ...getConfig(), dataDir, machinesPort: Number(new URL(local.machinesUrl).port), routerPort: Number(new URL(local.routerUrl).port) };
+    const config: Config = {
+      ...getConfig(),
+      dataDir,
+      machinesPort: Number(new URL(local.machinesUrl).port),
+      routerPort: Number(new URL(local.routerUrl).port),
+    };
     const queues = { connection: { url: config.redisUrl, maxRetriesPerRequest: null }, prefix: `t-${randomUUID()}` };
     server = await startTestServer({ config, queues });
     workerLog = '';
-    const sink = new Writable({ write(chunk, _enc, done) { workerLog += String(chunk); done(); } });
-    workers = startWorkers({ connection: queues.connection, prefix: queues.prefix, knex: db(), log: createLogger('debug', sink), config, only: ['clone', 'analyze', 'build', 'deploy'] });
+    const sink = new Writable({
+      write(chunk, _enc, done) {
+        workerLog += String(chunk);
+        done();
+      },
+    });
+    workers = startWorkers({
+      connection: queues.connection,
+      prefix: queues.prefix,
+      knex: db(),
+      log: createLogger('debug', sink),
+      config,
+      only: ['clone', 'analyze', 'build', 'deploy'],
+    });
     ada = await signedIn(server.url, 'ada');
     repo = new TestRepo(HELLO);
     const created = await ada.post('/api/teams/ada/apps', { name: 'Web', slug: 'web', source: { type: 'git', url: repo.url, branch: 'main' } });
@@ -88,10 +105,14 @@ describe('secrets in deployments (local mode, end to end)', function () {
   async function deployToEnd(): Promise<Record<string, unknown>> {
     const started = await ada.post('/api/apps/web/deploy', {});
     assert.equal(started.status, 202, JSON.stringify(started.body));
-    return until('the deployment to end', async () => {
-      const res = await ada.get(`/api/deployments/${started.body.id}`);
-      return ENDED.includes(res.body.status) ? res.body : undefined;
-    }, 90_000);
+    return until(
+      'the deployment to end',
+      async () => {
+        const res = await ada.get(`/api/deployments/${started.body.id}`);
+        return ENDED.includes(res.body.status) ? res.body : undefined;
+      },
+      90_000,
+    );
   }
 
   /** Every place a deployment's text ends up, as one string. */
@@ -117,7 +138,7 @@ describe('secrets in deployments (local mode, end to end)', function () {
     assert.ok(lines.includes('token: [redacted]'));
   });
 
-  it('redacts a failed build\'s last output in its reason', async () => {
+  it("redacts a failed build's last output in its reason", async () => {
     repo.commit('first');
     withBuild('echo "connecting with $SHORT_TOKEN" >&2 && echo "$BIG_KEY" && exit 3');
     const done = await deployToEnd();

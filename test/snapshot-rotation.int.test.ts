@@ -18,7 +18,16 @@ const envVersions = async () => Number(((await db()('env_versions').count('* as 
 
 async function insertDeployment(app: App, number: number, snapshot: ConfigSnapshot, fields: Record<string, unknown> = {}): Promise<string> {
   const [row] = (await db()('deployments')
-    .insert({ appId: app.id, number, status: 'live', trigger: 'manual', commitSha: 'a'.repeat(40), image: `rhone-local/web:${number}`, configSnapshot: JSON.stringify(snapshot), ...fields })
+    .insert({
+      appId: app.id,
+      number,
+      status: 'live',
+      trigger: 'manual',
+      commitSha: 'a'.repeat(40),
+      image: `rhone-local/web:${number}`,
+      configSnapshot: JSON.stringify(snapshot),
+      ...fields,
+    })
     .returning('id')) as { id: string }[];
   return row.id;
 }
@@ -67,12 +76,16 @@ describe('deployment env versions', () => {
     const target = await Deployment.query(db()).findById(first).throwIfNotFound();
     const rolled = await rollbackTo(db(), testQueues(getConfig()), actor, app, target);
     assert.deepEqual(await openSnapshotEnv(db(), keys(), app.id, await storedSnapshot(rolled.id)), { API_KEY: 'old' });
-    assert.equal(await envVersions(), 2, 'the rollback reuses its target\'s env version');
+    assert.equal(await envVersions(), 2, "the rollback reuses its target's env version");
   });
 
   it('still opens a snapshot written with its env inline (before env versions), and the migration moves such env out', async () => {
     const sealed = sealValue(keys(), app.id, 'API_KEY', 'inline-value');
-    const inline = { ...(await takeSnapshot(db(), app)), envVersionId: undefined, env: [{ name: 'API_KEY', keyId: sealed.keyId, ciphertext: sealed.ciphertext.toString('base64') }] };
+    const inline = {
+      ...(await takeSnapshot(db(), app)),
+      envVersionId: undefined,
+      env: [{ name: 'API_KEY', keyId: sealed.keyId, ciphertext: sealed.ciphertext.toString('base64') }],
+    };
     const [one, two] = [await insertDeployment(app, 1, inline), await insertDeployment(app, 2, inline)];
     assert.deepEqual(await openSnapshotEnv(db(), keys(), app.id, await storedSnapshot(one)), { API_KEY: 'inline-value' });
     const before = await envVersions();
@@ -96,16 +109,23 @@ describe('snapshot key rotation', () => {
     const app = await makeApp(ada, team, 'web');
     await putEnv(db(), [oldKey], { user: ada, via: 'session' }, team, app, { API_KEY: 'k-123', DB_URL: 'postgres://x' });
     const snapshot = await takeSnapshot(db(), app);
-    const [row] = (await db()('deployments').insert({ appId: app.id, number: 1, status: 'live', trigger: 'manual', configSnapshot: JSON.stringify(snapshot) }).returning('id')) as { id: string }[];
+    const [row] = (await db()('deployments')
+      .insert({ appId: app.id, number: 1, status: 'live', trigger: 'manual', configSnapshot: JSON.stringify(snapshot) })
+      .returning('id')) as { id: string }[];
     // A snapshot from before env versions, its env inline, is rotated as well.
     const sealed = sealValue([oldKey], app.id, 'LEGACY', 'inline-secret');
     const legacy = { ...snapshot, envVersionId: undefined, env: [{ name: 'LEGACY', keyId: sealed.keyId, ciphertext: sealed.ciphertext.toString('base64') }] };
-    const [old] = (await db()('deployments').insert({ appId: app.id, number: 2, status: 'replaced', trigger: 'manual', configSnapshot: JSON.stringify(legacy) }).returning('id')) as { id: string }[];
+    const [old] = (await db()('deployments')
+      .insert({ appId: app.id, number: 2, status: 'replaced', trigger: 'manual', configSnapshot: JSON.stringify(legacy) })
+      .returning('id')) as { id: string }[];
 
     assert.equal(await rotateSnapshotKeys(db(), [newKey, oldKey]), 2);
     assert.equal(await rotateSnapshotKeys(db(), [newKey, oldKey]), 0, 'nothing left to do');
     const versions = (await db()('env_versions').select('vars')) as { vars: { keyId: string }[] }[];
-    assert.deepEqual(versions.flatMap((v) => v.vars.map((e) => e.keyId)), ['new', 'new']);
+    assert.deepEqual(
+      versions.flatMap((v) => v.vars.map((e) => e.keyId)),
+      ['new', 'new'],
+    );
     const configSnapshot = (await db()('deployments').where({ id: row.id }).first('configSnapshot')).configSnapshot as ConfigSnapshot;
     assert.deepEqual(await openSnapshotEnv(db(), [newKey], app.id, configSnapshot), { API_KEY: 'k-123', DB_URL: 'postgres://x' });
     const legacyAfter = (await db()('deployments').where({ id: old.id }).first('configSnapshot')).configSnapshot as ConfigSnapshot;

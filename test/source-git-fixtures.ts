@@ -103,7 +103,13 @@ export interface GitHttpServer {
  * Serves <serveDir>/app.git at /app.git and, for the cancel and timeout tests, at /slow/app.git,
  * where the ref advertisement works but the fetch itself (a POST) never gets an answer.
  */
-export async function startGitHttpServer(options: { backend: string; serveDir: string; home: string; username: string; password: string }): Promise<GitHttpServer> {
+export async function startGitHttpServer(options: {
+  backend: string;
+  serveDir: string;
+  home: string;
+  username: string;
+  password: string;
+}): Promise<GitHttpServer> {
   const expected = `Basic ${Buffer.from(`${options.username}:${options.password}`).toString('base64')}`;
   const state = { authorized: [] as string[], refused: 0, gitCommandLines: [] as string[], held: [] as http.ServerResponse[] };
 
@@ -130,10 +136,18 @@ export async function startGitHttpServer(options: { backend: string; serveDir: s
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
-    get authorized() { return state.authorized; },
-    get refused() { return state.refused; },
-    get gitCommandLines() { return state.gitCommandLines; },
-    get held() { return state.held; },
+    get authorized() {
+      return state.authorized;
+    },
+    get refused() {
+      return state.refused;
+    },
+    get gitCommandLines() {
+      return state.gitCommandLines;
+    },
+    get held() {
+      return state.held;
+    },
     close: () => {
       for (const res of state.held) res.destroy();
       server.closeAllConnections();
@@ -142,7 +156,13 @@ export async function startGitHttpServer(options: { backend: string; serveDir: s
   };
 }
 
-function runCgi(req: http.IncomingMessage, res: http.ServerResponse, url: URL, pathInfo: string, options: { backend: string; serveDir: string; home: string; username: string }): void {
+function runCgi(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  url: URL,
+  pathInfo: string,
+  options: { backend: string; serveDir: string; home: string; username: string },
+): void {
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
     HOME: options.home,

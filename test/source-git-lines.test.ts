@@ -5,7 +5,10 @@ describe('source: git output', () => {
   it('collapses progress meters into a few lines, keeping each final state', () => {
     let clock = 0;
     const lines: string[] = [];
-    const split = lineSplitter((l) => lines.push(l), () => clock);
+    const split = lineSplitter(
+      (l) => lines.push(l),
+      () => clock,
+    );
     clock = 5_000;
     split.push('remote: Counting objects:  10% (1/10)   \rremote: Counting objects:  50% (5/10)   \r');
     clock = 5_500;
@@ -27,7 +30,10 @@ describe('source: git output', () => {
   it('shows a meter at most once a second, and its last state when git stops mid-meter', () => {
     let clock = 10_000;
     const lines: string[] = [];
-    const split = lineSplitter((l) => lines.push(l), () => clock);
+    const split = lineSplitter(
+      (l) => lines.push(l),
+      () => clock,
+    );
     for (let i = 1; i <= 30; i += 1) {
       clock += 100;
       split.push(`Receiving objects: ${i}%\r`);

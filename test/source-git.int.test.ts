@@ -8,6 +8,7 @@ import path from 'node:path';
 import { fetchCommit, resolveRef, SourceError, type SourceErrorCode } from '../backend/source/git.ts';
 import { runGit } from '../backend/source/git-process.ts';
 import { pinConfig, useLookup } from '../backend/source/remote-guard.ts';
+import { until } from './support/until.ts';
 import { commandLines, gitEnv, httpBackendPath, isDead, makeRepo, startGitHttpServer, type GitHttpServer, type TestRepo } from './source-git-fixtures.ts';
 
 async function rejectsWith(promise: Promise<unknown>, code: SourceErrorCode, message?: RegExp): Promise<SourceError> {
@@ -32,7 +33,9 @@ function allFiles(dir: string): { file: string; bytes: Buffer }[] {
 
 /** The files of a checkout, without .git. */
 function tree(dir: string): string[] {
-  return readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((n) => !n.startsWith('.git')).sort();
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .filter((n) => !n.startsWith('.git'))
+    .sort();
 }
 
 describe('source: git', function () {
@@ -82,7 +85,7 @@ describe('source: git', function () {
     });
   });
 
-  describe('a user\'s URL in production (publicOnly)', () => {
+  describe("a user's URL in production (publicOnly)", () => {
     let restore: () => void;
     before(() => {
       restore = useLookup(async (host) => {
@@ -141,7 +144,8 @@ describe('source: git', function () {
       writeFileSync(path.join(work, 'dir', 'a.txt'), 'a');
       writeFileSync(path.join(work, 'dir', 'b.txt'), 'b');
       const env = gitEnv(path.join(tmp, 'home'));
-      const git = (...args: string[]) => execFileSync('git', ['-c', 'user.name=T', '-c', 'user.email=t@example.com', ...args], { cwd: work, env, encoding: 'utf8' }).trim();
+      const git = (...args: string[]) =>
+        execFileSync('git', ['-c', 'user.name=T', '-c', 'user.email=t@example.com', ...args], { cwd: work, env, encoding: 'utf8' }).trim();
       git('init', '-q', '-b', 'main');
       git('add', '.');
       git('commit', '-q', '-m', 'bomb');
@@ -150,13 +154,19 @@ describe('source: git', function () {
       const settings = { bytes: 'RHONE_MAX_SOURCE_BYTES', entries: 'RHONE_MAX_SOURCE_FILES' };
 
       const dir = path.join(tmp, 'checkout-bomb');
-      const bytes = await rejectsWith(fetchCommit({ url, sha, dir, limits: { maxBytes: 1024 * 1024, maxEntries: 100, settings } }), 'too_large',
-        /^The files of the repository add up to 3 MiB, over the 1 MiB limit \(RHONE_MAX_SOURCE_BYTES\)\./);
+      const bytes = await rejectsWith(
+        fetchCommit({ url, sha, dir, limits: { maxBytes: 1024 * 1024, maxEntries: 100, settings } }),
+        'too_large',
+        /^The files of the repository add up to 3 MiB, over the 1 MiB limit \(RHONE_MAX_SOURCE_BYTES\)\./,
+      );
       assert.equal(bytes.transient, false);
       assert.deepEqual(tree(dir), [], 'nothing was checked out');
       // zeros.bin, dir, dir/a.txt, dir/b.txt
-      await rejectsWith(fetchCommit({ url, sha, dir, limits: { maxBytes: 10 * 1024 * 1024, maxEntries: 3, settings } }), 'too_large',
-        /^The repository holds 4 files and directories, over the 3 limit \(RHONE_MAX_SOURCE_FILES\)\./);
+      await rejectsWith(
+        fetchCommit({ url, sha, dir, limits: { maxBytes: 10 * 1024 * 1024, maxEntries: 3, settings } }),
+        'too_large',
+        /^The repository holds 4 files and directories, over the 3 limit \(RHONE_MAX_SOURCE_FILES\)\./,
+      );
       const ok = await fetchCommit({ url, sha, dir, limits: { maxBytes: 4 * 1024 * 1024, maxEntries: 4, settings } });
       assert.equal(ok.sha, sha);
       assert.deepEqual(tree(dir), ['dir', 'dir/a.txt', 'dir/b.txt', 'zeros.bin']);
@@ -200,7 +210,10 @@ describe('source: git', function () {
       assert.ok(server.refused > 0, 'the first request went without credentials and was refused');
       assert.ok(server.authorized.length > 0 && server.authorized.every((h) => h === `Basic ${base64}`));
       // Git processes were caught mid-request, and none carried the password in its argv.
-      assert.ok(server.gitCommandLines.some((argv) => argv.includes(url)), 'the argv scan saw the fetching git');
+      assert.ok(
+        server.gitCommandLines.some((argv) => argv.includes(url)),
+        'the argv scan saw the fetching git',
+      );
       for (const argv of server.gitCommandLines) {
         assert.ok(!argv.includes(password) && !argv.includes(base64), `password in argv: ${argv}`);
       }
@@ -215,7 +228,8 @@ describe('source: git', function () {
       // git.rhone-pin.invalid resolves nowhere (RFC 6761): only the pin can take git to the server.
       const port = Number(new URL(server.url).port);
       const url = `http://git.rhone-pin.invalid:${port}/app.git`;
-      const run = (config: string[]) => runGit(['ls-remote', url, 'refs/heads/main'], { config, credentials: { username, password }, protocols: ['http'], timeoutMs: 10_000 });
+      const run = (config: string[]) =>
+        runGit(['ls-remote', url, 'refs/heads/main'], { config, credentials: { username, password }, protocols: ['http'], timeoutMs: 10_000 });
       const unpinned = await run([]);
       assert.notEqual(unpinned.code, 0);
       assert.match(unpinned.stderr, /Could not resolve host/);
@@ -227,7 +241,11 @@ describe('source: git', function () {
     it('refuses a wrong password with a message that names the repository, not the secret', async () => {
       const url = `${server.url}/app.git`;
       const wrong = { username, password: 'not-the-password' };
-      const err = await rejectsWith(fetchCommit({ url, sha: repo.first, dir: path.join(tmp, 'wrong'), credentials: wrong }), 'auth_failed', /refused Rhone's credentials/);
+      const err = await rejectsWith(
+        fetchCommit({ url, sha: repo.first, dir: path.join(tmp, 'wrong'), credentials: wrong }),
+        'auth_failed',
+        /refused Rhone's credentials/,
+      );
       assert.doesNotMatch(err.message, /not-the-password/);
       assert.equal(err.transient, false);
       await rejectsWith(resolveRef(url, 'main', { credentials: wrong }), 'auth_failed');
@@ -238,37 +256,40 @@ describe('source: git', function () {
       const url = `${server.url}/slow/app.git`;
       const controller = new AbortController();
       const fetching = fetchCommit({ url, sha: repo.first, dir: path.join(tmp, 'canceled'), credentials: { username, password }, signal: controller.signal });
-      const pids = await waitFor(() => {
+      const pids = await until('git to start fetching from the held server', () => {
         if (server.held.length === 0) return null;
-        const found = commandLines().filter((p) => p.argv.includes(url)).map((p) => p.pid);
+        const found = commandLines()
+          .filter((p) => p.argv.includes(url))
+          .map((p) => p.pid);
         return found.length > 0 ? found : null;
       });
       const started = Date.now();
       controller.abort();
       await rejectsWith(fetching, 'canceled');
       assert.ok(Date.now() - started < 3_000, 'cancel does not wait for git');
-      assert.deepEqual(pids.filter((pid) => !isDead(pid)), [], 'no git process outlives the cancel');
+      assert.deepEqual(
+        pids.filter((pid) => !isDead(pid)),
+        [],
+        'no git process outlives the cancel',
+      );
     });
 
     it('stops a fetch that outlives its timeout', async () => {
       const url = `${server.url}/slow/app.git`;
-      const err = await rejectsWith(fetchCommit({ url, sha: repo.first, dir: path.join(tmp, 'slow'), credentials: { username, password }, timeoutMs: 1_500 }), 'timeout', /took too long/);
+      const err = await rejectsWith(
+        fetchCommit({ url, sha: repo.first, dir: path.join(tmp, 'slow'), credentials: { username, password }, timeoutMs: 1_500 }),
+        'timeout',
+        /took too long/,
+      );
       assert.equal(err.transient, true);
       await new Promise((resolve) => setTimeout(resolve, 100));
-      assert.deepEqual(commandLines().filter((p) => p.argv.includes(url) && !isDead(p.pid)), []);
+      assert.deepEqual(
+        commandLines().filter((p) => p.argv.includes(url) && !isDead(p.pid)),
+        [],
+      );
     });
   });
 });
-
-async function waitFor<T>(probe: () => T | null, timeoutMs = 10_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== null) return value;
-    if (Date.now() > until) throw new Error('timed out waiting');
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 /** A port nothing listens on: bound, then released. */
 async function closedPort(): Promise<number> {

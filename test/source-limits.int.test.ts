@@ -1,5 +1,5 @@
 // The clone stage refuses a repository whose checkout would be larger than the source limits
-// (issue 12, item 6): a few kilobytes of pack can hold gigabytes of zeros. The limits are lowered
+// (docs/security.md, "Limits"): a few kilobytes of pack can hold gigabytes of zeros. The limits are lowered
 // here; the defaults (2 GiB, 200,000 files) are the same check at another number.
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
@@ -36,10 +36,14 @@ describe('source limits in the clone stage', function () {
     assert.equal(created.status, 201, JSON.stringify(created.body));
     const deploy = await ada.post('/api/apps/web/deploy', {});
     assert.equal(deploy.status, 202, JSON.stringify(deploy.body));
-    return until('the deployment to fail', async () => {
-      const res = await ada.get(`/api/deployments/${deploy.body.id}`);
-      return res.body.status === 'failed' ? res.body : undefined;
-    }, 30_000);
+    return until(
+      'the deployment to fail',
+      async () => {
+        const res = await ada.get(`/api/deployments/${deploy.body.id}`);
+        return res.body.status === 'failed' ? res.body : undefined;
+      },
+      30_000,
+    );
   };
 
   it('fails a repository whose files add up to more than RHONE_MAX_SOURCE_BYTES, naming the limit', async () => {

@@ -35,7 +35,14 @@ describe('a pipeline stage during a database outage', function () {
     const team = await Team.query(db()).findOne({ slug: 'ada' }).throwIfNotFound();
     const app = await makeApp(owner, team, 'web');
     const [row] = (await db()('deployments')
-      .insert({ appId: app.id, number: 1, status: 'queued', trigger: 'manual', commitSha: 'a'.repeat(40), configSnapshot: JSON.stringify(await takeSnapshot(db(), app)) })
+      .insert({
+        appId: app.id,
+        number: 1,
+        status: 'queued',
+        trigger: 'manual',
+        commitSha: 'a'.repeat(40),
+        configSnapshot: JSON.stringify(await takeSnapshot(db(), app)),
+      })
       .returning('id')) as { id: string }[];
     const queues = { connection: { url: getConfig().redisUrl, maxRetriesPerRequest: null }, prefix: `t-${randomUUID()}` };
 
@@ -58,10 +65,16 @@ describe('a pipeline stage during a database outage', function () {
     assert.deepEqual(await processJob(job), { ok: true });
 
     assert.equal(runs, 1, 'the build ran once');
-    const lines = (await db()('deployment_events').where({ deploymentId: row.id, type: 'log' }).orderBy('seq').select('data')).map((r: { data: { line: string } }) => r.data.line);
+    const lines = (await db()('deployment_events').where({ deploymentId: row.id, type: 'log' }).orderBy('seq').select('data')).map(
+      (r: { data: { line: string } }) => r.data.line,
+    );
     assert.deepEqual(lines, ['before the outage', ...Array.from({ length: 50 }, (_, i) => `during the outage ${i}`)]);
     const seqs = (await db()('deployment_events').where({ deploymentId: row.id }).orderBy('seq').pluck('seq')) as number[];
-    assert.deepEqual(seqs, seqs.map((_, i) => i + 1), 'no gap in the sequence');
+    assert.deepEqual(
+      seqs,
+      seqs.map((_, i) => i + 1),
+      'no gap in the sequence',
+    );
     const d = await Deployment.query(db()).findById(row.id).throwIfNotFound();
     assert.equal(d.image, 'rhone-local/web:built');
     assert.ok(d.stageTimings.build?.finishedAt, 'the build stage is recorded as finished');

@@ -7,22 +7,31 @@ import path from 'node:path';
 import { Client, signedIn } from './http.ts';
 import { get } from './support/load.ts';
 import { TestRepo } from './support/git-repo.ts';
-import { dropDatabase, flushRedis, freePort, npmStart, startRhone } from './support/rhone-process.ts';
+import { dropDatabase, flushRedis, freePort, npmStart, startRhone, testDatabaseName, testDatabaseUrl, testRedisUrl } from './support/rhone-process.ts';
+
+/** The test settings' Postgres URL pointed at a port where nothing listens. */
+function deadDatabaseUrl(port: number, dbName: string): string {
+  const url = new URL(testDatabaseUrl(dbName));
+  url.port = String(port);
+  return url.toString();
+}
 
 describe('npm start', function () {
   this.timeout(150_000);
-  // Named after the test database, so two test runs on one machine don't drop each other's.
-  const dbName = `${new URL(process.env.DATABASE_URL!).pathname.slice(1)}_start`;
+  // Named after the test database, so two test runs on one machine don't drop each other's; and
+  // the test settings' Redis database (each test here starts and stops its own npm start).
+  const dbName = `${testDatabaseName()}_start`;
+  const redisUrl = testRedisUrl();
 
   beforeEach(async () => {
     await dropDatabase(dbName);
-    // npm start's own Redis database: no jobs left over from an earlier run.
-    await flushRedis('redis://127.0.0.1:6379/9');
+    // No jobs left over from an earlier run.
+    await flushRedis(redisUrl);
   });
   afterEach(() => dropDatabase(dbName));
 
   it('creates and migrates its database, runs every process, prints the URL, answers /healthz and stops cleanly', async () => {
-    const rhone = await startRhone({ dbName, redisUrl: 'redis://127.0.0.1:6379/9' });
+    const rhone = await startRhone({ dbName, redisUrl });
     const { url, port, routerPort, machinesPort, out } = rhone;
     try {
       assert.equal(url, `http://localhost:${port}`);
@@ -72,12 +81,14 @@ describe('npm start', function () {
   it('says which service it cannot reach and how to start it', async () => {
     const deadPort = await freePort();
     const { out, exited } = npmStart({
-      DATABASE_URL: `postgres://postgres@127.0.0.1:${deadPort}/${dbName}`,
-      REDIS_URL: 'redis://127.0.0.1:6379/9',
+      DATABASE_URL: deadDatabaseUrl(deadPort, dbName),
+      REDIS_URL: redisUrl,
       RHONE_DATA_DIR: mkdtempSync(path.join(os.tmpdir(), 'rhone-start-')),
     });
     assert.equal(await exited, 'exit 1');
-    assert.match(out.text, new RegExp(`PostgreSQL at DATABASE_URL=postgres://postgres@127.0.0.1:${deadPort}/`));
+    const shown = new URL(deadDatabaseUrl(deadPort, dbName));
+    if (shown.password) shown.password = '***';
+    assert.ok(out.text.includes(`PostgreSQL at DATABASE_URL=${shown}`), out.text);
     assert.doesNotMatch(out.text, /Redis at REDIS_URL/);
     assert.match(out.text, /docker compose up -d/);
   });

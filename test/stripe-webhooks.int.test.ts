@@ -27,7 +27,8 @@ describe('Stripe webhooks', () => {
   });
 
   const teamNow = () => Team.query(db()).findById(team.id).throwIfNotFound();
-  const priceIds = (plan: 'starter' | 'pro') => [...world.fake.prices.values()].filter((p) => String(p.lookup_key).startsWith(`rhone_${plan}_`)).map((p) => p.id as string);
+  const priceIds = (plan: 'starter' | 'pro') =>
+    [...world.fake.prices.values()].filter((p) => String(p.lookup_key).startsWith(`rhone_${plan}_`)).map((p) => p.id as string);
   const processed = (eventId: string) =>
     until(`event ${eventId} to be processed`, async () => {
       const row = await WebhookDelivery.query(db()).findOne({ provider: 'stripe', deliveryId: eventId });
@@ -95,8 +96,15 @@ describe('Stripe webhooks', () => {
     await send(stripeEvent('customer.subscription.deleted', world.fake.subscriptions.get('sub_1')!));
     t = await teamNow();
     assert.deepEqual([t.plan, t.stripeSubscriptionId, t.subscriptionStatus], ['free', null, 'canceled']);
-    const actions = (await AuditEvent.query(db()).where({ teamId: team.id, action: 'billing.subscription_changed' }).orderBy('id')).map((e) => [e.data.from, e.data.to]);
-    assert.deepEqual(actions, [['free', 'starter'], ['starter', 'pro'], ['pro', 'free']]);
+    const actions = (await AuditEvent.query(db()).where({ teamId: team.id, action: 'billing.subscription_changed' }).orderBy('id')).map((e) => [
+      e.data.from,
+      e.data.to,
+    ]);
+    assert.deepEqual(actions, [
+      ['free', 'starter'],
+      ['starter', 'pro'],
+      ['pro', 'free'],
+    ]);
   });
 
   it('ignores events of customers that are not Rhone teams', async () => {
@@ -134,7 +142,9 @@ describe('Stripe webhooks', () => {
     await makeApp(owner, team, 'web', { source: { type: 'git', url: repo.url, branch: 'main' } });
     const olive = await signedIn(world.server.url, 'olive');
 
-    await Team.query(db()).patch({ pastDueSince: new Date(Date.now() - (PAST_DUE_GRACE_DAYS + 1) * DAY) }).where({ id: team.id });
+    await Team.query(db())
+      .patch({ pastDueSince: new Date(Date.now() - (PAST_DUE_GRACE_DAYS + 1) * DAY) })
+      .where({ id: team.id });
     const refused = await olive.post('/api/apps/web/deploy', {});
     assert.equal(refused.status, 402, JSON.stringify(refused.body));
     assert.equal(refused.body.error, 'past_due');
@@ -142,7 +152,9 @@ describe('Stripe webhooks', () => {
     assert.equal(Number((await db()('deployments').count('* as n'))[0].n), 0, 'a refused deploy writes nothing');
 
     // Within the grace period a deploy goes through (the banner shows, nothing is refused).
-    await Team.query(db()).patch({ pastDueSince: new Date(Date.now() - (PAST_DUE_GRACE_DAYS - 1) * DAY) }).where({ id: team.id });
+    await Team.query(db())
+      .patch({ pastDueSince: new Date(Date.now() - (PAST_DUE_GRACE_DAYS - 1) * DAY) })
+      .where({ id: team.id });
     const accepted = await olive.post('/api/apps/web/deploy', {});
     assert.equal(accepted.status, 202, JSON.stringify(accepted.body));
   });

@@ -15,8 +15,12 @@ const rolesOf = async (client: Client, team: string) =>
 
 describe('teams and members', () => {
   let server: TestServer;
-  before(async () => { server = await startTestServer(); });
-  after(async () => { await server.close(); });
+  before(async () => {
+    server = await startTestServer();
+  });
+  after(async () => {
+    await server.close();
+  });
 
   it('creates a personal team, owned by the user, on first sign-in only', async () => {
     const client = new Client(server.url);
@@ -40,8 +44,17 @@ describe('teams and members', () => {
     const ada = await signedIn(server.url, 'ada');
     const created = await ada.post('/api/teams', { slug: 'acme', name: 'Acme' });
     assert.equal(created.status, 201);
-    assert.deepEqual({ ...created.body, createdAt: undefined }, { slug: 'acme', name: 'Acme', plan: 'free', personal: false, role: 'owner', createdAt: undefined });
-    assert.deepEqual((await ada.get('/api/me')).body.teams.map((t: { slug: string; role: string }) => [t.slug, t.role]), [['acme', 'owner'], ['ada', 'owner']]);
+    assert.deepEqual(
+      { ...created.body, createdAt: undefined },
+      { slug: 'acme', name: 'Acme', plan: 'free', personal: false, role: 'owner', createdAt: undefined },
+    );
+    assert.deepEqual(
+      (await ada.get('/api/me')).body.teams.map((t: { slug: string; role: string }) => [t.slug, t.role]),
+      [
+        ['acme', 'owner'],
+        ['ada', 'owner'],
+      ],
+    );
     const taken = await ada.post('/api/teams', { slug: 'acme', name: 'Another' });
     assert.equal(taken.status, 409);
     assert.equal(taken.body.error, 'slug_taken');
@@ -61,12 +74,16 @@ describe('teams and members', () => {
     assert.equal((await ada.delete('/api/apps/acme-web')).status, 204);
     assert.equal((await ada.delete('/api/teams/acme')).status, 204);
     assert.equal((await ada.get('/api/teams/acme')).status, 404);
-    assert.deepEqual((await ada.get('/api/me')).body.teams.map((t: { slug: string }) => t.slug), ['ada']);
+    assert.deepEqual(
+      (await ada.get('/api/me')).body.teams.map((t: { slug: string }) => t.slug),
+      ['ada'],
+    );
   });
 
   it('lets only an owner rename or delete a team', async () => {
     const ada = await signedIn(server.url, 'ada');
-    await ada.post('/api/teams', { slug: 'acme', name: 'Acme' }); await onPro('acme');
+    await ada.post('/api/teams', { slug: 'acme', name: 'Acme' });
+    await onPro('acme');
     const bob = await signedIn(server.url, 'bob');
     await ada.post('/api/teams/acme/invitations', { login: 'bob', role: 'admin' });
     await bob.post(`/api/invitations/${(await bob.get('/api/invitations')).body.items[0].id}/accept`);
@@ -77,7 +94,8 @@ describe('teams and members', () => {
 
   it('invites by login: the invitee sees the invitation and accepts or declines it', async () => {
     const ada = await signedIn(server.url, 'ada');
-    await ada.post('/api/teams', { slug: 'acme', name: 'Acme' }); await onPro('acme');
+    await ada.post('/api/teams', { slug: 'acme', name: 'Acme' });
+    await onPro('acme');
     // bob has never signed in: invitations go to a GitHub login, not an account.
     const invited = await ada.post('/api/teams/acme/invitations', { login: 'bob', role: 'admin' });
     assert.equal(invited.status, 201, JSON.stringify(invited.body));
@@ -90,7 +108,10 @@ describe('teams and members', () => {
 
     const bob = await signedIn(server.url, 'bob');
     const mine = await bob.get('/api/invitations');
-    assert.deepEqual(mine.body.items.map((i: { id: string; team: { slug: string }; role: string }) => [i.id, i.team.slug, i.role]), [[invited.body.id, 'acme', 'admin']]);
+    assert.deepEqual(
+      mine.body.items.map((i: { id: string; team: { slug: string }; role: string }) => [i.id, i.team.slug, i.role]),
+      [[invited.body.id, 'acme', 'admin']],
+    );
     assert.equal((await bob.get('/api/teams/acme')).status, 404, 'not a member before accepting');
 
     // Someone else cannot take bob's invitation.
@@ -101,7 +122,13 @@ describe('teams and members', () => {
     assert.equal(accepted.status, 200);
     assert.equal(accepted.body.slug, 'acme');
     assert.equal(accepted.body.role, 'admin');
-    assert.deepEqual((await bob.get('/api/me')).body.teams.map((t: { slug: string; role: string }) => [t.slug, t.role]), [['acme', 'admin'], ['bob', 'owner']]);
+    assert.deepEqual(
+      (await bob.get('/api/me')).body.teams.map((t: { slug: string; role: string }) => [t.slug, t.role]),
+      [
+        ['acme', 'admin'],
+        ['bob', 'owner'],
+      ],
+    );
     assert.deepEqual(await rolesOf(ada, 'acme'), { ada: 'owner', bob: 'admin' });
     assert.deepEqual((await bob.get('/api/invitations')).body.items, []);
     assert.equal((await bob.post(`/api/invitations/${invited.body.id}/accept`)).status, 404, 'an invitation is used once');
@@ -118,7 +145,8 @@ describe('teams and members', () => {
 
   it('refuses a duplicate invitation, an invitation to a member, and an admin inviting an owner', async () => {
     const ada = await signedIn(server.url, 'ada');
-    await ada.post('/api/teams', { slug: 'acme', name: 'Acme' }); await onPro('acme');
+    await ada.post('/api/teams', { slug: 'acme', name: 'Acme' });
+    await onPro('acme');
     assert.equal((await ada.post('/api/teams/acme/invitations', { login: 'bob', role: 'admin' })).status, 201);
 
     const duplicate = await ada.post('/api/teams/acme/invitations', { login: 'BOB', role: 'member' });
@@ -134,12 +162,16 @@ describe('teams and members', () => {
     assert.equal(toOwner.status, 403);
     assert.match(toOwner.body.message, /owner/);
     assert.equal((await bob.post('/api/teams/acme/invitations', { login: 'eve', role: 'admin' })).status, 201, 'admins invite below owner');
-    assert.deepEqual((await Invitation.query(db()).orderBy('login')).map((i) => [i.login, i.role]), [['eve', 'admin']]);
+    assert.deepEqual(
+      (await Invitation.query(db()).orderBy('login')).map((i) => [i.login, i.role]),
+      [['eve', 'admin']],
+    );
   });
 
   it('keeps at least one owner: the last owner can be neither demoted nor removed', async () => {
     const ada = await signedIn(server.url, 'ada');
-    await ada.post('/api/teams', { slug: 'acme', name: 'Acme' }); await onPro('acme');
+    await ada.post('/api/teams', { slug: 'acme', name: 'Acme' });
+    await onPro('acme');
     for (const res of [await ada.patch('/api/teams/acme/members/ada', { role: 'admin' }), await ada.delete('/api/teams/acme/members/ada')]) {
       assert.equal(res.status, 409);
       assert.equal(res.body.error, 'last_owner');
@@ -167,7 +199,8 @@ describe('teams and members', () => {
 
   it('lets a member leave, but not remove others', async () => {
     const ada = await signedIn(server.url, 'ada');
-    await ada.post('/api/teams', { slug: 'acme', name: 'Acme' }); await onPro('acme');
+    await ada.post('/api/teams', { slug: 'acme', name: 'Acme' });
+    await onPro('acme');
     for (const login of ['bob', 'carol']) {
       await ada.post('/api/teams/acme/invitations', { login, role: 'member' });
       const c = await signedIn(server.url, login);
@@ -185,7 +218,8 @@ describe('teams and members', () => {
 
   it('lists member, app and env var changes in the audit log, newest first, page by page', async () => {
     const ada = await signedIn(server.url, 'ada');
-    await ada.post('/api/teams', { slug: 'acme', name: 'Acme' }); await onPro('acme');
+    await ada.post('/api/teams', { slug: 'acme', name: 'Acme' });
+    await onPro('acme');
     await ada.post('/api/teams/acme/invitations', { login: 'bob', role: 'member' });
     const bob = await signedIn(server.url, 'bob');
     await bob.post(`/api/invitations/${(await bob.get('/api/invitations')).body.items[0].id}/accept`);
@@ -202,16 +236,19 @@ describe('teams and members', () => {
     assert.equal(all.body.next, null);
     type Event = { id: string; actor: string; action: string; data: Record<string, unknown> };
     const events: Event[] = all.body.items;
-    assert.deepEqual(events.map((e) => [e.actor, e.action]), [
-      ['ada', 'app.deleted'],
-      ['ada', 'app.updated'],
-      ['bob', 'env.updated'],
-      ['bob', 'app.created'],
-      ['ada', 'member.role_changed'],
-      ['bob', 'member.joined'],
-      ['ada', 'member.invited'],
-      ['ada', 'team.created'],
-    ]);
+    assert.deepEqual(
+      events.map((e) => [e.actor, e.action]),
+      [
+        ['ada', 'app.deleted'],
+        ['ada', 'app.updated'],
+        ['bob', 'env.updated'],
+        ['bob', 'app.created'],
+        ['ada', 'member.role_changed'],
+        ['bob', 'member.joined'],
+        ['ada', 'member.invited'],
+        ['ada', 'team.created'],
+      ],
+    );
     assert.deepEqual(events[2].data, { slug: 'acme-web', set: ['API_KEY'], unset: [] });
     assert.deepEqual(events[4].data, { login: 'bob', from: 'member', to: 'admin' });
     assert.ok(!JSON.stringify(all.body).includes('audit-canary-secret'));

@@ -17,8 +17,12 @@ function cookieLine(res: { headers: Headers }, name: string): { value: string; a
 
 describe('API tokens', () => {
   let server: TestServer;
-  before(async () => { server = await startTestServer(); });
-  after(async () => { await server.close(); });
+  before(async () => {
+    server = await startTestServer();
+  });
+  after(async () => {
+    await server.close();
+  });
 
   it('shows a new token once and stores only its sha256 hash', async () => {
     const ada = await signedIn(server.url, 'ada');
@@ -35,7 +39,10 @@ describe('API tokens', () => {
     assert.ok(!rows[0].row.includes(token.slice(12)), 'the secret part of the token is stored');
 
     const list = await ada.get('/api/tokens');
-    assert.deepEqual(list.body.items.map((t: { id: string; name: string; prefix: string }) => [t.id, t.name, t.prefix]), [[id, 'CI deploys', prefix]]);
+    assert.deepEqual(
+      list.body.items.map((t: { id: string; name: string; prefix: string }) => [t.id, t.name, t.prefix]),
+      [[id, 'CI deploys', prefix]],
+    );
     assert.ok(!JSON.stringify(list.body).includes(token.slice(12)));
     assert.equal(list.body.items[0].token, undefined);
   });
@@ -85,7 +92,10 @@ describe('API tokens', () => {
       assert.equal(res.body.error, 'forbidden');
       assert.match(res.body.message, /^API tokens cannot create, list or revoke API tokens; sign in to the dashboard/);
     }
-    assert.deepEqual((await ada.get('/api/tokens')).body.items.map((t: { name: string }) => t.name), ['cli']);
+    assert.deepEqual(
+      (await ada.get('/api/tokens')).body.items.map((t: { name: string }) => t.name),
+      ['cli'],
+    );
     assert.equal((await api.get('/api/me')).status, 200, 'not revoked');
   });
 
@@ -95,15 +105,21 @@ describe('API tokens', () => {
     assert.ok(Math.abs(new Date(expiresAt).getTime() - Date.now() - 86_400_000) < 60_000);
     const api = new Client(server.url).withToken(token);
     assert.equal((await api.get('/api/me')).status, 200);
-    await db()('api_tokens').where({ id }).update({ expiresAt: new Date(Date.now() - 1000) });
+    await db()('api_tokens')
+      .where({ id })
+      .update({ expiresAt: new Date(Date.now() - 1000) });
     assert.equal((await api.get('/api/me')).status, 401);
   });
 });
 
 describe('sessions', () => {
   let server: TestServer;
-  before(async () => { server = await startTestServer(); });
-  after(async () => { await server.close(); });
+  before(async () => {
+    server = await startTestServer();
+  });
+  after(async () => {
+    await server.close();
+  });
 
   it('sets an HttpOnly, SameSite=Lax session cookie that expires, and a CSRF cookie scripts can read', async () => {
     const res = await new Client(server.url).post('/auth/dev', { login: 'ada' });
@@ -167,11 +183,18 @@ describe('sessions', () => {
     const user = await User.query(db()).findOne({ login: 'ada' }).throwIfNotFound();
     const flip = (s: string, i: number) => s.slice(0, i) + (s[i] === 'A' ? 'B' : 'A') + s.slice(i + 1);
     const [session] = await db()('sessions').where({ userId: user.id }).select('id');
-    const forged = new SessionSealer('another-secret-that-is-long-enough-0123456789').seal({ sessionId: session.id, csrf: 'c', expiresAt: Date.now() + 60_000 });
+    const forged = new SessionSealer('another-secret-that-is-long-enough-0123456789').seal({
+      sessionId: session.id,
+      csrf: 'c',
+      expiresAt: Date.now() + 60_000,
+    });
     const expired = new SessionSealer(getConfig().sessionSecret).seal({ sessionId: session.id, csrf: 'c', expiresAt: Date.now() - 1000 });
     for (const value of [flip(good, 5), flip(good, good.length - 3), good.slice(0, -4), forged, expired, 'garbage']) {
       const client = new Client(server.url);
-      client.cookies = new Map([['rhone_session', value], ['rhone_csrf', 'c']]);
+      client.cookies = new Map([
+        ['rhone_session', value],
+        ['rhone_csrf', 'c'],
+      ]);
       const res = await client.get('/api/me');
       assert.equal(res.status, 401, value);
       assert.equal(res.body.error, 'unauthenticated');
@@ -190,7 +213,10 @@ describe('sessions', () => {
     for (const name of ['rhone_session', 'rhone_csrf']) {
       const line = cookieLine(res, name);
       assert.equal(line.value, '');
-      assert.ok([...line.attrs].some((a) => a === 'expires=thu, 01 jan 1970 00:00:00 gmt'), line.raw);
+      assert.ok(
+        [...line.attrs].some((a) => a === 'expires=thu, 01 jan 1970 00:00:00 gmt'),
+        line.raw,
+      );
     }
     assert.equal(ada.cookies.size, 0);
     assert.equal((await ada.get('/api/me')).status, 401);
@@ -218,8 +244,12 @@ describe('sessions', () => {
 
 describe('rate limits and health', () => {
   let server: TestServer;
-  before(async () => { server = await startTestServer({ rateLimits: { signInPerMinute: 2, writesPerMinute: 3 } }); });
-  after(async () => { await server.close(); });
+  before(async () => {
+    server = await startTestServer({ rateLimits: { signInPerMinute: 2, writesPerMinute: 3 } });
+  });
+  after(async () => {
+    await server.close();
+  });
 
   function assertLimited(res: { status: number; body: { error: string }; headers: Headers }) {
     assert.equal(res.status, 429);

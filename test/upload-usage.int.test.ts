@@ -34,7 +34,14 @@ let recordSeq = 0;
 async function usage(teamId: string, meter: Meter, n: number, quantity: number, hour = 10) {
   recordSeq += 1;
   const start = new Date(todayStart - n * DAY + hour * HOUR);
-  await db()('usageRecords').insert({ teamId, meter, machineId: `m-${recordSeq}`, windowStart: start, windowEnd: new Date(start.getTime() + 300_000), quantity });
+  await db()('usageRecords').insert({
+    teamId,
+    meter,
+    machineId: `m-${recordSeq}`,
+    windowStart: start,
+    windowEnd: new Date(start.getTime() + 300_000),
+    quantity,
+  });
 }
 
 async function customerTeam(slug: string, customer: string | null = `cus_${slug}`) {
@@ -48,7 +55,8 @@ const ledger = () => db()('stripeUsageUploads').orderBy(['teamId', 'meter', 'day
 describe('upload-usage', function () {
   this.timeout(60_000);
   let fake: FakeStripe;
-  const upload = (options: Partial<UploadOptions> = {}) => uploadUsage(db(), stripeClient({ stripe: fake.stripeConfig }), { log: silent, now: at(), backoffMs: () => 5, ...options });
+  const upload = (options: Partial<UploadOptions> = {}) =>
+    uploadUsage(db(), stripeClient({ stripe: fake.stripeConfig }), { log: silent, now: at(), backoffMs: () => 5, ...options });
 
   beforeEach(async () => {
     fake = await new FakeStripe().start();
@@ -78,7 +86,13 @@ describe('upload-usage', function () {
       // 0.7 MB two days ago sent nothing; with 1.5 MB yesterday, 2 MB go and 0.2 MB wait.
       { identifier: identifierOf(acme.id, 'bandwidth', day(1)), eventName: 'rhone_bandwidth_mb', customer: 'cus_acme', value: 2, timestamp: endOfYesterday },
       { identifier: identifierOf(acme.id, 'builds', day(1)), eventName: 'rhone_builds', customer: 'cus_acme', value: 2, timestamp: endOfYesterday },
-      { identifier: identifierOf(acme.id, 'machine_seconds', day(1)), eventName: 'rhone_machine_seconds', customer: 'cus_acme', value: 3600, timestamp: endOfYesterday },
+      {
+        identifier: identifierOf(acme.id, 'machine_seconds', day(1)),
+        eventName: 'rhone_machine_seconds',
+        customer: 'cus_acme',
+        value: 3600,
+        timestamp: endOfYesterday,
+      },
     ]);
     assert.equal(identifierOf(acme.id, 'bandwidth', day(1)), `rhone:${acme.id}:bandwidth:${day(1)}`);
     assert.deepEqual(await ledger(), [
@@ -102,7 +116,7 @@ describe('upload-usage', function () {
     assert.equal((await upload()).sent, 1);
   });
 
-  it('catches up the days missed while it was down, and reports days beyond Stripe\'s window as lost', async () => {
+  it("catches up the days missed while it was down, and reports days beyond Stripe's window as lost", async () => {
     const acme = await customerTeam('acme');
     await upload({ now: at(5) });
     for (const n of [5, 4, 3, 2, 1]) await usage(acme.id, 'builds', n, n);
@@ -153,8 +167,18 @@ describe('upload-usage', function () {
     assert.deepEqual([first.failed, first.pending, first.sent], [1, 1, 0]);
     const second = await upload();
     assert.deepEqual([second.failed, second.pending, second.sent], [0, 0, 1]);
-    const statuses = (await db()('stripeUsageUploads').orderBy('meter').select('meter', 'status', 'lastError')) as { meter: string; status: string; lastError: string | null }[];
-    assert.deepEqual(statuses.map((s) => [s.meter, s.status]), [['builds', 'failed'], ['machine_seconds', 'sent']]);
+    const statuses = (await db()('stripeUsageUploads').orderBy('meter').select('meter', 'status', 'lastError')) as {
+      meter: string;
+      status: string;
+      lastError: string | null;
+    }[];
+    assert.deepEqual(
+      statuses.map((s) => [s.meter, s.status]),
+      [
+        ['builds', 'failed'],
+        ['machine_seconds', 'sent'],
+      ],
+    );
     assert.match(statuses[0].lastError!, /^400: /);
   });
 
@@ -162,7 +186,15 @@ describe('upload-usage', function () {
     const acme = await customerTeam('acme');
     await usage(acme.id, 'builds', 1, 1);
     const lines: string[] = [];
-    const log = pino({ level: 'info' }, new Writable({ write(chunk, _enc, done) { lines.push(String(chunk)); done(); } }));
+    const log = pino(
+      { level: 'info' },
+      new Writable({
+        write(chunk, _enc, done) {
+          lines.push(String(chunk));
+          done();
+        },
+      }),
+    );
     const result = await uploadUsage(db(), null, { log, now: at() });
     assert.equal(result.skipped, 'stripe_not_configured');
     assert.equal(lines.length, 1);

@@ -45,7 +45,9 @@ const setPlan = (team: Team, plan: Plan) => db()('teams').where({ id: team.id })
 
 /** Usage this month, in record units. */
 async function use(w: World, meter: 'machine_seconds' | 'bandwidth' | 'builds', quantity: number, at = new Date()) {
-  await insertUsage(db(), [{ teamId: w.team.id, appId: w.app.id, machineId: `m-${randomUUID()}`, meter, windowStart: at, windowEnd: new Date(at.getTime() + 1000), quantity }]);
+  await insertUsage(db(), [
+    { teamId: w.team.id, appId: w.app.id, machineId: `m-${randomUUID()}`, meter, windowStart: at, windowEnd: new Date(at.getTime() + 1000), quantity },
+  ]);
 }
 
 function refused(res: Res, status: number, error: string, message: string | RegExp) {
@@ -72,12 +74,32 @@ describe('usage API', () => {
     const res = await w.as.get('/api/teams/acme/usage?period=2026-10');
     assert.equal(res.status, 200, JSON.stringify(res.body));
     const b = res.body;
-    assert.deepEqual([b.team, b.period, b.periodStart, b.periodEnd, b.plan.id, b.stripe.configured], ['acme', '2026-10', '2026-10-01T00:00:00.000Z', '2026-11-01T00:00:00.000Z', 'starter', false]);
+    assert.deepEqual(
+      [b.team, b.period, b.periodStart, b.periodEnd, b.plan.id, b.stripe.configured],
+      ['acme', '2026-10', '2026-10-01T00:00:00.000Z', '2026-11-01T00:00:00.000Z', 'starter', false],
+    );
     const hours = b.meters.find((m: { meter: string }) => m.meter === 'machine_seconds');
     // 600 h used of 500: 100 h over at $0.05 = $5.00.
-    assert.deepEqual([hours.used, hours.included, hours.overage, hours.overageCents, hours.percent, hours.kind], [600 * HOUR, 500 * HOUR, 100 * HOUR, 500, 120, 'overage']);
-    assert.deepEqual(b.meters.map((m: { meter: string; used: number }) => [m.meter, m.used]), [['machine_seconds', 600 * HOUR], ['bandwidth', 40 * GB], ['builds', 1]]);
-    assert.deepEqual(b.cost, { currency: 'usd', baseCents: 2000, overageCents: 500, totalCents: 2500, forecastCents: 2500, forecast: { machine_seconds: 600 * HOUR, bandwidth: 40 * GB, builds: 1 } });
+    assert.deepEqual(
+      [hours.used, hours.included, hours.overage, hours.overageCents, hours.percent, hours.kind],
+      [600 * HOUR, 500 * HOUR, 100 * HOUR, 500, 120, 'overage'],
+    );
+    assert.deepEqual(
+      b.meters.map((m: { meter: string; used: number }) => [m.meter, m.used]),
+      [
+        ['machine_seconds', 600 * HOUR],
+        ['bandwidth', 40 * GB],
+        ['builds', 1],
+      ],
+    );
+    assert.deepEqual(b.cost, {
+      currency: 'usd',
+      baseCents: 2000,
+      overageCents: 500,
+      totalCents: 2500,
+      forecastCents: 2500,
+      forecast: { machine_seconds: 600 * HOUR, bandwidth: 40 * GB, builds: 1 },
+    });
     assert.deepEqual(b.apps, [{ app: { id: w.app.id, slug: 'web', name: 'web' }, usage: { machine_seconds: 600 * HOUR, bandwidth: 40 * GB, builds: 1 } }]);
     assert.deepEqual(b.days, [
       { date: '2026-10-02', usage: { machine_seconds: 300 * HOUR, bandwidth: 0, builds: 0 } },
@@ -117,12 +139,23 @@ describe('plan limits', () => {
     const w = await world('free');
     await use(w, 'builds', 50);
     const deployments = await count('deployments');
-    refused(await w.as.post('/api/apps/web/deploy', {}), 402, 'plan_limit',
-      `Your team used 50 of the 50 builds the Free plan includes this month, so new builds are refused; upgrade to Starter in Usage & billing, or wait until ${resetDay()}, when the quota resets.`);
+    refused(
+      await w.as.post('/api/apps/web/deploy', {}),
+      402,
+      'plan_limit',
+      `Your team used 50 of the 50 builds the Free plan includes this month, so new builds are refused; upgrade to Starter in Usage & billing, or wait until ${resetDay()}, when the quota resets.`,
+    );
     assert.equal(await count('deployments'), deployments, 'nothing written');
     // A rollback builds nothing: the build quota does not apply.
     const [live] = (await db()('deployments')
-      .insert({ appId: w.app.id, number: 1, status: 'live', trigger: 'manual', configSnapshot: JSON.stringify({ slug: 'web', settings: {}, env: {} }), image: 'rhone-local/web:one' })
+      .insert({
+        appId: w.app.id,
+        number: 1,
+        status: 'live',
+        trigger: 'manual',
+        configSnapshot: JSON.stringify({ slug: 'web', settings: {}, env: {} }),
+        image: 'rhone-local/web:one',
+      })
       .returning('id')) as { id: string }[];
     assert.equal((await w.as.post(`/api/deployments/${live.id}/rollback`, {})).status, 202);
     // On Starter, builds beyond the quota are overage, not refused.
@@ -158,17 +191,35 @@ describe('plan limits', () => {
     refused(await mia.put('/api/teams/acme/billing/spend-cap', { capCents: 1000 }), 403, 'forbidden', /owner/);
     const set = await w.as.put('/api/teams/acme/billing/spend-cap', { capCents: 400 });
     assert.deepEqual([set.status, set.body], [200, { capCents: 400 }]);
-    refused(await mia.post('/api/apps/web/deploy', {}), 402, 'spend_cap',
-      `Your team's overage this month ($5.00) reached the $4.00 spend cap an owner set, so new deploys are refused (running apps keep running); an owner can raise or remove the cap in Usage & billing, or wait until ${resetDay()}, when the quota resets.`);
+    refused(
+      await mia.post('/api/apps/web/deploy', {}),
+      402,
+      'spend_cap',
+      `Your team's overage this month ($5.00) reached the $4.00 spend cap an owner set, so new deploys are refused (running apps keep running); an owner can raise or remove the cap in Usage & billing, or wait until ${resetDay()}, when the quota resets.`,
+    );
     // A rollback is still allowed at the cap: it builds nothing and runs no more machines.
     const [live] = (await db()('deployments')
-      .insert({ appId: w.app.id, number: 1, status: 'live', trigger: 'manual', configSnapshot: JSON.stringify({ slug: 'web', settings: {}, env: {} }), image: 'rhone-local/web:one' })
+      .insert({
+        appId: w.app.id,
+        number: 1,
+        status: 'live',
+        trigger: 'manual',
+        configSnapshot: JSON.stringify({ slug: 'web', settings: {}, env: {} }),
+        image: 'rhone-local/web:one',
+      })
       .returning('id')) as { id: string }[];
     assert.equal((await mia.post(`/api/deployments/${live.id}/rollback`, {})).status, 202);
     // Setting a cap already passed alerts the owners at once: 75, 90 and 100%.
     const keys = ((await db()('notifications').where({ teamId: w.team.id }).orderBy('id')) as { dedupeKey: string }[]).map((n) => n.dedupeKey);
     const month = periodContaining(new Date()).key;
-    assert.deepEqual(keys, [`quota:machine_seconds:${month}:75`, `quota:machine_seconds:${month}:90`, `quota:machine_seconds:${month}:100`, `spend_cap:${month}:400:75`, `spend_cap:${month}:400:90`, `spend_cap:${month}:400:100`]);
+    assert.deepEqual(keys, [
+      `quota:machine_seconds:${month}:75`,
+      `quota:machine_seconds:${month}:90`,
+      `quota:machine_seconds:${month}:100`,
+      `spend_cap:${month}:400:75`,
+      `spend_cap:${month}:400:90`,
+      `spend_cap:${month}:400:100`,
+    ]);
     assert.equal((await db()('auditEvents').where({ action: 'billing.spend_cap_set' }).first()).data.to, 400);
     const usage = (await mia.get('/api/teams/acme/usage')).body;
     assert.deepEqual(usage.spendCap, { capCents: 400, percent: 125, reached: true });
@@ -178,8 +229,12 @@ describe('plan limits', () => {
 
   it('allows one member on free and five on starter, counting open invitations, and checks again on accept', async () => {
     const w = await world('free');
-    refused(await w.as.post('/api/teams/acme/invitations', { login: 'bob', role: 'member' }), 402, 'plan_limit',
-      'The Free plan includes 1 member and team "acme" has 1 member; upgrade to Starter in Usage & billing for more members.');
+    refused(
+      await w.as.post('/api/teams/acme/invitations', { login: 'bob', role: 'member' }),
+      402,
+      'plan_limit',
+      'The Free plan includes 1 member and team "acme" has 1 member; upgrade to Starter in Usage & billing for more members.',
+    );
     assert.equal(await count('invitations'), 0);
     await setPlan(w.team, 'starter');
     for (const login of ['bob', 'carl', 'dora']) {
@@ -190,22 +245,35 @@ describe('plan limits', () => {
     }
     assert.equal((await w.as.post('/api/teams/acme/invitations', { login: 'emma', role: 'member' })).status, 201);
     // 4 members and 1 open invitation: the sixth seat is not there.
-    refused(await w.as.post('/api/teams/acme/invitations', { login: 'finn', role: 'member' }), 402, 'plan_limit',
-      'The Starter plan includes 5 members and team "acme" has 4 members and 1 open invitation; upgrade to Pro in Usage & billing for more members, or revoke an open invitation.');
+    refused(
+      await w.as.post('/api/teams/acme/invitations', { login: 'finn', role: 'member' }),
+      402,
+      'plan_limit',
+      'The Starter plan includes 5 members and team "acme" has 4 members and 1 open invitation; upgrade to Pro in Usage & billing for more members, or revoke an open invitation.',
+    );
     // The team went back to free before emma accepted.
     await setPlan(w.team, 'free');
     const emma = await signedIn(server.url, 'emma');
     const [invitation] = (await emma.get('/api/invitations')).body.items;
-    refused(await emma.post(`/api/invitations/${invitation.id}/accept`, {}), 402, 'plan_limit', /The Free plan includes 1 member and team "acme" has 4 members/);
+    refused(
+      await emma.post(`/api/invitations/${invitation.id}/accept`, {}),
+      402,
+      'plan_limit',
+      /The Free plan includes 1 member and team "acme" has 4 members/,
+    );
     assert.equal((await db()('teamMembers').where({ teamId: w.team.id })).length, 4);
   });
 
-  it('keeps a team\'s apps in one region below Pro', async () => {
+  it("keeps a team's apps in one region below Pro", async () => {
     const w = await world('starter');
     const body = (slug: string, region: string) => ({ name: slug, slug, region, source: { type: 'git', url: repo.url, branch: 'main' } });
     assert.equal((await w.as.post('/api/teams/acme/apps', body('same', 'iad'))).status, 201);
-    refused(await w.as.post('/api/teams/acme/apps', body('elsewhere', 'ams')), 402, 'plan_limit',
-      'The Starter plan runs a team\'s apps in one region, and team "acme" already uses iad; choose iad, or upgrade to Pro in Usage & billing to run apps in more regions.');
+    refused(
+      await w.as.post('/api/teams/acme/apps', body('elsewhere', 'ams')),
+      402,
+      'plan_limit',
+      'The Starter plan runs a team\'s apps in one region, and team "acme" already uses iad; choose iad, or upgrade to Pro in Usage & billing to run apps in more regions.',
+    );
     refused(await w.as.patch('/api/apps/web', { region: 'ams' }), 402, 'plan_limit', /already uses iad/);
     assert.equal((await db()('apps').where({ region: 'ams' })).length, 0);
     await setPlan(w.team, 'pro');
@@ -213,15 +281,20 @@ describe('plan limits', () => {
   });
 
   it('tells the domains code whether custom domains are included', () => {
-    assert.throws(() => assertPlanAllows({ plan: 'free' }, 'customDomains'), (err: unknown) => err instanceof PlanLimitError && err.status === 402 &&
-      err.message === 'Custom domains are not included in the Free plan; upgrade to Starter in Usage & billing to use them.');
+    assert.throws(
+      () => assertPlanAllows({ plan: 'free' }, 'customDomains'),
+      (err: unknown) =>
+        err instanceof PlanLimitError &&
+        err.status === 402 &&
+        err.message === 'Custom domains are not included in the Free plan; upgrade to Starter in Usage & billing to use them.',
+    );
     assert.doesNotThrow(() => assertPlanAllows({ plan: 'starter' }, 'customDomains'));
     assert.throws(() => assertPlanAllows({ plan: 'starter' }, 'wildcardDomains'), /upgrade to Pro/);
   });
 });
 
 describe('notifications', () => {
-  it('lists the caller\'s notifications newest first, in pages, with the unread count; marks them read', async () => {
+  it("lists the caller's notifications newest first, in pages, with the unread count; marks them read", async () => {
     const w = await world('pro');
     for (let i = 1; i <= 3; i++) await db()('notifications').insert({ teamId: w.team.id, minRole: 'owner', kind: 'quota', title: `n${i}`, dedupeKey: `k${i}` });
     const first = (await w.as.get('/api/teams/acme/notifications?limit=2')).body;

@@ -80,7 +80,10 @@ describe('Webhook intake limits (GitHub)', () => {
   describe('with a low rate limit', () => {
     let server: TestServer;
     before(async () => {
-      server = await startTestServer({ config: githubAppConfig(world.fake, world.app, 'local', { webhooks: { maxInFlight: 8, maxInFlightPerAddress: 2, perMinutePerAddress: 3 } }), queues: world.queues });
+      server = await startTestServer({
+        config: githubAppConfig(world.fake, world.app, 'local', { webhooks: { maxInFlight: 8, maxInFlightPerAddress: 2, perMinutePerAddress: 3 } }),
+        queues: world.queues,
+      });
     });
     after(async () => {
       await server.close();

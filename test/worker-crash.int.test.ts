@@ -111,7 +111,9 @@ describe('worker killed mid-stage', function () {
       assert.equal(result.failed, 0, `requests failed while the worker died: ${result.failures.slice(0, 5).join('; ')}`);
       assert.equal(JSON.parse((await get(local.routerUrl, 'web.localhost', '/release')).body).release, '#2');
       assert.ok(live.stageTimings.deploy?.finishedAt);
-      const machines = await fetch(`${local.machinesUrl}/v1/apps/${await flyAppName()}/machines`, { headers: { authorization: `Bearer ${local.token}` } }).then((r) => r.json()) as { state: string }[];
+      const machines = (await fetch(`${local.machinesUrl}/v1/apps/${await flyAppName()}/machines`, {
+        headers: { authorization: `Bearer ${local.token}` },
+      }).then((r) => r.json())) as { state: string }[];
       assert.equal(machines.filter((m) => m.state === 'started').length, 1, 'one machine serves: no twin, no leftover');
     });
   }

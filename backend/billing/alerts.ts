@@ -31,11 +31,14 @@ export function alertsFor(team: Pick<Team, 'id' | 'plan' | 'spendCapCents'>, tot
     for (const threshold of ALERT_THRESHOLDS) {
       if (percent < threshold) continue;
       const label = METERS[meter].label;
-      const consequence = threshold < 100
-        ? ''
-        : isHardQuota(team.plan, meter)
-          ? meter === 'builds' ? ' New builds are refused until the quota resets or you upgrade.' : ' New deploys are refused until the quota resets or you upgrade; running apps keep running.'
-          : ' Usage beyond it is billed as overage.';
+      const consequence =
+        threshold < 100
+          ? ''
+          : isHardQuota(team.plan, meter)
+            ? meter === 'builds'
+              ? ' New builds are refused until the quota resets or you upgrade.'
+              : ' New deploys are refused until the quota resets or you upgrade; running apps keep running.'
+            : ' Usage beyond it is billed as overage.';
       alerts.push({
         teamId: team.id,
         kind: 'quota',
@@ -78,14 +81,32 @@ export async function checkAlerts(knex: Knex, teamIds: string[], now = new Date(
   // Notification and audit event together, or neither: a retry then sends what is missing.
   return transaction(knex, async (trx) => {
     const inserted = (await trx('notifications')
-      .insert(alerts.map((a) => ({ teamId: a.teamId, userId: null, minRole: 'owner', kind: a.kind, title: a.title, body: a.body, data: JSON.stringify(a.data), dedupeKey: a.dedupeKey })))
+      .insert(
+        alerts.map((a) => ({
+          teamId: a.teamId,
+          userId: null,
+          minRole: 'owner',
+          kind: a.kind,
+          title: a.title,
+          body: a.body,
+          data: JSON.stringify(a.data),
+          dedupeKey: a.dedupeKey,
+        })),
+      )
       .onConflict(['team_id', 'dedupe_key'])
       .ignore()
       .returning(['teamId', 'dedupeKey'])) as { teamId: string; dedupeKey: string }[];
     const sent = new Set(inserted.map((r) => `${r.teamId} ${r.dedupeKey}`));
     for (const a of alerts) {
       if (!sent.has(`${a.teamId} ${a.dedupeKey}`)) continue;
-      await recordAudit(trx, { teamId: a.teamId, actor: null, action: a.kind === 'quota' ? 'usage.quota_alert' : 'usage.spend_cap_alert', subjectType: 'team', subjectId: a.teamId, data: a.data });
+      await recordAudit(trx, {
+        teamId: a.teamId,
+        actor: null,
+        action: a.kind === 'quota' ? 'usage.quota_alert' : 'usage.spend_cap_alert',
+        subjectType: 'team',
+        subjectId: a.teamId,
+        data: a.data,
+      });
     }
     return inserted.map((r) => ({ teamId: r.teamId, key: r.dedupeKey }));
   });

@@ -21,7 +21,15 @@ export interface BandwidthSource {
 
 const rowsFor = (app: AppRef, bytes: number, windows: [number, number][]): UsageRow[] =>
   spread(bytes, windows)
-    .map((quantity, i) => ({ teamId: app.teamId, appId: app.appId, machineId: null, meter: 'bandwidth' as const, windowStart: new Date(windows[i][0]), windowEnd: new Date(windows[i][1]), quantity }))
+    .map((quantity, i) => ({
+      teamId: app.teamId,
+      appId: app.appId,
+      machineId: null,
+      meter: 'bandwidth' as const,
+      windowStart: new Date(windows[i][0]),
+      windowEnd: new Date(windows[i][1]),
+      quantity,
+    }))
     .filter((r) => r.quantity > 0);
 
 /** The local router's counter (GET /v1/apps/{app}/local/bandwidth on the local runtime). */
@@ -38,10 +46,7 @@ export function localBandwidth(client: FlyClient): BandwidthSource {
           const rows = rowsFor(app, bytes, windows);
           // A window already recorded (a retried poll) leaves the counter where it was: its bytes are in the record.
           if (rows.length > 0 && (await insertUsage(trx, rows)).inserted === 0) return;
-          await trx('usageBandwidthCounters')
-            .insert({ flyApp: app.flyApp, bytesOut: counter, readAt: new Date() })
-            .onConflict('fly_app')
-            .merge();
+          await trx('usageBandwidthCounters').insert({ flyApp: app.flyApp, bytesOut: counter, readAt: new Date() }).onConflict('fly_app').merge();
           if (rows.length > 0) teams.add(app.teamId);
         });
       }
@@ -84,7 +89,10 @@ export function flyPrometheusBandwidth(options: { baseUrl: string; org: string; 
     const url = new URL(`${options.baseUrl.replace(/\/+$/, '')}/prometheus/${encodeURIComponent(options.org)}/api/v1/query`);
     url.searchParams.set('query', `sum by (app) (increase(${FLY_BYTES_OUT_METRIC}[${seconds}s]))`);
     url.searchParams.set('time', String(end / 1000));
-    const res = await doFetch(url, { headers: { authorization: authorizationHeader(options.token), accept: 'application/json' }, signal: AbortSignal.timeout(30_000) });
+    const res = await doFetch(url, {
+      headers: { authorization: authorizationHeader(options.token), accept: 'application/json' },
+      signal: AbortSignal.timeout(30_000),
+    });
     const body = (await res.json().catch(() => ({}))) as PromVector;
     if (!res.ok || body.status !== 'success' || !body.data) throw new Error(`Fly metrics query failed (${res.status}): ${body.error ?? res.statusText}`);
     return new Map(body.data.result.map((r) => [r.metric.app, Math.round(Number(r.value[1]))]));

@@ -56,6 +56,14 @@ export async function insertUsage(knex: Knex | Knex.Transaction, rows: UsageRow[
 /** One build, counted when the build stage ends; its window is the build's run time. */
 export async function recordBuild(knex: Knex, build: { teamId: string; appId: string; deploymentId: string; startedAt: Date; endedAt: Date }) {
   return insertUsage(knex, [
-    { teamId: build.teamId, appId: build.appId, machineId: build.deploymentId, meter: 'builds', windowStart: build.startedAt, windowEnd: build.endedAt, quantity: 1 },
+    {
+      teamId: build.teamId,
+      appId: build.appId,
+      machineId: build.deploymentId,
+      meter: 'builds',
+      windowStart: build.startedAt,
+      windowEnd: build.endedAt,
+      quantity: 1,
+    },
   ]);
 }

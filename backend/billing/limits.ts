@@ -5,11 +5,16 @@
 import type { Knex } from 'knex';
 import { AppError } from '../lib/errors.ts';
 import { Team } from '../models/index.ts';
+import { ACTIVE_STATUSES, STAGE_STATUS } from '../deployments/pipeline.ts';
 import { PLAN_DEFINITIONS, formatQuantity, isHardQuota, planThatLifts, type Meter, type PlanDefinition } from './plans.ts';
 import { meterTotals, periodContaining, priceUsage, spendCapReached, type BillingPeriod } from './usage.ts';
 
 export class PlanLimitError extends AppError {
-  constructor(code: 'plan_limit' | 'spend_cap', message: string, details: { limit: string; plan: string; used?: number; included?: number | null; upgradeTo?: string | null }) {
+  constructor(
+    code: 'plan_limit' | 'spend_cap',
+    message: string,
+    details: { limit: string; plan: string; used?: number; included?: number | null; upgradeTo?: string | null },
+  ) {
     super(402, code, message, details);
   }
 }
@@ -40,7 +45,11 @@ export function assertPlanAllows(team: Pick<Team, 'plan'> & Partial<Pick<Team, '
   if (def[feature]) return;
   const to = planThatLifts(team.plan, (d) => d[feature]);
   const lift = to ? `upgrade to ${PLAN_DEFINITIONS[to].name} ${WHERE} to use them` : 'contact us';
-  throw new PlanLimitError('plan_limit', `${FEATURE_WORDS[feature]} are not included in the ${def.name} plan; ${lift}.`, { limit: feature, plan: team.plan, upgradeTo: to });
+  throw new PlanLimitError('plan_limit', `${FEATURE_WORDS[feature]} are not included in the ${def.name} plan; ${lift}.`, {
+    limit: feature,
+    plan: team.plan,
+    upgradeTo: to,
+  });
 }
 
 /**
@@ -83,12 +92,15 @@ export async function assertRegionAllowed(knex: Knex | Knex.Transaction, teamRef
   );
 }
 
+/** A deployment in these has not reached the deploy stage: its build, if any, has not ended. */
+const BEFORE_BUILT = ACTIVE_STATUSES.filter((s) => s !== STAGE_STATUS.deploy);
+
 /** Builds started but not yet counted (a build is recorded when it ends). */
 async function buildsInFlight(knex: Knex, teamId: string, exceptQueuedOf?: string): Promise<number> {
   const q = knex('deployments as d')
     .join('apps as a', 'a.id', 'd.app_id')
     .where('a.team_id', teamId)
-    .whereIn('d.status', ['queued', 'cloning', 'analyzing', 'building'])
+    .whereIn('d.status', BEFORE_BUILT)
     .whereNull('d.image')
     .whereNull('d.rollback_of');
   // A new deploy supersedes the app's queued one: that one will never build.

@@ -62,7 +62,7 @@ const DAY_MS = 86_400_000;
 /** [from, to) cut at each UTC midnight, so every usage record falls within one UTC day (and month). */
 export function splitAtUtcDays(from: number, to: number): [number, number][] {
   const out: [number, number][] = [];
-  for (let a = from; a < to; ) {
+  for (let a = from; a < to;) {
     const midnight = (Math.floor(a / DAY_MS) + 1) * DAY_MS;
     const b = Math.min(to, midnight);
     out.push([a, b]);

@@ -86,20 +86,38 @@ class AppDirectory {
 
   async load(machines: OrgMachine[]): Promise<void> {
     const ids = [...new Set(machines.map((m) => m.config?.metadata?.[META.app]).filter((id): id is string => !!id && UUID.test(id) && !this.byId.has(id)))];
-    const names = [...new Set(machines.filter((m) => !m.config?.metadata?.[META.app]).map((m) => m.app_name).filter((n) => n.startsWith(FLY_APP_PREFIX) && !this.byFlyName.has(n)))];
+    const names = [
+      ...new Set(
+        machines
+          .filter((m) => !m.config?.metadata?.[META.app])
+          .map((m) => m.app_name)
+          .filter((n) => n.startsWith(FLY_APP_PREFIX) && !this.byFlyName.has(n)),
+      ),
+    ];
     if (ids.length > 0) {
-      const rows = (await this.knex('apps').whereRaw('id = any(?::uuid[])', [ids]).select('id', 'teamId', 'flyAppName')) as { id: string; teamId: string; flyAppName: string }[];
+      const rows = (await this.knex('apps').whereRaw('id = any(?::uuid[])', [ids]).select('id', 'teamId', 'flyAppName')) as {
+        id: string;
+        teamId: string;
+        flyAppName: string;
+      }[];
       for (const r of rows) this.byId.set(r.id, { flyApp: r.flyAppName, appId: r.id, teamId: r.teamId });
       const missing = ids.filter((id) => !this.byId.has(id));
       // A deleted app's machines still ran until they were destroyed: its deletion's audit event names the team.
       if (missing.length > 0) {
-        const deleted = (await this.knex('auditEvents').where({ action: 'app.deleted', subjectType: 'app' }).whereIn('subjectId', missing).select('subjectId', 'teamId')) as { subjectId: string; teamId: string }[];
+        const deleted = (await this.knex('auditEvents')
+          .where({ action: 'app.deleted', subjectType: 'app' })
+          .whereIn('subjectId', missing)
+          .select('subjectId', 'teamId')) as { subjectId: string; teamId: string }[];
         for (const d of deleted) this.byId.set(d.subjectId, { flyApp: '', appId: null, teamId: d.teamId });
       }
       for (const id of missing) if (!this.byId.has(id)) this.byId.set(id, null);
     }
     if (names.length > 0) {
-      const rows = (await this.knex('apps').whereRaw('fly_app_name = any(?::text[])', [names]).select('id', 'teamId', 'flyAppName')) as { id: string; teamId: string; flyAppName: string }[];
+      const rows = (await this.knex('apps').whereRaw('fly_app_name = any(?::text[])', [names]).select('id', 'teamId', 'flyAppName')) as {
+        id: string;
+        teamId: string;
+        flyAppName: string;
+      }[];
       for (const r of rows) this.byFlyName.set(r.flyAppName, { flyApp: r.flyAppName, appId: r.id, teamId: r.teamId });
       for (const n of names) if (!this.byFlyName.has(n)) this.byFlyName.set(n, null);
     }
@@ -154,9 +172,15 @@ export async function pollUsage(deps: PollDeps): Promise<PollResult> {
         }
         return startedMsIn(now, events, windows)
           .map((ms, i) => ({
-            teamId: app.teamId, appId: app.appId, machineId: m.id, meter: 'machine_seconds' as const,
-            guestSize: guestSize(m.config?.guest), region: m.region,
-            windowStart: new Date(windows[i][0]), windowEnd: new Date(windows[i][1]), quantity: Math.round(ms / 1000),
+            teamId: app.teamId,
+            appId: app.appId,
+            machineId: m.id,
+            meter: 'machine_seconds' as const,
+            guestSize: guestSize(m.config?.guest),
+            region: m.region,
+            windowStart: new Date(windows[i][0]),
+            windowEnd: new Date(windows[i][1]),
+            quantity: Math.round(ms / 1000),
           }))
           .filter((r) => r.quantity > 0);
       })
@@ -170,6 +194,9 @@ export async function pollUsage(deps: PollDeps): Promise<PollResult> {
   const pages = deps.client.orgMachinePages(deps.org, { includeDeleted: true, pageSize: deps.pageSize })[Symbol.asyncIterator]();
   const counting: Promise<void>[] = [];
   const listingStart = performance.now();
+  // The pages already handed out are counted to the end whatever happens, and a failed listing is
+  // the error reported: a throw from a `finally` would have hidden it behind a counting error.
+  let listing: { failed: true; error: unknown } | { failed: false } = { failed: false };
   try {
     for (let page = await pages.next(); !page.done; page = await pages.next()) {
       result.pages++;
@@ -177,11 +204,13 @@ export async function pollUsage(deps: PollDeps): Promise<PollResult> {
       counting.push(countPage(page.value));
     }
     result.listingMs = Math.round(performance.now() - listingStart);
-  } finally {
-    const settled = await Promise.allSettled(counting);
-    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-    if (failed) throw failed.reason;
+  } catch (error) {
+    listing = { failed: true, error };
   }
+  const settled = await Promise.allSettled(counting);
+  if (listing.failed) throw listing.error;
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed) throw failed.reason;
 
   if (deps.bandwidth && apps.seen.size > 0) {
     for (const t of await deps.bandwidth.record(deps.knex, [...apps.seen.values()], windows)) teams.add(t);

@@ -2,13 +2,14 @@
 // enforcement, the usage API, `npm run stripe:setup` (prices and their included tiers) and the
 // dashboard all read them from here.
 import type { Plan } from '../models/Team.ts';
+import type { MeterName } from '../lib/api-types.ts';
 
 /** What Rhone meters. Stored in usage_records in these units; Stripe meters take whole numbers. */
 export const METERS = {
   machine_seconds: { label: 'Machine hours', recordUnit: 'second', stripeEventName: 'rhone_machine_seconds', stripeUnit: 'second', perStripeUnit: 1 },
   bandwidth: { label: 'Bandwidth', recordUnit: 'byte', stripeEventName: 'rhone_bandwidth_mb', stripeUnit: 'MB', perStripeUnit: 1_000_000 },
   builds: { label: 'Builds', recordUnit: 'build', stripeEventName: 'rhone_builds', stripeUnit: 'build', perStripeUnit: 1 },
-} as const;
+} as const satisfies Record<MeterName, object>; // the API's list of meters (api-types.ts), shared with the dashboard
 export type Meter = keyof typeof METERS;
 export const METER_NAMES = Object.keys(METERS) as Meter[];
 

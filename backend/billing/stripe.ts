@@ -74,13 +74,17 @@ export function priceSpecs(): PriceSpec[] {
       const per = METERS[meter].perStripeUnit;
       const perUnit = decimalCents(cents * per);
       const included = def.included[meter];
-      const pricing: Partial<Stripe.PriceCreateParams> = included === null
-        ? { billing_scheme: 'per_unit', unit_amount_decimal: perUnit }
-        : {
-            billing_scheme: 'tiered',
-            tiers_mode: 'graduated',
-            tiers: [{ up_to: Math.floor(included / per), unit_amount: 0 }, { up_to: 'inf', unit_amount_decimal: perUnit }],
-          };
+      const pricing: Partial<Stripe.PriceCreateParams> =
+        included === null
+          ? { billing_scheme: 'per_unit', unit_amount_decimal: perUnit }
+          : {
+              billing_scheme: 'tiered',
+              tiers_mode: 'graduated',
+              tiers: [
+                { up_to: Math.floor(included / per), unit_amount: 0 },
+                { up_to: 'inf', unit_amount_decimal: perUnit },
+              ],
+            };
       specs.push({
         lookupKey: priceLookupKey(plan, meter),
         plan,
@@ -100,7 +104,9 @@ export function priceSpecs(): PriceSpec[] {
 
 /** The lookup keys of a plan's prices: what Checkout subscribes to. */
 export function lookupKeysOf(plan: PaidPlan): string[] {
-  return priceSpecs().filter((s) => s.plan === plan).map((s) => s.lookupKey);
+  return priceSpecs()
+    .filter((s) => s.plan === plan)
+    .map((s) => s.lookupKey);
 }
 
 /** The Rhone plan a subscription is on, read from its prices' metadata; null if none is Rhone's. */

@@ -93,7 +93,12 @@ async function closeDay(trx: Knex.Transaction, day: string): Promise<void> {
     .where('r.windowStart', '<', to)
     .whereIn('r.meter', METER_NAMES)
     .groupBy('r.teamId', 'r.meter', 't.stripeCustomerId')
-    .select('r.teamId', 'r.meter', 't.stripeCustomerId as customerId', trx.raw('sum(r.quantity)::bigint as quantity'))) as { teamId: string; meter: Meter; customerId: string; quantity: string }[];
+    .select('r.teamId', 'r.meter', 't.stripeCustomerId as customerId', trx.raw('sum(r.quantity)::bigint as quantity'))) as {
+    teamId: string;
+    meter: Meter;
+    customerId: string;
+    quantity: string;
+  }[];
   if (sums.length === 0) return;
   // The remainder each team carries into this day, for meters sent in coarser units than recorded.
   const coarse = METER_NAMES.filter((m) => METERS[m].perStripeUnit > 1);
@@ -122,7 +127,10 @@ async function closeDay(trx: Knex.Transaction, day: string): Promise<void> {
     };
   });
   for (let i = 0; i < rows.length; i += INSERT_BATCH) {
-    await trx('stripeUsageUploads').insert(rows.slice(i, i + INSERT_BATCH)).onConflict(['teamId', 'meter', 'day']).ignore();
+    await trx('stripeUsageUploads')
+      .insert(rows.slice(i, i + INSERT_BATCH))
+      .onConflict(['teamId', 'meter', 'day'])
+      .ignore();
   }
 }
 
@@ -132,12 +140,15 @@ export async function closeDays(knex: Knex, now: Date, log: Logger): Promise<{ c
   return knex.transaction(async (trx) => {
     // One closer at a time: two workers running the job at once must not both close a day.
     await trx.raw('select pg_advisory_xact_lock(hashtext(?))', ['rhone:upload-usage:close']);
-    const done = new Set(((await trx('usageUploadDays').where('day', '>=', days[0]).select(trx.raw('day::text as day'))) as { day: string }[]).map((r) => r.day));
+    const done = new Set(
+      ((await trx('usageUploadDays').where('day', '>=', days[0]).select(trx.raw('day::text as day'))) as { day: string }[]).map((r) => r.day),
+    );
     const last = (await trx('usageUploadDays').select(trx.raw('max(day)::text as day')).first()) as { day: string | null } | undefined;
     const lost: string[] = [];
     if (last?.day) {
       for (let t = dayStart(last.day) + DAY_MS; t < dayStart(days[0]); t += DAY_MS) lost.push(dayString(t));
-      if (lost.length > 0) log.error({ from: lost[0], to: lost.at(-1) }, 'upload-usage was down longer than Stripe accepts late usage: these days were not uploaded');
+      if (lost.length > 0)
+        log.error({ from: lost[0], to: lost.at(-1) }, 'upload-usage was down longer than Stripe accepts late usage: these days were not uploaded');
     }
     const closed: string[] = [];
     for (const day of days) {
@@ -160,7 +171,13 @@ const statusOf = (err: unknown) => (err as { statusCode?: number }).statusCode;
 
 type Outcome = 'sent' | 'alreadySent' | 'failed' | 'pending';
 
-async function sendOne(knex: Knex, stripe: Stripe, row: LedgerRow, opts: Required<Pick<UploadOptions, 'backoffMs' | 'log'>>, counts: { rateLimited: number }): Promise<Outcome> {
+async function sendOne(
+  knex: Knex,
+  stripe: Stripe,
+  row: LedgerRow,
+  opts: Required<Pick<UploadOptions, 'backoffMs' | 'log'>>,
+  counts: { rateLimited: number },
+): Promise<Outcome> {
   const timestamp = Math.floor((dayStart(row.day) + DAY_MS) / 1000) - 1;
   let lastError = '';
   for (let attempt = 0; attempt < RATE_LIMIT_TRIES; attempt++) {
@@ -171,11 +188,15 @@ async function sendOne(knex: Knex, stripe: Stripe, row: LedgerRow, opts: Require
         identifier: row.identifier,
         timestamp,
       });
-      await knex('stripeUsageUploads').where({ id: row.id }).update({ status: 'sent', sentAt: new Date(), attempts: knex.raw('attempts + 1'), lastError: null });
+      await knex('stripeUsageUploads')
+        .where({ id: row.id })
+        .update({ status: 'sent', sentAt: new Date(), attempts: knex.raw('attempts + 1'), lastError: null });
       return 'sent';
     } catch (err) {
       if (isDuplicateIdentifier(err)) {
-        await knex('stripeUsageUploads').where({ id: row.id }).update({ status: 'sent', sentAt: new Date(), attempts: knex.raw('attempts + 1'), lastError: null });
+        await knex('stripeUsageUploads')
+          .where({ id: row.id })
+          .update({ status: 'sent', sentAt: new Date(), attempts: knex.raw('attempts + 1'), lastError: null });
         return 'alreadySent';
       }
       const status = statusOf(err);
@@ -186,15 +207,22 @@ async function sendOne(knex: Knex, stripe: Stripe, row: LedgerRow, opts: Require
         continue;
       }
       if (status !== undefined && status >= 400 && status < 500 && status !== 409) {
-        opts.log.error({ identifier: row.identifier, status, err: { message: (err as Error).message } }, 'Stripe refused a meter event; it will not be retried');
-        await knex('stripeUsageUploads').where({ id: row.id }).update({ status: 'failed', attempts: knex.raw('attempts + 1'), lastError });
+        opts.log.error(
+          { identifier: row.identifier, status, err: { message: (err as Error).message } },
+          'Stripe refused a meter event; it will not be retried',
+        );
+        await knex('stripeUsageUploads')
+          .where({ id: row.id })
+          .update({ status: 'failed', attempts: knex.raw('attempts + 1'), lastError });
         return 'failed';
       }
       break; // 5xx or connection: stripe-node already retried; the next job attempt will
     }
   }
   opts.log.warn({ identifier: row.identifier, lastError }, 'a meter event could not be sent yet');
-  await knex('stripeUsageUploads').where({ id: row.id }).update({ attempts: knex.raw('attempts + 1'), lastError });
+  await knex('stripeUsageUploads')
+    .where({ id: row.id })
+    .update({ attempts: knex.raw('attempts + 1'), lastError });
   return 'pending';
 }
 
@@ -206,7 +234,7 @@ export async function sendPending(knex: Knex, stripe: Stripe, options: UploadOpt
     .where({ status: 'pending' })
     .where('day', '<', oldest)
     .update({ status: 'failed', lastError: 'older than Stripe accepts (35 days)' });
-  if (expired > 0) options.log.error({ rows: expired }, 'pending meter events fell outside Stripe\'s 35-day window and were given up');
+  if (expired > 0) options.log.error({ rows: expired }, "pending meter events fell outside Stripe's 35-day window and were given up");
   const rows = (await knex('stripeUsageUploads')
     .where({ status: 'pending' })
     .orderBy(['customerId', 'eventName', 'day'])
@@ -235,7 +263,9 @@ export async function sendPending(knex: Knex, stripe: Stripe, options: UploadOpt
 export async function uploadUsage(knex: Knex, stripe: Stripe | null, options: UploadOptions): Promise<UploadResult> {
   const empty = { closedDays: [], lostDays: [], sent: 0, alreadySent: 0, failed: 0, pending: 0, rateLimited: 0 };
   if (!stripe) {
-    options.log.info('upload-usage: skipped the upload to Stripe because STRIPE_SECRET_KEY is not set (local mode); usage is still recorded and shown in the dashboard');
+    options.log.info(
+      'upload-usage: skipped the upload to Stripe because STRIPE_SECRET_KEY is not set (local mode); usage is still recorded and shown in the dashboard',
+    );
     return { skipped: 'stripe_not_configured', ...empty };
   }
   const now = options.now ?? new Date();

@@ -44,7 +44,9 @@ function addRow(into: MeterTotals, meter: string, quantity: string | number): vo
  * meter, however many records the month holds). A record belongs to the period its window starts in.
  */
 export async function meterTotals(knex: Knex, teamId: string, period: Pick<BillingPeriod, 'start'>): Promise<MeterTotals> {
-  const rows = (await knex('usagePeriodTotals').where({ teamId, period: period.start.toISOString().slice(0, 10) }).select('meter', 'quantity')) as { meter: string; quantity: number }[];
+  const rows = (await knex('usagePeriodTotals')
+    .where({ teamId, period: period.start.toISOString().slice(0, 10) })
+    .select('meter', 'quantity')) as { meter: string; quantity: number }[];
   const totals = zero();
   for (const r of rows) addRow(totals, r.meter, r.quantity);
   return totals;
@@ -184,7 +186,11 @@ export async function usageReport(knex: Knex, team: Team, period: BillingPeriod,
       forecastCents: cents(base + forecast.overageCents),
       forecast: forecastTotals,
     },
-    spendCap: { capCents: team.spendCapCents, percent: spendCapPercent(team.spendCapCents, priced.overageCents), reached: spendCapReached(team.spendCapCents, priced.overageCents) },
+    spendCap: {
+      capCents: team.spendCapCents,
+      percent: spendCapPercent(team.spendCapCents, priced.overageCents),
+      reached: spendCapReached(team.spendCapCents, priced.overageCents),
+    },
     apps: apps.map((a) => ({ app: a.app, usage: a.usage })),
     days: days.map((d) => ({ date: d.day, usage: d.totals })),
   };

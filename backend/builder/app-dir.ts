@@ -45,7 +45,10 @@ export class AppDir {
   async subdirs(name: string): Promise<string[]> {
     try {
       const dirents = await readdir(path.join(this.dir, name), { withFileTypes: true });
-      return dirents.filter((d) => d.isDirectory()).map((d) => d.name).sort();
+      return dirents
+        .filter((d) => d.isDirectory())
+        .map((d) => d.name)
+        .sort();
     } catch {
       return [];
     }

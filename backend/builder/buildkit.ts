@@ -1,6 +1,7 @@
 // Production's build: buildctl against the rootless BuildKit builder (builder-image/), with the
 // Railpack frontend turning the plan into LLB and the image pushed straight to the registry
-// (reference §1.6, §2). Credentials never touch argv: the registry login goes in a per-build
+// (railwayapp/railpack buildkit/frontend.go; moby/buildkit's README, "Image/Registry", for the
+// client answering the daemon's registry auth). Credentials never touch argv: the registry login goes in a per-build
 // DOCKER_CONFIG, the app's secrets in files, the mTLS client key in a --tlsdir, all in a 0700
 // temporary directory that is removed when buildctl is done.
 import { createHash } from 'node:crypto';
@@ -12,7 +13,7 @@ import { BuildError, CanceledError, quoteOutput } from './errors.ts';
 import { createRedactor } from '../deployments/redact.ts';
 import { parseBuildPlan } from './plan.ts';
 import { runProcess } from './process.ts';
-import { type BuildLogStream, RawJsonDecoder } from './rawjson.ts';
+import { type BuildLogStream, RAWJSON_LINE_MAX, RawJsonDecoder } from './rawjson.ts';
 import { RAILPACK_VERSION, railpackFrontendImage } from './railpack.ts';
 
 export { decodeRawJson, RawJsonDecoder } from './rawjson.ts';
@@ -41,6 +42,12 @@ export interface BuildkitBuildOptions {
   cacheKey?: string;
   /** Values for the plan's secrets (the app's env vars), mounted as env vars in the build's commands. */
   secrets?: Record<string, string>;
+  /**
+   * A registry reference for BuildKit's layer cache, e.g. registry.fly.io/rhone-shop:buildcache:
+   * exported after the build (all intermediate layers) and imported before it, so the cache
+   * survives the builder's volume. Needs the same login as the push.
+   */
+  registryCache?: string;
   /** mTLS to the builder (PEM strings); see builder-image/README.md. */
   tls?: { caCert: string; cert: string; key: string; serverName?: string };
   timeoutMs?: number;
@@ -81,17 +88,26 @@ export async function buildWithBuildkit(options: BuildkitBuildOptions): Promise<
     const metadataFile = path.join(work, 'metadata.json');
     argv.push(
       'build',
-      '--frontend', 'gateway.v0',
-      '--opt', `source=${options.frontendImage ?? railpackFrontendImage(options.railpackVersion ?? RAILPACK_VERSION)}`,
-      '--local', `context=${options.contextDir}`,
-      '--local', `dockerfile=${path.dirname(options.planPath)}`,
-      '--opt', `filename=${path.basename(options.planPath)}`,
-      '--opt', `platform=${options.platform ?? 'linux/amd64'}`,
+      '--frontend',
+      'gateway.v0',
+      '--opt',
+      `source=${options.frontendImage ?? railpackFrontendImage(options.railpackVersion ?? RAILPACK_VERSION)}`,
+      '--local',
+      `context=${options.contextDir}`,
+      '--local',
+      `dockerfile=${path.dirname(options.planPath)}`,
+      '--opt',
+      `filename=${path.basename(options.planPath)}`,
+      '--opt',
+      `platform=${options.platform ?? 'linux/amd64'}`,
     );
-    // With buildctl the build-arg: prefix is required: a bare cache-key option is ignored (§1.6).
+    // With buildctl the build-arg: prefix is required: a bare cache-key option is ignored
+    // (railpack buildkit/frontend.go parseBuildArgs reads only build-arg:* options).
     if (options.cacheKey) argv.push('--opt', `build-arg:cache-key=${options.cacheKey}`);
     if (secretNames.length) {
-      // Every plan secret must be provided or the solve fails; a changed value must bust the cache (§1.8).
+      // Every plan secret must be provided or the solve fails, and a changed value must bust the
+      // cache: Railpack mounts each plan secret into every step and does not hash values itself
+      // (railpack docs architecture/secrets.md, buildkit/build_llb/build_graph.go).
       const secretsDir = path.join(work, 'secrets');
       await mkdir(secretsDir, { mode: 0o700 });
       const values = secretNames.map((name) => [name, options.secrets?.[name] ?? ''] as const);
@@ -102,13 +118,14 @@ export async function buildWithBuildkit(options: BuildkitBuildOptions): Promise<
       }
       argv.push('--opt', `build-arg:secrets-hash=${secretsHash(values)}`);
     }
+    if (options.registryCache) argv.push(...registryCacheArgs(options.registryCache));
     argv.push('--output', `type=image,name=${options.image},push=true`, '--metadata-file', metadataFile, '--progress', 'rawjson');
 
     const decoder = new RawJsonDecoder();
     const tail: string[] = [];
     // The commands' output reaches us base64-encoded inside rawjson, so it is redacted once decoded:
     // what is logged, and what a failure quotes, never holds an env value.
-    const redact = createRedactor(Object.values(options.secrets ?? {}));
+    const redact = createRedactor([...Object.values(options.secrets ?? {}), options.registryAuth.password]);
     const emit = (stream: BuildLogStream, raw: string) => {
       const line = redact(raw);
       if (stream === 'stderr') {
@@ -122,8 +139,12 @@ export async function buildWithBuildkit(options: BuildkitBuildOptions): Promise<
       env: { ...hostEnv(), DOCKER_CONFIG: dockerConfig },
       signal: options.signal,
       timeoutMs: options.timeoutMs,
-      // buildctl's own plain-text messages may quote a value too: redact before the 16 KB line cut.
+      // buildctl's own plain-text messages may quote a value too: redact the stream before it is
+      // cut into lines. Its rawjson lines are held whole to be parsed (a status line carries up
+      // to ~1.4 MB of a step's output, rawjson.ts RAWJSON_LINE_MAX says why): cut at a fixed
+      // 16 KB they would be logged as fragments of JSON and the failed step's error lost.
       redact,
+      maxLine: { stderr: RAWJSON_LINE_MAX },
       // Progress (rawjson) is on stderr; stdout carries nothing with an image output, but pass it on.
       onLine: (stream, line) => {
         if (stream === 'stdout') return emit('stdout', line);
@@ -142,7 +163,9 @@ export async function buildWithBuildkit(options: BuildkitBuildOptions): Promise<
       throw new BuildError(`the image build timed out after ${Math.round((options.timeoutMs ?? 0) / 1000)} s and was stopped`, { ...details, timedOut: true });
     }
     if (result.code !== 0) {
-      const why = failed ? redact(`"${failed.vertex}" failed: ${failed.error}`) : quoteOutput(tail.slice(-5), 800).join(' / ') || `buildctl exited with code ${result.code}`;
+      const why = failed
+        ? redact(`"${failed.vertex}" failed: ${failed.error}`)
+        : quoteOutput(tail.slice(-5), 800).join(' / ') || `buildctl exited with code ${result.code}`;
       throw new BuildError(`the image build failed: ${why}`, details);
     }
     const digest = await readDigest(metadataFile);
@@ -150,6 +173,28 @@ export async function buildWithBuildkit(options: BuildkitBuildOptions): Promise<
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * buildctl's registry cache flags (moby/buildkit README, "Registry (push image and cache
+ * separately)"). `mode=max` exports the layers of every step, not only the final image's, which
+ * is what makes a dependency install step a cache hit. `image-manifest=true` with
+ * `oci-mediatypes=true` stores the cache as an OCI image manifest rather than an index whose
+ * entries are not images; both are BuildKit's defaults since v0.21 (the builder runs v0.32.2,
+ * builder-image/Dockerfile) and are spelled out so an older daemon writes the same thing, as
+ * registries other than Docker Hub are known to refuse the index form (ECR did). Unverified:
+ * whether registry.fly.io accepts either form of cache manifest; `ignore-error=true` keeps a
+ * refused cache export from failing a build whose image was pushed, and a cache that is absent
+ * on import is a cache miss to BuildKit, not an error. Mount caches (the plan's `caches`) are
+ * not part of any cache export (moby/buildkit#1474); they stay on the builder's volume.
+ */
+export function registryCacheArgs(ref: string): string[] {
+  return [
+    '--export-cache',
+    `type=registry,ref=${ref},mode=max,image-manifest=true,oci-mediatypes=true,ignore-error=true`,
+    '--import-cache',
+    `type=registry,ref=${ref}`,
+  ];
 }
 
 async function writePrivate(file: string, content: string): Promise<void> {
@@ -170,7 +215,7 @@ export function registryHost(image: string): string {
   return 'https://index.docker.io/v1/';
 }
 
-/** sha256 over sorted KEY=VALUE lines: deterministic, unlike iterating a map (§1.8). */
+/** sha256 over sorted KEY=VALUE lines: deterministic, unlike the Railpack CLI's getSecretsHash, which iterates a Go map. */
 export function secretsHash(values: ReadonlyArray<readonly [string, string]>): string {
   const lines = values.map(([k, v]) => `${k}=${v}`).sort();
   return createHash('sha256').update(lines.join('\n')).digest('hex');

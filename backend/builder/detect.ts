@@ -6,17 +6,7 @@ import path from 'node:path';
 import { AppDir } from './app-dir.ts';
 import { AnalyzeError } from './errors.ts';
 import { type BuildPlan, type Step, isExecCommand, shellCommand } from './plan.ts';
-import {
-  PYTHON_MAIN_FILES,
-  type ProviderResult,
-  bareplan,
-  goPlan,
-  nodePlan,
-  pythonPlan,
-  shellPlan,
-  staticPlan,
-  staticRoot,
-} from './providers.ts';
+import { PYTHON_MAIN_FILES, type ProviderResult, bareplan, goPlan, nodePlan, pythonPlan, shellPlan, staticPlan, staticRoot } from './providers.ts';
 
 export { AnalyzeError } from './errors.ts';
 
@@ -114,8 +104,8 @@ export async function detectPlan(sourceDir: string, overrides: AnalyzeOverrides 
   } else {
     throw new AnalyzeError(
       `Rhone could not tell how to build this app: it looked in ${where} for ${LOOKED_FOR}, and found none (${app.describe()}). ` +
-        'Add one of them, set the app\'s root directory if the app lives in a subdirectory, or set a start command ' +
-        '(and a build command if it needs one) in the app\'s settings.',
+        "Add one of them, set the app's root directory if the app lives in a subdirectory, or set a start command " +
+        "(and a build command if it needs one) in the app's settings.",
     );
   }
 
@@ -159,7 +149,10 @@ export async function procfileCommand(app: AppDir): Promise<string | undefined> 
 
 export async function resolveAppDir(sourceDir: string, rootDirectory: string | null | undefined): Promise<string> {
   // A leading "/" or "./" means the repository root, as in Railway's and Render's settings.
-  const root = (rootDirectory ?? '').trim().replace(/^\.?\/+/, '').replace(/\/+$/, '');
+  const root = (rootDirectory ?? '')
+    .trim()
+    .replace(/^\.?\/+/, '')
+    .replace(/\/+$/, '');
   if (!root || root === '.') return sourceDir;
   const resolved = path.resolve(sourceDir, root);
   if (root.split(/[\\/]/).includes('..') || !resolved.startsWith(path.resolve(sourceDir) + path.sep)) {

@@ -2,9 +2,13 @@
 // deployment failed, so each says what happened and what to change. `code` lets a processor tell
 // them apart without reading messages.
 
+import { CanceledError } from '../lib/errors.ts';
+
 /** The app cannot be analyzed as it is: retrying will not help, a change to the app will. */
 export class AnalyzeError extends Error {
   readonly code = 'analyze_failed';
+  /** Read by the pipeline (backend/lib/errors.ts isPermanent): not retried. */
+  readonly permanent = true;
   constructor(message: string) {
     super(message);
     this.name = 'AnalyzeError';
@@ -34,6 +38,8 @@ export interface BuildErrorDetails {
 /** A build command failed or timed out: the app's build is broken, not Rhone. */
 export class BuildError extends Error {
   readonly code = 'build_failed';
+  /** Read by the pipeline (backend/lib/errors.ts isPermanent): the app's build must change. */
+  readonly permanent = true;
   readonly step?: string;
   readonly command?: string;
   readonly exitCode?: number | null;
@@ -52,14 +58,8 @@ export class BuildError extends Error {
   }
 }
 
-/** The stage was stopped through its AbortSignal (a cancel, or the stage's deadline); its children are dead. */
-export class CanceledError extends Error {
-  readonly code = 'canceled';
-  constructor(message = 'the build was canceled', options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'CanceledError';
-  }
-}
+/** The stage was stopped through its AbortSignal (a cancel, or the stage's deadline); its children are dead. One class with the pipeline's cancel. */
+export { CanceledError };
 
 const QUOTED_LINE_MAX = 300;
 
@@ -78,4 +78,22 @@ export function quoteOutput(lines: readonly string[], maxChars = 1200): string[]
     size += line.length + 3;
   }
   return out;
+}
+
+/**
+ * The build plan names an image the operator does not allow (RHONE_BUILD_IMAGE_ALLOWLIST), or
+ * another Fly app's: the plan (railpack.json) must change, so the build fails at once.
+ */
+export class PlanImageRefusedError extends Error {
+  readonly code = 'plan_image_refused';
+  /** Read by the pipeline (backend/lib/errors.ts isPermanent): retrying cannot help. */
+  readonly permanent = true;
+  constructor(
+    message: string,
+    readonly image: string,
+    readonly where: string,
+  ) {
+    super(message);
+    this.name = 'PlanImageRefusedError';
+  }
 }

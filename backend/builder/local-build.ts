@@ -122,7 +122,8 @@ async function runStep(ctx: StepContext, step: Step): Promise<void> {
         continue;
       }
       const content = step.assets?.[command.name];
-      if (content === undefined) throw new BuildError(`step "${step.name}" writes the asset "${command.name}", which the plan does not define`, { step: step.name });
+      if (content === undefined)
+        throw new BuildError(`step "${step.name}" writes the asset "${command.name}", which the plan does not define`, { step: step.name });
       ctx.log('system', `[${step.name}] ${command.customName ?? `write ${command.path}`}`);
       await mkdir(path.dirname(target), { recursive: true });
       // A symlinked directory in the source must not carry the write outside the build.
@@ -183,7 +184,11 @@ async function runExec(ctx: StepContext, step: Step, label: string, cmd: string,
   ctx.log.rethrow();
   if (result.aborted) throw new CanceledError(`the build was canceled during step "${step.name}"`, { cause: ctx.signal?.reason });
   const details = { step: step.name, command: label, exitCode: result.code, signal: result.signal, lastLines: tail };
-  const output = tail.length ? `\nlast output:\n${quoteOutput(tail).map((l) => `  ${l}`).join('\n')}` : '';
+  const output = tail.length
+    ? `\nlast output:\n${quoteOutput(tail)
+        .map((l) => `  ${l}`)
+        .join('\n')}`
+    : '';
   if (result.timedOut) {
     throw new BuildError(
       `step "${step.name}" timed out after ${formatMs(ctx.stepTimeoutMs)} while running \`${label}\`; the build was stopped. ` +
@@ -193,7 +198,7 @@ async function runExec(ctx: StepContext, step: Step, label: string, cmd: string,
   }
   if (result.code === 0) return;
   const how = result.code === null ? `was killed by ${result.signal}` : `exited with code ${result.code}`;
-  const hint = result.code === 127 ? ' (command not found: is it installed on the machine running Rhone\'s local builds?)' : '';
+  const hint = result.code === 127 ? " (command not found: is it installed on the machine running Rhone's local builds?)" : '';
   throw new BuildError(`step "${step.name}" failed: \`${label}\` ${how}${hint}${output}`, details);
 }
 

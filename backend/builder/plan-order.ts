@@ -52,7 +52,12 @@ function globToRegExp(pattern: string): RegExp {
  */
 export function sourceFilter(sourceDir: string, exclude: string[] = []): (src: string) => boolean {
   const patterns = ['.git', ...exclude]
-    .map((p) => p.trim().replace(/^\.?\//, '').replace(/\/+$/, ''))
+    .map((p) =>
+      p
+        .trim()
+        .replace(/^\.?\//, '')
+        .replace(/\/+$/, ''),
+    )
     .filter((p) => p && !p.startsWith('!') && !p.startsWith('#'))
     .map(globToRegExp);
   return (src) => {

@@ -23,9 +23,7 @@ export const layerSchema = z
 export const execCommandSchema = z.object({ cmd: z.string(), customName: z.string().optional() }).loose();
 export const copyCommandSchema = z.object({ src: z.string(), dest: z.string(), image: z.string().optional() }).loose();
 /** Writes `assets[name]` of the step to `path`. */
-export const fileCommandSchema = z
-  .object({ path: z.string(), name: z.string(), mode: z.number().int().optional(), customName: z.string().optional() })
-  .loose();
+export const fileCommandSchema = z.object({ path: z.string(), name: z.string(), mode: z.number().int().optional(), customName: z.string().optional() }).loose();
 /** Prepends `path` to PATH for the rest of the step (and, in Railpack, for the image). */
 export const pathCommandSchema = z.object({ path: z.string() }).loose();
 
@@ -46,9 +44,7 @@ export const stepSchema = z
   })
   .loose();
 
-export const cacheSchema = z
-  .object({ directory: z.string(), type: z.enum(['shared', 'locked']).optional() })
-  .loose();
+export const cacheSchema = z.object({ directory: z.string(), type: z.enum(['shared', 'locked']).optional() }).loose();
 
 export const deploySchema = z
   .object({

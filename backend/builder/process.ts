@@ -6,7 +6,7 @@ import { StringDecoder } from 'node:string_decoder';
 import type { Redactor } from '../deployments/redact.ts';
 
 /** Longer lines are cut into pieces of this size, so one runaway line cannot exhaust memory. */
-const MAX_LINE = 16 * 1024;
+export const MAX_LINE = 16 * 1024;
 
 export interface LineSplitter {
   push(chunk: Buffer): void;
@@ -18,23 +18,27 @@ export interface LineSplitter {
  * redactor, the stream is redacted before it is cut (into lines, or a long line into pieces), so
  * a secret crossing a chunk or a cut never shows in halves.
  */
-export function lineSplitter(onLine: (line: string) => void, redact?: Redactor): LineSplitter {
+export function lineSplitter(onLine: (line: string) => void, redact?: Redactor, maxLine: number = MAX_LINE): LineSplitter {
   const decoder = new StringDecoder('utf8');
   const redacting = redact?.stream();
   let pending = '';
   const emit = (text: string) => {
-    for (let i = 0; i < text.length; i += MAX_LINE) onLine(text.slice(i, i + MAX_LINE));
+    for (let i = 0; i < text.length; i += maxLine) onLine(text.slice(i, i + maxLine));
   };
   const take = (text: string) => {
+    // Only the new text can hold the next newline: a long line held whole (maxLine of megabytes)
+    // is then scanned once, not once per chunk.
+    let from = pending.length;
     pending += text;
     let nl: number;
-    while ((nl = pending.indexOf('\n')) !== -1) {
+    while ((nl = pending.indexOf('\n', from)) !== -1) {
       emit(pending.slice(0, nl).replace(/\r$/, ''));
       pending = pending.slice(nl + 1);
+      from = 0;
     }
-    if (pending.length > MAX_LINE) {
-      emit(pending.slice(0, MAX_LINE));
-      pending = pending.slice(MAX_LINE);
+    if (pending.length > maxLine) {
+      emit(pending.slice(0, maxLine));
+      pending = pending.slice(maxLine);
     }
   };
   return {
@@ -56,6 +60,11 @@ export interface RunOptions {
   onLine: (stream: 'stdout' | 'stderr', line: string) => void;
   /** Redacts the output before it is cut into lines (see lineSplitter). */
   redact?: Redactor;
+  /**
+   * The longest line of each stream held whole (default 16 KB); longer ones are cut. A stream of
+   * machine-readable lines (buildctl's rawjson) needs its lines whole to parse them.
+   */
+  maxLine?: Partial<Record<'stdout' | 'stderr', number>>;
 }
 
 export interface RunResult {
@@ -87,8 +96,8 @@ export function runProcess(argv: string[], options: RunOptions): Promise<RunResu
     let timedOut = false;
     let aborted = false;
     let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-    const out = lineSplitter((line) => options.onLine('stdout', line), options.redact);
-    const err = lineSplitter((line) => options.onLine('stderr', line), options.redact);
+    const out = lineSplitter((line) => options.onLine('stdout', line), options.redact, options.maxLine?.stdout);
+    const err = lineSplitter((line) => options.onLine('stderr', line), options.redact, options.maxLine?.stderr);
     child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
     child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
 
@@ -100,10 +109,13 @@ export function runProcess(argv: string[], options: RunOptions): Promise<RunResu
     const timer =
       options.timeoutMs === undefined
         ? undefined
-        : setTimeout(() => {
-            timedOut = true;
-            killGroup(child.pid);
-          }, Math.max(0, options.timeoutMs));
+        : setTimeout(
+            () => {
+              timedOut = true;
+              killGroup(child.pid);
+            },
+            Math.max(0, options.timeoutMs),
+          );
     let closeTimer: NodeJS.Timeout | undefined;
 
     let done = false;

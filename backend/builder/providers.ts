@@ -91,7 +91,19 @@ const INSTALL_CACHES: Record<PackageManager, { name: string; directory: string }
   yarn: { name: 'yarn-install', directory: '/root/.cache/yarn' },
 };
 
-const NODE_INSTALL_FILES = ['package.json', 'package-lock.json', 'pnpm-lock.yaml', 'pnpm-workspace.yaml', 'yarn.lock', 'bun.lockb', 'bun.lock', '.npmrc', '.yarnrc.yml', '.nvmrc', '.node-version'];
+const NODE_INSTALL_FILES = [
+  'package.json',
+  'package-lock.json',
+  'pnpm-lock.yaml',
+  'pnpm-workspace.yaml',
+  'yarn.lock',
+  'bun.lockb',
+  'bun.lock',
+  '.npmrc',
+  '.yarnrc.yml',
+  '.nvmrc',
+  '.node-version',
+];
 
 export async function nodePlan(app: AppDir): Promise<ProviderResult> {
   const { value, error } = await app.readJson('package.json');

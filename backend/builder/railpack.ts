@@ -1,5 +1,6 @@
 // Production's analyzer: the `railpack prepare` CLI writes the build plan and an info file that
-// says what it detected and, when it cannot build the app, why (reference §1.1, §1.9). The app's
+// says what it detected and, when it cannot build the app, why (railwayapp/railpack cli/*.go,
+// and core/core.go BuildResult for the info file's keys). The app's
 // env vars reach Railpack as bare `--env NAME` flags with the values in the child's environment,
 // so no value is ever in argv (core/app/environment.go reads a bare name from the environment).
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -40,6 +41,13 @@ export interface RailpackPrepareOptions {
   railpackBin?: string;
   /** Railpack's own analysis output, line by line. */
   log?: (stream: 'stdout' | 'stderr', line: string) => void;
+  /**
+   * Package versions the app's last live build used (resolvedVersions of its info), passed as
+   * `--previous name@version` so a version Railpack picks by default does not float between
+   * builds. Railpack uses a previous version only in place of its own default: a version the app
+   * asks for (go.mod, .nvmrc, RAILPACK_*_VERSION) still wins (core/resolver/resolver.go, Default).
+   */
+  previous?: Record<string, string>;
 }
 
 export interface RailpackPrepareResult {
@@ -49,16 +57,13 @@ export interface RailpackPrepareResult {
   appDir: string;
 }
 
-// Exit codes of the CLI (reference §1.1).
+// Exit codes of the CLI (railpack cli/*.go): 0 success, 1 a deterministic failure (no provider, no
+// start command, bad config), 75 a transient one worth retrying (e.g. a network error fetching mise).
 const EXIT_CANNOT_BUILD = 1;
 const EXIT_TRANSIENT = 75;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-export async function railpackPrepare(
-  sourceDir: string,
-  overrides: AnalyzeOverrides,
-  options: RailpackPrepareOptions = {},
-): Promise<RailpackPrepareResult> {
+export async function railpackPrepare(sourceDir: string, overrides: AnalyzeOverrides, options: RailpackPrepareOptions = {}): Promise<RailpackPrepareResult> {
   const appDir = await resolveAppDir(sourceDir, overrides.rootDirectory);
   const buildCommand = overrides.buildCommand?.trim() || undefined;
   const startCommand = overrides.startCommand?.trim() || undefined;
@@ -79,6 +84,10 @@ export async function railpackPrepare(
   for (const name of Object.keys(appEnv).sort()) argv.push('--env', name);
   if (buildCommand) argv.push('--build-cmd', buildCommand);
   if (startCommand) argv.push('--start-cmd', startCommand);
+  // --previous is a repeatable string flag of every analysing command (railpack cli/common.go).
+  for (const [name, version] of Object.entries(options.previous ?? {}).sort(([a], [b]) => a.localeCompare(b))) {
+    if (readablePackage(name, version)) argv.push('--previous', `${name}@${version}`);
+  }
 
   const tail: string[] = [];
   try {
@@ -129,7 +138,8 @@ export async function railpackCliVersion(railpackBin = 'railpack'): Promise<stri
     throw err;
   });
   const version = /\bv?(\d+\.\d+\.\d+\S*)/.exec(output.join(' '))?.[1];
-  if (result.code !== 0 || !version) throw new Error(`\`${railpackBin} --version\` gave no version (exit ${result.code ?? result.signal}): ${output.join(' / ').slice(0, 200)}`);
+  if (result.code !== 0 || !version)
+    throw new Error(`\`${railpackBin} --version\` gave no version (exit ${result.code ?? result.signal}): ${output.join(' / ').slice(0, 200)}`);
   return version;
 }
 
@@ -157,7 +167,28 @@ function docsUrl(docsPath: string): string {
   return /^https?:\/\//.test(docsPath) ? docsPath : `https://railpack.com/${docsPath.replace(/^\/+/, '')}`;
 }
 
-/** The frontend image matching the CLI that wrote a plan (reference §1.6: pin it to the CLI version). */
+/**
+ * What `--previous` takes back, from an info file: each package's resolvedVersion
+ * (resolvedPackages, core/resolver/resolver.go ResolvedPackage). Railpack reads a `--previous`
+ * value by splitting it on "@" (internal/utils/utils.go ParsePackageWithVersion), so a name or
+ * version that holds one, or a space, is left out rather than misread.
+ */
+export function resolvedVersions(info: RailpackInfo | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, pkg] of Object.entries(info?.resolvedPackages ?? {})) {
+    const name = pkg?.name ?? key;
+    const version = pkg?.resolvedVersion;
+    if (typeof version === 'string' && readablePackage(name, version)) out[name] = version;
+  }
+  return out;
+}
+
+function readablePackage(name: string, version: string): boolean {
+  const part = /^[^\s@]+$/;
+  return part.test(name) && part.test(version) && version !== 'latest';
+}
+
+/** The frontend image matching the CLI that wrote a plan: the two must be the same Railpack version, as the plan format follows it. */
 export function railpackFrontendImage(railpackVersion: string): string {
   return `ghcr.io/railwayapp/railpack-frontend:v${railpackVersion.replace(/^v/, '')}`;
 }

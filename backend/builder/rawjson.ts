@@ -66,6 +66,20 @@ interface VertexState {
 
 const NAME_MAX = 60;
 
+/**
+ * How long a rawjson line may be and still be parsed: buildctl's rawjson display JSON-encodes each
+ * SolveStatus it receives as one line with no size limit (moby/buildkit
+ * util/progress/progressui/display.go, rawJSONDisplay.update: `json.NewEncoder(w).Encode(ss)`).
+ * What bounds a line is the daemon's message: a status is split only once its log data passes
+ * 1 MiB (client/status.go, SolveStatus.Marshal, `logSize > 1024*1024`), which base64 makes ~1.4 MB
+ * of JSON, and a vertex's error is not split at all; the client takes gRPC messages of up to
+ * 16 MiB (client/client.go, grpc.MaxCallRecvMsgSize(defaults.DefaultMaxRecvMsgSize), 16 << 20 in
+ * containerd's defaults). 32 MiB leaves room for JSON's escaping of such a message.
+ */
+export const RAWJSON_LINE_MAX = 32 * 1024 * 1024;
+/** A plain-text line (buildctl's own messages, or a line past RAWJSON_LINE_MAX) is logged in pieces of this size. */
+export const TEXT_LINE_MAX = 16 * 1024;
+
 export class RawJsonDecoder {
   private vertexes = new Map<string, VertexState>();
   private partial = new Map<string, { vertex: string; stream: number; text: string }>();
@@ -81,9 +95,9 @@ export class RawJsonDecoder {
       status = JSON.parse(text) as SolveStatus;
     } catch {
       // buildctl's own messages (e.g. "error: failed to solve: …") are plain text on the same stream.
-      return [{ stream: 'stderr', line: raw }];
+      return plainText(raw);
     }
-    if (typeof status !== 'object' || status === null) return [{ stream: 'stderr', line: raw }];
+    if (typeof status !== 'object' || status === null) return plainText(raw);
     // A vertex's start comes before its progress and output, its end after them, even when one
     // message carries all three.
     const out: BuildLogLine[] = [];
@@ -200,6 +214,12 @@ export class RawJsonDecoder {
  */
 export function decodeRawJson(line: string, decoder: RawJsonDecoder = new RawJsonDecoder()): BuildLogLine[] {
   return decoder.decode(line);
+}
+
+function plainText(raw: string): BuildLogLine[] {
+  const out: BuildLogLine[] = [];
+  for (let i = 0; i < raw.length; i += TEXT_LINE_MAX) out.push({ stream: 'stderr', line: raw.slice(i, i + TEXT_LINE_MAX) });
+  return out;
 }
 
 function duration(started?: string, completed?: string): string {

@@ -11,5 +11,7 @@ const rotated = await rotateEnvKeys(db(), config.encryptionKeys);
 // Deployment snapshots hold env values too (rollbacks deploy them again).
 const snapshots = await rotateSnapshotKeys(db(), config.encryptionKeys);
 const left = await db()('envVars').whereNot({ keyId: newest }).count<{ count: number }[]>('* as count');
-console.log(`rhone: re-encrypted ${rotated} env var value${rotated === 1 ? '' : 's'} under key "${newest}"; ${left[0].count} remain under older keys; re-encrypted the env of ${snapshots} deployment snapshot${snapshots === 1 ? '' : 's'}.`);
+console.log(
+  `rhone: re-encrypted ${rotated} env var value${rotated === 1 ? '' : 's'} under key "${newest}"; ${left[0].count} remain under older keys; re-encrypted the env of ${snapshots} deployment snapshot${snapshots === 1 ? '' : 's'}.`,
+);
 await closeDb();

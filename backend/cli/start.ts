@@ -5,6 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { configOrExit } from '../config.ts';
 import { preflight } from '../lib/preflight.ts';
+import { logLineFormatter } from '../lib/log-format.ts';
 import { prepareDatabase } from './migrate.ts';
 import { ensureFrontendBuilt } from './frontend.ts';
 
@@ -19,7 +20,9 @@ const PROCESSES = [
 ];
 
 if (config.generatedSecrets.length > 0) {
-  console.log(`rhone: local mode is using development secrets for ${config.generatedSecrets.join(' and ')}, kept in ${path.join(config.dataDir, 'dev-secrets.json')}. Set them yourself for anything but local use.`);
+  console.log(
+    `rhone: local mode is using development secrets for ${config.generatedSecrets.join(' and ')}, kept in ${path.join(config.dataDir, 'dev-secrets.json')}. Set them yourself for anything but local use.`,
+  );
 }
 const problem = await preflight(config);
 if (problem) {
@@ -30,20 +33,26 @@ await prepareDatabase(config.databaseUrl);
 try {
   await ensureFrontendBuilt();
 } catch (err) {
-  console.error(`rhone: the dashboard could not be built: ${(err as Error).message}\nThe API still starts; fix the error above and run npm start again to get the dashboard.`);
+  console.error(
+    `rhone: the dashboard could not be built: ${(err as Error).message}\nThe API still starts; fix the error above and run npm start again to get the dashboard.`,
+  );
 }
 
 const children = new Map<string, ChildProcess>();
 let stopping = false;
 
-function prefixed(name: string, stream: NodeJS.ReadableStream, out: NodeJS.WritableStream) {
+// The processes write JSON logs; a person at a terminal reads them as short lines instead.
+const formatFor = (out: NodeJS.WriteStream) => logLineFormatter({ tty: out.isTTY === true });
+
+function prefixed(name: string, stream: NodeJS.ReadableStream, out: NodeJS.WriteStream) {
+  const format = formatFor(out);
   let buffered = '';
   stream.setEncoding('utf8');
   stream.on('data', (chunk: string) => {
     buffered += chunk;
     const lines = buffered.split('\n');
     buffered = lines.pop() ?? '';
-    for (const line of lines) out.write(`[${name}] ${line}\n`);
+    for (const line of lines) out.write(`[${name}] ${format(line)}\n`);
   });
 }
 

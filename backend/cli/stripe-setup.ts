@@ -101,7 +101,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const config = configOrExit();
   const stripe = stripeClient(config);
   if (!stripe) {
-    console.error('rhone: STRIPE_SECRET_KEY is not set, so there is no Stripe account to set up. Without it Rhone records usage and owners change plans directly.');
+    console.error(
+      'rhone: STRIPE_SECRET_KEY is not set, so there is no Stripe account to set up. Without it Rhone records usage and owners change plans directly.',
+    );
     process.exit(78);
   }
   try {

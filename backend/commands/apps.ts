@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import { App, Deployment, GithubInstallation, GithubInstallationRepository, Team, type AppSource } from '../models/index.ts';
 import { newFlyAppName } from '../providers/fly/names.ts';
 import { enqueue, type QueueContext } from '../../jobs/queues.ts';
-import { IN_FLIGHT } from './deployments.ts';
+import { IN_FLIGHT_STATUSES } from '../deployments/pipeline.ts';
 import { ConflictError, ValidationError } from '../lib/errors.ts';
 import type { Config } from '../config.ts';
 import type { Actor } from '../middleware/auth.ts';
@@ -41,17 +41,18 @@ async function checkSource(knex: Knex, config: Config, team: Team, source: AppSo
     }
     return source;
   }
-  const installation = await GithubInstallation.query(knex)
-    .findById(source.installationId)
-    .where({ teamId: team.id })
-    .whereNull('deletedAt');
+  const installation = await GithubInstallation.query(knex).findById(source.installationId).where({ teamId: team.id }).whereNull('deletedAt');
   if (!installation) throw invalidSource('installationId', `is not a GitHub App installation of team "${team.slug}"; install the Rhone GitHub App first`);
   if (installation.suspendedAt) throw invalidSource('installationId', `is suspended on GitHub (${installation.accountLogin}); unsuspend it first`);
   const repo = await GithubInstallationRepository.query(knex)
     .where({ installationId: installation.id })
     .whereRaw('lower(full_name) = lower(?)', [source.repo])
     .first();
-  if (!repo) throw invalidSource('repo', `is not one of the repositories the Rhone GitHub App can reach on ${installation.accountLogin}; add it to the installation on GitHub, or pick one from the list`);
+  if (!repo)
+    throw invalidSource(
+      'repo',
+      `is not one of the repositories the Rhone GitHub App can reach on ${installation.accountLogin}; add it to the installation on GitHub, or pick one from the list`,
+    );
   return { type: 'github', repo: repo.fullName, branch: source.branch, installationId: installation.id, repositoryId: repo.repositoryId };
 }
 
@@ -61,7 +62,10 @@ function slugTaken(slug: string): ConflictError {
 
 export async function listApps(team: Team, limit: number, cursor?: string) {
   const after = decodeCursor(cursor, 1);
-  const query = App.query().where({ teamId: team.id }).orderBy('slug').limit(limit + 1);
+  const query = App.query()
+    .where({ teamId: team.id })
+    .orderBy('slug')
+    .limit(limit + 1);
   if (after) query.where('slug', '>', String(after[0]));
   return toPage(await query, limit, (a) => [a.slug]);
 }
@@ -91,11 +95,20 @@ export async function createApp(knex: Knex, config: Config, actor: Actor, team: 
 
 export async function updateApp(knex: Knex, config: Config, actor: Actor, team: Team, app: App, input: UpdateAppInput): Promise<App> {
   // A source that passed the checks can be reached: whatever was wrong with the old one is moot.
-  const changes: Partial<App> = input.source ? { ...(input as Partial<App>), source: await checkSource(knex, config, team, input.source), sourceProblem: null } : (input as Partial<App>);
+  const changes: Partial<App> = input.source
+    ? { ...(input as Partial<App>), source: await checkSource(knex, config, team, input.source), sourceProblem: null }
+    : (input as Partial<App>);
   if (input.region && input.region !== app.region) await assertRegionAllowed(knex, team, input.region, app.id);
   return transaction(knex, async (trx) => {
     const updated = await App.query(trx).patchAndFetchById(app.id, changes);
-    await recordAudit(trx, { teamId: team.id, actor, action: 'app.updated', subjectType: 'app', subjectId: app.id, data: { slug: app.slug, fields: Object.keys(input) } });
+    await recordAudit(trx, {
+      teamId: team.id,
+      actor,
+      action: 'app.updated',
+      subjectType: 'app',
+      subjectId: app.id,
+      data: { slug: app.slug, fields: Object.keys(input) },
+    });
     return updated;
   });
 }
@@ -106,9 +119,15 @@ export async function updateApp(knex: Knex, config: Config, actor: Actor, team: 
  */
 export async function deleteApp(knex: Knex, queues: QueueContext, actor: Actor, team: Team, app: App): Promise<void> {
   const teardownId = await transaction(knex, async (trx) => {
-    const running = await Deployment.query(trx).where({ appId: app.id }).whereIn('status', IN_FLIGHT as unknown as string[]).first();
+    const running = await Deployment.query(trx)
+      .where({ appId: app.id })
+      .whereIn('status', [...IN_FLIGHT_STATUSES])
+      .first();
     if (running) {
-      throw new ConflictError('deployment_in_flight', `Deployment #${running.number} of ${app.slug} is ${running.status}; cancel it (or wait for it to finish), then delete the app.`);
+      throw new ConflictError(
+        'deployment_in_flight',
+        `Deployment #${running.number} of ${app.slug} is ${running.status}; cancel it (or wait for it to finish), then delete the app.`,
+      );
     }
     await App.query(trx).deleteById(app.id);
     const [row] = await trx('appTeardowns').insert({ teamId: team.id, appSlug: app.slug, appId: app.id, flyApp: app.flyAppName }).returning('id');

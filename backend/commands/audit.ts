@@ -26,7 +26,7 @@ export async function recordAudit(trx: Knex.Transaction | Knex, entry: AuditEntr
     action: entry.action,
     subjectType: entry.subjectType,
     subjectId: entry.subjectId ?? null,
-    data: { ...(entry.data ?? {}), ...(entry.actor?.via === 'token' ? { via: 'api_token' } : {}) },
+    data: { ...entry.data, ...(entry.actor?.via === 'token' ? { via: 'api_token' } : {}) },
   });
   await invalidateOnCommit(trx, [tag.team(entry.teamId)]);
 }

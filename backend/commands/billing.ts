@@ -20,7 +20,10 @@ const LIVE_STATUSES = ['active', 'trialing', 'past_due', 'unpaid', 'paused'];
 function requireStripe(config: Config): Stripe {
   const stripe = stripeClient(config);
   if (!stripe) {
-    throw new ConflictError('stripe_not_configured', 'Stripe is not configured on this Rhone (no STRIPE_SECRET_KEY), so there is no checkout or billing portal: an owner changes the plan directly with PUT /api/teams/:team/billing/plan.');
+    throw new ConflictError(
+      'stripe_not_configured',
+      'Stripe is not configured on this Rhone (no STRIPE_SECRET_KEY), so there is no checkout or billing portal: an owner changes the plan directly with PUT /api/teams/:team/billing/plan.',
+    );
   }
   return stripe;
 }
@@ -50,7 +53,10 @@ export async function ensureCustomer(knex: Knex, stripe: Stripe, team: Team): Pr
 export async function startCheckout(knex: Knex, config: Config, team: Team, plan: PaidPlan): Promise<string> {
   const stripe = requireStripe(config);
   if (subscribed(team)) {
-    throw new ConflictError('subscription_exists', `Team "${team.slug}" already has a subscription (${team.plan}); change plan with PUT /api/teams/${team.slug}/billing/plan, and update payment in the billing portal (POST /api/teams/${team.slug}/billing/portal).`);
+    throw new ConflictError(
+      'subscription_exists',
+      `Team "${team.slug}" already has a subscription (${team.plan}); change plan with PUT /api/teams/${team.slug}/billing/plan, and update payment in the billing portal (POST /api/teams/${team.slug}/billing/portal).`,
+    );
   }
   const keys = lookupKeysOf(plan);
   const prices = await stripe.prices.list({ lookup_keys: keys, active: true, limit: 100 });
@@ -96,12 +102,22 @@ export async function changeSubscriptionPlan(knex: Knex, config: Config, actor: 
   const stripe = requireStripe(config);
   if (!subscribed(team)) {
     if (plan === 'free') return { team, message: `Team "${team.slug}" has no subscription: it is on ${team.plan}.` };
-    throw new ConflictError('no_subscription', `Team "${team.slug}" has no subscription yet: subscribe to ${plan} through Checkout (POST /api/teams/${team.slug}/billing/checkout).`);
+    throw new ConflictError(
+      'no_subscription',
+      `Team "${team.slug}" has no subscription yet: subscribe to ${plan} through Checkout (POST /api/teams/${team.slug}/billing/checkout).`,
+    );
   }
   const subscription = await stripe.subscriptions.retrieve(team.stripeSubscriptionId!);
   if (plan === 'free') {
     await stripe.subscriptions.update(subscription.id, { cancel_at_period_end: true });
-    await recordAudit(knex, { teamId: team.id, actor, action: 'billing.plan_change_requested', subjectType: 'team', subjectId: team.id, data: { from: team.plan, to: 'free', via: 'stripe', atPeriodEnd: true } });
+    await recordAudit(knex, {
+      teamId: team.id,
+      actor,
+      action: 'billing.plan_change_requested',
+      subjectType: 'team',
+      subjectId: team.id,
+      data: { from: team.plan, to: 'free', via: 'stripe', atPeriodEnd: true },
+    });
     return { team, message: `The subscription ends at the end of this billing period; then ${team.name} is on Free.` };
   }
   if (plan === team.plan && !subscription.cancel_at_period_end) return { team, message: `Team "${team.slug}" is already on ${plan}.` };
@@ -121,7 +137,14 @@ export async function changeSubscriptionPlan(knex: Knex, config: Config, actor: 
   const now = planOfSubscription(updated) ?? plan;
   const result = await transaction(knex, async (trx) => {
     const row = await Team.query(trx).patchAndFetchById(team.id, { plan: now, subscriptionStatus: updated.status });
-    await recordAudit(trx, { teamId: team.id, actor, action: 'billing.plan_changed', subjectType: 'team', subjectId: team.id, data: { from: team.plan, to: now, via: 'stripe' } });
+    await recordAudit(trx, {
+      teamId: team.id,
+      actor,
+      action: 'billing.plan_changed',
+      subjectType: 'team',
+      subjectId: team.id,
+      data: { from: team.plan, to: now, via: 'stripe' },
+    });
     return row;
   });
   return { team: result, message: `${team.name} is now on ${PLAN_DEFINITIONS[now].name}; Stripe prorates this month's invoice.` };
@@ -130,12 +153,22 @@ export async function changeSubscriptionPlan(knex: Knex, config: Config, actor: 
 /** PUT /api/teams/:team/billing/plan, local mode only: the plan changes at once, nothing is charged. */
 export async function changePlanLocally(knex: Knex, config: Config, actor: Actor, team: Team, plan: Plan): Promise<Team> {
   if (stripeClient(config)) {
-    throw new ConflictError('stripe_configured', 'This Rhone bills through Stripe: a team without a subscription subscribes through Checkout (POST /api/teams/:team/billing/checkout).');
+    throw new ConflictError(
+      'stripe_configured',
+      'This Rhone bills through Stripe: a team without a subscription subscribes through Checkout (POST /api/teams/:team/billing/checkout).',
+    );
   }
   if (team.plan === plan) return team;
   return transaction(knex, async (trx) => {
     const updated = await Team.query(trx).patchAndFetchById(team.id, { plan });
-    await recordAudit(trx, { teamId: team.id, actor, action: 'billing.plan_changed', subjectType: 'team', subjectId: team.id, data: { from: team.plan, to: plan, via: 'local' } });
+    await recordAudit(trx, {
+      teamId: team.id,
+      actor,
+      action: 'billing.plan_changed',
+      subjectType: 'team',
+      subjectId: team.id,
+      data: { from: team.plan, to: plan, via: 'local' },
+    });
     return updated;
   });
 }

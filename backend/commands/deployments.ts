@@ -1,8 +1,10 @@
 // Deployments as users see them: ask for one, cancel one, roll back to one. The pipeline that
 // carries them out lives in jobs/; this file decides what is created and what runs next.
 import type { Knex } from 'knex';
-import { App, Deployment, ACTIVE_STATUSES, type Team } from '../models/index.ts';
-import { AppError, ConflictError, NotFoundError } from '../lib/errors.ts';
+import type { Redis } from 'ioredis';
+import { App, Deployment, type Team } from '../models/index.ts';
+import { IN_FLIGHT_STATUSES, isActive, type Stage } from '../deployments/pipeline.ts';
+import { AppError, ConflictError } from '../lib/errors.ts';
 import type { Actor } from '../middleware/auth.ts';
 import type { Config } from '../config.ts';
 import { appendEvents } from '../deployments/events.ts';
@@ -12,14 +14,12 @@ import { reportCommitStatus } from '../deployments/commit-status.ts';
 import { resolveRef, SourceError } from '../source/git.ts';
 import { enqueue, type QueueContext } from '../../jobs/queues.ts';
 import { recordAudit } from './audit.ts';
-import { decodeCursor, toPage } from '../lib/pagination.ts';
 import { transaction } from '../lib/transaction.ts';
 import { assertCanDeploy } from '../billing/limits.ts';
 import { assertNotPastDue } from '../billing/past-due.ts';
 
-export const IN_FLIGHT = ['cloning', 'analyzing', 'building', 'deploying'] as const;
-export type Stage = 'clone' | 'analyze' | 'build' | 'deploy';
-export const STAGE_STATUS: Record<Stage, Deployment['status']> = { clone: 'cloning', analyze: 'analyzing', build: 'building', deploy: 'deploying' };
+// The pipeline's words moved to backend/deployments/pipeline.ts; re-exported for older importers.
+export { IN_FLIGHT_STATUSES as IN_FLIGHT, STAGE_STATUS, type Stage } from '../deployments/pipeline.ts';
 
 /** The job id of a stage of a deployment; a recovery run gets its own suffix. */
 export function stageJobId(stage: Stage, deploymentId: string, recovery = 0): string {
@@ -42,7 +42,9 @@ async function nextNumber(trx: Knex.Transaction, appId: string): Promise<number>
 async function supersedeQueued(trx: Knex.Transaction, appId: string, byNumber: number): Promise<Deployment[]> {
   const older = await Deployment.query(trx).where({ appId, status: 'queued' });
   for (const d of older) {
-    await Deployment.query(trx).patch({ status: 'superseded', reason: `Superseded by deployment #${byNumber} before it started.`, finishedAt: new Date() }).where({ id: d.id });
+    await Deployment.query(trx)
+      .patch({ status: 'superseded', reason: `Superseded by deployment #${byNumber} before it started.`, finishedAt: new Date() })
+      .where({ id: d.id });
     await appendEvents(trx, d.id, [{ type: 'status', data: { status: 'superseded', stage: null, reason: `Superseded by deployment #${byNumber}` } }]);
   }
   return older;
@@ -53,7 +55,10 @@ async function supersedeQueued(trx: Knex.Transaction, appId: string, byNumber: n
  * Safe to call any time, from anywhere: the job id makes a second enqueue a no-op.
  */
 export async function startNextQueued(knex: Knex, queues: QueueContext, appId: string): Promise<void> {
-  const inFlight = await Deployment.query(knex).where({ appId }).whereIn('status', IN_FLIGHT as unknown as string[]).first();
+  const inFlight = await Deployment.query(knex)
+    .where({ appId })
+    .whereIn('status', [...IN_FLIGHT_STATUSES])
+    .first();
   if (inFlight) return;
   const next = await Deployment.query(knex).where({ appId, status: 'queued' }).orderBy('number', 'desc').first();
   if (!next) return;
@@ -102,12 +107,14 @@ async function insertDeployment(knex: Knex, queues: QueueContext, app: App, acto
       trigger: fields.trigger,
       triggeredBy: actor?.user.id ?? null,
       rollbackOf: fields.rollbackOf ?? null,
-      configSnapshot: fields.configSnapshot as unknown as Record<string, unknown>,
+      configSnapshot: fields.configSnapshot,
       image: fields.image ?? null,
       plan: fields.plan ?? null,
       stageTimings: { queued: { startedAt: new Date().toISOString() } },
     });
-    await appendEvents(trx, deployment.id, [{ type: 'status', data: fields.skipped ? { status, stage: null, reason: fields.skipped.reason } : { status, stage: null } }]);
+    await appendEvents(trx, deployment.id, [
+      { type: 'status', data: fields.skipped ? { status, stage: null, reason: fields.skipped.reason } : { status, stage: null } },
+    ]);
     await recordAudit(trx, {
       teamId: app.teamId,
       actor,
@@ -118,10 +125,7 @@ async function insertDeployment(knex: Knex, queues: QueueContext, app: App, acto
     });
     return { deployment, superseded };
   });
-  await reportCommitStatus(queues, [
-    { deployment, status: deployment.status },
-    ...superseded.map((d) => ({ deployment: d, status: 'superseded' as const })),
-  ]);
+  await reportCommitStatus(queues, [{ deployment, status: deployment.status }, ...superseded.map((d) => ({ deployment: d, status: 'superseded' as const }))]);
   return deployment;
 }
 
@@ -129,7 +133,14 @@ async function insertDeployment(knex: Knex, queues: QueueContext, app: App, acto
 const API_RESOLVE_TIMEOUT_MS = 10_000;
 
 /** POST /api/apps/:app/deploy: pins the commit and the settings now, then queues the work. */
-export async function createDeployment(knex: Knex, config: Config, queues: QueueContext, actor: Actor | null, app: App, request: DeployRequest): Promise<Deployment> {
+export async function createDeployment(
+  knex: Knex,
+  config: Config,
+  queues: QueueContext,
+  actor: Actor | null,
+  app: App,
+  request: DeployRequest,
+): Promise<Deployment> {
   const problem = describeSourceProblem(app);
   if (problem) throw new ConflictError('source_unavailable', problem);
   await assertCanDeploy(knex, { id: app.teamId }, { build: true, appId: app.id });
@@ -146,23 +157,43 @@ export async function createDeployment(knex: Knex, config: Config, queues: Queue
       // Nothing was written yet: say what is wrong with the source, as a client error.
       if (!(err instanceof SourceError)) throw err;
       // A user's host that does not answer, answers slowly or drops the connection gets one
-      // answer, so the look-up tells nothing about what listens where (issue 12, item 8).
-      if (publicOnly && err.transient) throw new AppError(503, 'source_unreachable', `The repository could not be reached within ${API_RESOLVE_TIMEOUT_MS / 1000} s; check the URL, or try again in a moment.`);
+      // answer, so the look-up tells nothing about what listens where (docs/security.md, "Outbound requests").
+      if (publicOnly && err.transient)
+        throw new AppError(
+          503,
+          'source_unreachable',
+          `The repository could not be reached within ${API_RESOLVE_TIMEOUT_MS / 1000} s; check the URL, or try again in a moment.`,
+        );
       throw new AppError(err.transient ? 503 : 422, `source_${err.code}`, err.message);
     }
   }
   const snapshot = await takeSnapshot(knex, app);
   const deployment = await insertDeployment(knex, queues, app, actor, {
-    ref, commitSha: sha, commitMessage: request.commitMessage ?? null, trigger: request.trigger, configSnapshot: snapshot, limits: { build: true },
+    ref,
+    commitSha: sha,
+    commitMessage: request.commitMessage ?? null,
+    trigger: request.trigger,
+    configSnapshot: snapshot,
+    limits: { build: true },
   });
   await startNextQueued(knex, queues, app.id);
   return deployment;
 }
 
 /** A pushed commit whose message asked not to deploy it: recorded as skipped, with the reason. */
-export async function recordSkippedPush(knex: Knex, queues: QueueContext, app: App, push: { ref: string; commitSha: string; commitMessage: string | null; reason: string }): Promise<Deployment> {
+export async function recordSkippedPush(
+  knex: Knex,
+  queues: QueueContext,
+  app: App,
+  push: { ref: string; commitSha: string; commitMessage: string | null; reason: string },
+): Promise<Deployment> {
   return insertDeployment(knex, queues, app, null, {
-    ref: push.ref, commitSha: push.commitSha, commitMessage: push.commitMessage, trigger: 'push', configSnapshot: await takeSnapshot(knex, app), skipped: { reason: push.reason },
+    ref: push.ref,
+    commitSha: push.commitSha,
+    commitMessage: push.commitMessage,
+    trigger: 'push',
+    configSnapshot: await takeSnapshot(knex, app),
+    skipped: { reason: push.reason },
   });
 }
 
@@ -172,7 +203,10 @@ export async function recordSkippedPush(knex: Knex, queues: QueueContext, app: A
  */
 export async function rollbackTo(knex: Knex, queues: QueueContext, actor: Actor, app: App, target: Deployment): Promise<Deployment> {
   if (!target.image || !['live', 'replaced'].includes(target.status)) {
-    throw new ConflictError('not_rollbackable', `Deployment #${target.number} never went live with a built image, so there is nothing to roll back to; pick a deployment that was live.`);
+    throw new ConflictError(
+      'not_rollbackable',
+      `Deployment #${target.number} never went live with a built image, so there is nothing to roll back to; pick a deployment that was live.`,
+    );
   }
   // No plan limit, spend cap or unpaid invoice refuses a rollback: it builds nothing and replaces
   // the serving machines one for one, and it is how a team gets out of a broken release (no
@@ -182,14 +216,21 @@ export async function rollbackTo(knex: Knex, queues: QueueContext, actor: Actor,
     commitSha: target.commitSha,
     commitMessage: target.commitMessage,
     trigger: 'rollback',
-    configSnapshot: target.configSnapshot as unknown as ConfigSnapshot,
+    configSnapshot: target.configSnapshot,
     rollbackOf: target.id,
     image: target.image,
     plan: target.plan,
   });
   if (app.autoDeploy) {
     await App.query(knex).patch({ autoDeploy: false }).where({ id: app.id });
-    await recordAudit(knex, { teamId: app.teamId, actor, action: 'app.updated', subjectType: 'app', subjectId: app.id, data: { slug: app.slug, fields: ['autoDeploy'], reason: 'rollback' } });
+    await recordAudit(knex, {
+      teamId: app.teamId,
+      actor,
+      action: 'app.updated',
+      subjectType: 'app',
+      subjectId: app.id,
+      data: { slug: app.slug, fields: ['autoDeploy'], reason: 'rollback' },
+    });
   }
   await startNextQueued(knex, queues, app.id);
   return deployment;
@@ -199,25 +240,36 @@ export async function rollbackTo(knex: Knex, queues: QueueContext, actor: Actor,
  * POST /api/deployments/:id/cancel. A queued deployment is canceled at once; one in flight is
  * asked to stop, and the worker running it stops its stage, removes what it made, and marks it.
  */
-export async function cancelDeployment(knex: Knex, queues: QueueContext, actor: Actor, team: Team, deployment: Deployment): Promise<Deployment> {
-  if (!(ACTIVE_STATUSES as readonly string[]).includes(deployment.status)) {
-    throw new ConflictError('not_cancelable', `Deployment #${deployment.number} is already ${deployment.status}; only queued or running deployments can be canceled.`);
+export async function cancelDeployment(
+  knex: Knex,
+  queues: QueueContext,
+  redis: Pick<Redis, 'publish'>,
+  actor: Actor,
+  team: Team,
+  deployment: Deployment,
+): Promise<Deployment> {
+  if (!isActive(deployment.status)) {
+    throw new ConflictError(
+      'not_cancelable',
+      `Deployment #${deployment.number} is already ${deployment.status}; only queued or running deployments can be canceled.`,
+    );
   }
   const reason = `Canceled by ${actor.user.login}.`;
   const updated = await transaction(knex, async (trx) => {
     const d = await Deployment.query(trx).findById(deployment.id).forUpdate().throwIfNotFound();
     if (d.status === 'queued') {
-      await Deployment.query(trx).patch({ status: 'canceled', reason, finishedAt: new Date(), cancelRequestedAt: new Date(), cancelRequestedBy: actor.user.id }).where({ id: d.id });
+      await Deployment.query(trx)
+        .patch({ status: 'canceled', reason, finishedAt: new Date(), cancelRequestedAt: new Date(), cancelRequestedBy: actor.user.id })
+        .where({ id: d.id });
       await appendEvents(trx, d.id, [{ type: 'status', data: { status: 'canceled', stage: null, reason } }]);
-    } else if ((ACTIVE_STATUSES as readonly string[]).includes(d.status)) {
+    } else if (isActive(d.status)) {
       await Deployment.query(trx).patch({ cancelRequestedAt: new Date(), cancelRequestedBy: actor.user.id }).where({ id: d.id });
     }
     await recordAudit(trx, { teamId: team.id, actor, action: 'deployment.canceled', subjectType: 'deployment', subjectId: d.id, data: { number: d.number } });
     return Deployment.query(trx).findById(d.id).throwIfNotFound();
   });
   // Tell the worker now rather than at its next heartbeat.
-  const { redis } = await import('../redis.ts');
-  await redis().publish(CANCEL_CHANNEL, updated.id).catch(() => undefined);
+  await redis.publish(CANCEL_CHANNEL, updated.id).catch(() => undefined);
   if (updated.status === 'canceled') {
     await reportCommitStatus(queues, [{ deployment: updated, status: 'canceled' }]);
     await startNextQueued(knex, queues, updated.appId);
@@ -226,16 +278,3 @@ export async function cancelDeployment(knex: Knex, queues: QueueContext, actor: 
 }
 
 export const CANCEL_CHANNEL = 'rhone:deployments:cancel';
-
-export async function listDeployments(appId: string, limit: number, cursor?: string) {
-  const before = decodeCursor(cursor, 1);
-  const q = Deployment.query().where({ appId }).orderBy('number', 'desc').limit(limit + 1);
-  if (before) q.where('number', '<', Number(before[0]));
-  return toPage(await q, limit, (d) => [d.number]);
-}
-
-export async function findDeployment(id: string): Promise<Deployment> {
-  const d = await Deployment.query().findById(id);
-  if (!d) throw new NotFoundError('Deployment');
-  return d;
-}

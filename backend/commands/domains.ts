@@ -54,8 +54,13 @@ export async function findDomain(knex: Knex, app: App, raw: string): Promise<Dom
 async function taken(knex: Knex | Knex.Transaction, app: App, hostname: string): Promise<ConflictError> {
   const existing = await Domain.query(knex).findOne({ hostname });
   const shown = displayHostname(hostname);
-  if (existing?.appId === app.id) return new ConflictError('domain_exists', `${shown} is already a domain of ${app.slug}.`, [{ field: 'body.hostname', message: 'is already a domain of this app' }]);
-  return new ConflictError('domain_taken', `${shown} is already used by another Rhone app; remove it there first.`, [{ field: 'body.hostname', message: 'is used by another app' }]);
+  if (existing?.appId === app.id)
+    return new ConflictError('domain_exists', `${shown} is already a domain of ${app.slug}.`, [
+      { field: 'body.hostname', message: 'is already a domain of this app' },
+    ]);
+  return new ConflictError('domain_taken', `${shown} is already used by another Rhone app; remove it there first.`, [
+    { field: 'body.hostname', message: 'is used by another app' },
+  ]);
 }
 
 /** The Fly app behind a Rhone app, created with public addresses if it has not been deployed yet. */
@@ -87,13 +92,17 @@ export async function addDomain(knex: Knex, config: Config, log: Logger, actor: 
     if (rows.length === 0) throw await taken(trx, app, hostname);
     const count = await Domain.query(trx).where({ appId: app.id }).resultSize();
     if (count > MAX_DOMAINS_PER_APP) {
-      throw new ConflictError('domain_limit', `An app may have at most ${MAX_DOMAINS_PER_APP} custom domains and ${app.slug} has ${count - 1}; remove one first.`);
+      throw new ConflictError(
+        'domain_limit',
+        `An app may have at most ${MAX_DOMAINS_PER_APP} custom domains and ${app.slug} has ${count - 1}; remove one first.`,
+      );
     }
     return rows[0].id;
   });
 
   const ctx: DomainContext = { team, app, actor };
-  const audit = () => recordAudit(knex, { teamId: team.id, actor, action: 'domain.added', subjectType: 'app', subjectId: app.id, data: { slug: app.slug, hostname } });
+  const audit = () =>
+    recordAudit(knex, { teamId: team.id, actor, action: 'domain.added', subjectType: 'app', subjectId: app.id, data: { slug: app.slug, hostname } });
   let cert: CertificateDetail;
   try {
     const { client, flyApp } = await prepareFlyApp(config, app);
@@ -103,13 +112,20 @@ export async function addDomain(knex: Knex, config: Config, log: Logger, actor: 
       // Fly refused the hostname: nothing stays behind.
       await Domain.query(knex).deleteById(domainId);
       if (err instanceof FlyApiError && err.status < 500) {
-        throw new AppError(422, 'domain_rejected', `Fly refused a certificate for ${displayHostname(hostname)}: ${err.detail}`, [{ field: 'body.hostname', message: err.detail }]);
+        throw new AppError(422, 'domain_rejected', `Fly refused a certificate for ${displayHostname(hostname)}: ${err.detail}`, [
+          { field: 'body.hostname', message: err.detail },
+        ]);
       }
       throw err;
     }
     // Fly is down or busy: keep the domain; the certificate checker asks again.
     log.warn({ hostname, app: app.slug, err: flyProblem(err) }, 'could not request a certificate; the checker will retry');
-    await postponeCheck(knex, await Domain.query(knex).findById(domainId).throwIfNotFound(), `Rhone could not request the certificate yet (${flyProblem(err)}); it will try again within a minute.`, now);
+    await postponeCheck(
+      knex,
+      await Domain.query(knex).findById(domainId).throwIfNotFound(),
+      `Rhone could not request the certificate yet (${flyProblem(err)}); it will try again within a minute.`,
+      now,
+    );
     await audit();
     return Domain.query(knex).findById(domainId).throwIfNotFound();
   }
@@ -124,7 +140,8 @@ export async function checkDomainNow(knex: Knex, config: Config, actor: Actor, t
   try {
     cert = await requestOrCheck(config, app, domain);
   } catch (err) {
-    if (err instanceof FlyApiError && !err.transient) throw new AppError(422, 'domain_rejected', `Fly refused the check of ${displayHostname(domain.hostname)}: ${err.detail}`);
+    if (err instanceof FlyApiError && !err.transient)
+      throw new AppError(422, 'domain_rejected', `Fly refused the check of ${displayHostname(domain.hostname)}: ${err.detail}`);
     throw flyUnavailable(`checking ${displayHostname(domain.hostname)}`, err);
   }
   const updated = await applyCertificate(knex, { team, app, actor }, domain.id, cert, { restart: true });
@@ -156,6 +173,13 @@ export async function removeDomain(knex: Knex, config: Config, actor: Actor, tea
   }
   await transaction(knex, async (trx) => {
     await Domain.query(trx).deleteById(domain.id);
-    await recordAudit(trx, { teamId: team.id, actor, action: 'domain.removed', subjectType: 'app', subjectId: app.id, data: { slug: app.slug, hostname: domain.hostname } });
+    await recordAudit(trx, {
+      teamId: team.id,
+      actor,
+      action: 'domain.removed',
+      subjectType: 'app',
+      subjectId: app.id,
+      data: { slug: app.slug, hostname: domain.hostname },
+    });
   });
 }

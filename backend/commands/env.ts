@@ -35,16 +35,11 @@ export async function recordReveal(knex: Knex, actor: Actor, team: Team, app: Ap
 }
 
 /** Sets and unsets many at once, in one transaction: all of it happens or none. */
-export async function putEnv(
-  knex: Knex,
-  keys: EncryptionKey[],
-  actor: Actor,
-  team: Team,
-  app: App,
-  vars: Record<string, string | null>,
-): Promise<void> {
+export async function putEnv(knex: Knex, keys: EncryptionKey[], actor: Actor, team: Team, app: App, vars: Record<string, string | null>): Promise<void> {
   const set = Object.entries(vars).filter((e): e is [string, string] => e[1] !== null);
-  const unset = Object.entries(vars).filter(([, v]) => v === null).map(([k]) => k);
+  const unset = Object.entries(vars)
+    .filter(([, v]) => v === null)
+    .map(([k]) => k);
   await transaction(knex, async (trx) => {
     // Serialise writers of one app so the count and size checks below hold.
     await trx('apps').where({ id: app.id }).forUpdate().first('id');
@@ -60,7 +55,10 @@ export async function putEnv(
     // plaintext size exactly; measured after the writes, in the same transaction, under the lock.
     const [{ count, bytes }] = (await trx('env_vars')
       .where({ appId: app.id })
-      .select(trx.raw('count(*)::int as count'), trx.raw('coalesce(sum(octet_length(name) + octet_length(ciphertext) - ?), 0)::bigint as bytes', [SEAL_OVERHEAD_BYTES]))) as { count: number; bytes: string }[];
+      .select(
+        trx.raw('count(*)::int as count'),
+        trx.raw('coalesce(sum(octet_length(name) + octet_length(ciphertext) - ?), 0)::bigint as bytes', [SEAL_OVERHEAD_BYTES]),
+      )) as { count: number; bytes: string }[];
     if (count > MAX_ENV_VARS) {
       throw new ValidationError(`body.vars: an app may have at most ${MAX_ENV_VARS} env vars (this would make ${count})`);
     }

@@ -38,9 +38,19 @@ async function membershipOf(user: GithubClient, org: string, installationId: num
 }
 
 /** Throws a 403 saying who may connect it, unless `me` may connect the installation to `team`. */
-export async function ensureMayConnect(user: GithubClient, me: { id: number; login: string }, state: InstallationState, installerGithubId: number | null, team: Team): Promise<void> {
+export async function ensureMayConnect(
+  user: GithubClient,
+  me: { id: number; login: string },
+  state: InstallationState,
+  installerGithubId: number | null,
+  team: Team,
+): Promise<void> {
   const account = state.account;
-  if (!account) throw new ForbiddenError(`GitHub did not say which account installation ${state.id} belongs to, so it was not connected. Start again from your team's settings in Rhone.`, CODE);
+  if (!account)
+    throw new ForbiddenError(
+      `GitHub did not say which account installation ${state.id} belongs to, so it was not connected. Start again from your team's settings in Rhone.`,
+      CODE,
+    );
   if (account.type !== 'Organization') {
     if (account.id !== undefined ? Number(account.id) === Number(me.id) : account.login.toLowerCase() === me.login.toLowerCase()) return;
     throw new ForbiddenError(

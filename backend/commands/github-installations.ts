@@ -9,7 +9,16 @@ import type { Actor } from '../middleware/auth.ts';
 import type { Config } from '../config.ts';
 import { decodeCursor, toPage } from '../lib/pagination.ts';
 import { transaction } from '../lib/transaction.ts';
-import { allPages, githubApp, githubStatus, githubTransient, githubUnavailable, installationClient, repoClient, type GithubClient } from '../providers/github/index.ts';
+import {
+  allPages,
+  githubApp,
+  githubStatus,
+  githubTransient,
+  githubUnavailable,
+  installationClient,
+  repoClient,
+  type GithubClient,
+} from '../providers/github/index.ts';
 import { recordAudit } from './audit.ts';
 import { ensureMayConnect } from './github-installation-access.ts';
 
@@ -47,7 +56,11 @@ interface GhRepo {
 }
 
 function accountOf(installation: GhInstallation): { login: string; type: string; id?: number } {
-  return { login: installation.account?.login ?? installation.account?.slug ?? 'unknown', type: installation.account?.type ?? 'User', id: installation.account?.id };
+  return {
+    login: installation.account?.login ?? installation.account?.slug ?? 'unknown',
+    type: installation.account?.type ?? 'User',
+    id: installation.account?.id,
+  };
 }
 
 /** The installation as GitHub sees it now; uninstalled when GitHub no longer knows it. */
@@ -59,7 +72,14 @@ export async function fetchInstallation(config: Config, id: number): Promise<Ins
     if (githubStatus(err) === 404) return { id, deleted: true, repositories: [] };
     throw err;
   }
-  const state: InstallationState = { id, deleted: false, account: accountOf(data), repositorySelection: data.repository_selection ?? null, suspendedAt: data.suspended_at ?? null, repositories: null };
+  const state: InstallationState = {
+    id,
+    deleted: false,
+    account: accountOf(data),
+    repositorySelection: data.repository_selection ?? null,
+    suspendedAt: data.suspended_at ?? null,
+    repositories: null,
+  };
   if (state.suspendedAt) return state;
   const client = await installationClient(config, id);
   const repos = await allPages(client, '/installation/repositories', (page) => (page as { repositories: GhRepo[] }).repositories);
@@ -70,7 +90,13 @@ export async function fetchInstallation(config: Config, id: number): Promise<Ins
 async function writeRepositories(trx: Knex.Transaction, state: InstallationState): Promise<void> {
   const repos = state.deleted ? [] : state.repositories;
   if (repos === null) return;
-  await trx('github_installation_repositories').where({ installationId: state.id }).whereNotIn('repositoryId', repos.map((r) => r.id)).delete();
+  await trx('github_installation_repositories')
+    .where({ installationId: state.id })
+    .whereNotIn(
+      'repositoryId',
+      repos.map((r) => r.id),
+    )
+    .delete();
   if (repos.length === 0) return;
   await trx('github_installation_repositories')
     .insert(repos.map((r) => ({ installationId: state.id, repositoryId: r.id, fullName: r.fullName, private: r.private, defaultBranch: r.defaultBranch })))
@@ -101,7 +127,14 @@ async function reconcileApps(trx: Knex.Transaction, state: InstallationState, ac
     if (renamed) patch.source = { ...source, repo: found.fullName, repositoryId: found.id };
     await App.query(trx).patch(patch).where({ id: app.id });
     const action = problem === app.sourceProblem ? 'app.source_renamed' : problem ? 'app.source_lost' : 'app.source_restored';
-    await recordAudit(trx, { teamId: app.teamId, actor, action, subjectType: 'app', subjectId: app.id, data: { slug: app.slug, repo: patch.source ? (patch.source as GithubSource).repo : source.repo, problem } });
+    await recordAudit(trx, {
+      teamId: app.teamId,
+      actor,
+      action,
+      subjectType: 'app',
+      subjectId: app.id,
+      data: { slug: app.slug, repo: patch.source ? (patch.source as GithubSource).repo : source.repo, problem },
+    });
   }
 }
 
@@ -122,16 +155,32 @@ export async function storeInstallation(knex: Knex, state: InstallationState, li
         updatedAt: now,
         ...(state.installerGithubId !== undefined ? { installerGithubId: state.installerGithubId } : {}),
       };
-      await trx('github_installations').insert({ id: state.id, ...fields }).onConflict('id').merge(Object.keys(fields));
+      await trx('github_installations')
+        .insert({ id: state.id, ...fields })
+        .onConflict('id')
+        .merge(Object.keys(fields));
     } else if (state.deleted) {
       await trx('github_installations').where({ id: state.id }).whereNull('deletedAt').update({ deletedAt: now, updatedAt: now });
     }
     if (link) {
-      const linked = await trx('github_installations').where({ id: state.id }).where((q) => q.whereNull('teamId').orWhere('teamId', link.team.id)).update({ teamId: link.team.id });
+      const linked = await trx('github_installations')
+        .where({ id: state.id })
+        .where((q) => q.whereNull('teamId').orWhere('teamId', link.team.id))
+        .update({ teamId: link.team.id });
       if (linked === 0) {
-        throw new ConflictError('installation_taken', `The GitHub account ${state.account?.login ?? ''} is already connected to another Rhone team. Deploy its repositories from that team, or uninstall the Rhone GitHub App there first.`);
+        throw new ConflictError(
+          'installation_taken',
+          `The GitHub account ${state.account?.login ?? ''} is already connected to another Rhone team. Deploy its repositories from that team, or uninstall the Rhone GitHub App there first.`,
+        );
       }
-      await recordAudit(trx, { teamId: link.team.id, actor: link.actor, action: 'github.installation_linked', subjectType: 'github_installation', subjectId: String(state.id), data: { account: state.account?.login } });
+      await recordAudit(trx, {
+        teamId: link.team.id,
+        actor: link.actor,
+        action: 'github.installation_linked',
+        subjectType: 'github_installation',
+        subjectId: String(state.id),
+        data: { account: state.account?.login },
+      });
     }
     await writeRepositories(trx, state);
     await reconcileApps(trx, state, link?.actor ?? null);
@@ -164,7 +213,9 @@ function teamRepos(team: Team) {
 /** The repositories of the team's installations, by name; `q` narrows to names containing it. */
 export async function listTeamRepos(team: Team, { limit, cursor, q }: { limit: number; cursor?: string; q?: string }) {
   const after = decodeCursor(cursor, 1);
-  const query = teamRepos(team).orderBy('github_installation_repositories.full_name').limit(limit + 1);
+  const query = teamRepos(team)
+    .orderBy('github_installation_repositories.full_name')
+    .limit(limit + 1);
   if (after) query.where('github_installation_repositories.full_name', '>', String(after[0]));
   if (q) query.where('github_installation_repositories.full_name', 'ilike', `%${q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`);
   return toPage((await query) as TeamRepo[], limit, (r) => [r.fullName]);
@@ -186,7 +237,10 @@ interface GhBranch {
 /** The repository's branches, read from GitHub with a token for that repository only. */
 export async function listBranches(config: Config, repo: TeamRepo): Promise<GhBranch[]> {
   if (repo.suspended) {
-    throw new ConflictError('installation_suspended', `The Rhone GitHub App installation that gives access to ${repo.fullName} is suspended; unsuspend it on GitHub first.`);
+    throw new ConflictError(
+      'installation_suspended',
+      `The Rhone GitHub App installation that gives access to ${repo.fullName} is suspended; unsuspend it on GitHub first.`,
+    );
   }
   try {
     const client = await repoClient(config, repo.installationId, { fullName: repo.fullName, id: repo.repositoryId }, { metadata: 'read' });
@@ -206,13 +260,22 @@ export async function listBranches(config: Config, repo: TeamRepo): Promise<GhBr
  * sees its installations, so seeing one is not enough (see ensureMayConnect). Nothing is written
  * when a check fails.
  */
-export async function connectInstallation(knex: Knex, config: Config, actor: Actor, team: Team, installationId: number, user: GithubClient): Promise<InstallationState> {
+export async function connectInstallation(
+  knex: Knex,
+  config: Config,
+  actor: Actor,
+  team: Team,
+  installationId: number,
+  user: GithubClient,
+): Promise<InstallationState> {
   let installations: { id: number }[];
   let me: { id: number; login: string };
   try {
     ({ data: me } = (await user.request('GET /user')) as { data: { id: number; login: string } });
     if (actor.user.githubId && Number(actor.user.githubId) !== Number(me.id)) {
-      throw new ForbiddenError(`GitHub says you are ${me.login} there, but you are signed in to Rhone as ${actor.user.login}. Sign in to GitHub as ${actor.user.login} and start again; nothing was connected.`);
+      throw new ForbiddenError(
+        `GitHub says you are ${me.login} there, but you are signed in to Rhone as ${actor.user.login}. Sign in to GitHub as ${actor.user.login} and start again; nothing was connected.`,
+      );
     }
     installations = await allPages(user, '/user/installations', (page) => (page as { installations: { id: number }[] }).installations);
   } catch (err) {
@@ -220,7 +283,9 @@ export async function connectInstallation(knex: Knex, config: Config, actor: Act
     throw githubUnavailable(err, 'checking your access to the installation');
   }
   if (!installations.some((i) => i.id === installationId)) {
-    throw new ForbiddenError(`Your GitHub account cannot access installation ${installationId} of the Rhone GitHub App, so it was not connected to ${team.slug}. Install the App from your team's settings on an account you manage.`);
+    throw new ForbiddenError(
+      `Your GitHub account cannot access installation ${installationId} of the Rhone GitHub App, so it was not connected to ${team.slug}. Install the App from your team's settings on an account you manage.`,
+    );
   }
   let state: InstallationState;
   try {

@@ -81,7 +81,12 @@ export async function handlePush(deps: GithubWebhookDeps, raw: unknown): Promise
     } catch (err) {
       // A plan limit refused the deploy: the push is recorded as skipped, saying which limit and how to lift it.
       if (err instanceof PlanLimitError) {
-        await recordSkippedPush(deps.knex, deps.queues, app, { ref: branch, commitSha: push.after, commitMessage: message, reason: `Not deployed: ${err.message}` });
+        await recordSkippedPush(deps.knex, deps.queues, app, {
+          ref: branch,
+          commitSha: push.after,
+          commitMessage: message,
+          reason: `Not deployed: ${err.message}`,
+        });
         outcome.skipped.push(app.slug);
         continue;
       }
@@ -97,7 +102,8 @@ export async function handlePush(deps: GithubWebhookDeps, raw: unknown): Promise
 export async function handleInstallationEvent(deps: GithubWebhookDeps, raw: unknown): Promise<{ installationId: number; deleted: boolean }> {
   const { action, installation, sender } = installationPayload.parse(raw);
   // An uninstall is final (ids are never reused); everything else may since have changed again.
-  const state: InstallationState = action === 'deleted' ? { id: installation.id, deleted: true, repositories: [] } : await fetchInstallation(deps.config, installation.id);
+  const state: InstallationState =
+    action === 'deleted' ? { id: installation.id, deleted: true, repositories: [] } : await fetchInstallation(deps.config, installation.id);
   if (action === 'created' && sender && !state.deleted) state.installerGithubId = sender.id;
   await storeInstallation(deps.knex, state);
   return { installationId: installation.id, deleted: state.deleted };

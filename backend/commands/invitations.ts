@@ -42,7 +42,14 @@ export async function revokeInvitation(knex: Knex, actor: Actor, team: Team, id:
     const invitation = await Invitation.query(trx).findOne({ id, teamId: team.id });
     if (!invitation) throw new NotFoundError('Invitation');
     await Invitation.query(trx).deleteById(id);
-    await recordAudit(trx, { teamId: team.id, actor, action: 'invitation.revoked', subjectType: 'invitation', subjectId: id, data: { login: invitation.login } });
+    await recordAudit(trx, {
+      teamId: team.id,
+      actor,
+      action: 'invitation.revoked',
+      subjectType: 'invitation',
+      subjectId: id,
+      data: { login: invitation.login },
+    });
   });
 }
 
@@ -73,7 +80,14 @@ export async function acceptInvitation(knex: Knex, actor: Actor, id: string): Pr
     if (!isMember) await assertMemberSeat(trx, { id: invitation.teamId }, false);
     await trx('team_members').insert({ teamId: invitation.teamId, userId: actor.user.id, role: invitation.role }).onConflict(['team_id', 'user_id']).ignore();
     await Invitation.query(trx).deleteById(id);
-    await recordAudit(trx, { teamId: invitation.teamId, actor, action: 'member.joined', subjectType: 'user', subjectId: actor.user.id, data: { login: actor.user.login, role: invitation.role } });
+    await recordAudit(trx, {
+      teamId: invitation.teamId,
+      actor,
+      action: 'member.joined',
+      subjectType: 'user',
+      subjectId: actor.user.id,
+      data: { login: actor.user.login, role: invitation.role },
+    });
     return { team: invitation.team!, role: invitation.role };
   });
 }
@@ -82,6 +96,13 @@ export async function declineInvitation(knex: Knex, actor: Actor, id: string): P
   await transaction(knex, async (trx) => {
     const invitation = await openInvitationFor(trx, actor, id);
     await Invitation.query(trx).deleteById(id);
-    await recordAudit(trx, { teamId: invitation.teamId, actor, action: 'invitation.declined', subjectType: 'invitation', subjectId: id, data: { login: actor.user.login } });
+    await recordAudit(trx, {
+      teamId: invitation.teamId,
+      actor,
+      action: 'invitation.declined',
+      subjectType: 'invitation',
+      subjectId: id,
+      data: { login: actor.user.login },
+    });
   });
 }

@@ -33,14 +33,21 @@ export async function changeRole(knex: Knex, actor: Actor, actorRole: Role, team
   return transaction(knex, async (trx) => {
     const member = await findMember(trx, team, login);
     if (!canManageRole(actorRole, member.role) || !canManageRole(actorRole, role)) {
-      throw new ForbiddenError('Only an owner can make someone an owner or change an owner\'s role.');
+      throw new ForbiddenError("Only an owner can make someone an owner or change an owner's role.");
     }
     if (member.role === role) return member;
     if (member.role === 'owner' && (await ownerCount(trx, team.id)) <= 1) {
       throw new ConflictError('last_owner', `${login} is the last owner of "${team.slug}"; make someone else an owner first.`);
     }
     await TeamMember.query(trx).patch({ role }).where({ teamId: team.id, userId: member.userId });
-    await recordAudit(trx, { teamId: team.id, actor, action: 'member.role_changed', subjectType: 'user', subjectId: member.userId, data: { login: member.user?.login, from: member.role, to: role } });
+    await recordAudit(trx, {
+      teamId: team.id,
+      actor,
+      action: 'member.role_changed',
+      subjectType: 'user',
+      subjectId: member.userId,
+      data: { login: member.user?.login, from: member.role, to: role },
+    });
     return Object.assign(member, { role });
   });
 }
@@ -58,7 +65,14 @@ export async function removeMember(knex: Knex, actor: Actor, actorRole: Role, te
       throw new ConflictError('last_owner', `${login} is the last owner of "${team.slug}"; make someone else an owner first, or delete the team.`);
     }
     await TeamMember.query(trx).delete().where({ teamId: team.id, userId: member.userId });
-    await recordAudit(trx, { teamId: team.id, actor, action: leaving ? 'member.left' : 'member.removed', subjectType: 'user', subjectId: member.userId, data: { login: member.user?.login, role: member.role } });
+    await recordAudit(trx, {
+      teamId: team.id,
+      actor,
+      action: leaving ? 'member.left' : 'member.removed',
+      subjectType: 'user',
+      subjectId: member.userId,
+      data: { login: member.user?.login, role: member.role },
+    });
   });
 }
 

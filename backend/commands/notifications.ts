@@ -17,7 +17,9 @@ function visibleTo(knex: Knex, team: Team, actor: Actor, role: Role) {
 
 export async function listNotifications(knex: Knex, team: Team, actor: Actor, role: Role, options: { limit: number; cursor?: string; unread?: boolean }) {
   const before = decodeCursor(options.cursor, 1);
-  const q = visibleTo(knex, team, actor, role).orderBy('id', 'desc').limit(options.limit + 1);
+  const q = visibleTo(knex, team, actor, role)
+    .orderBy('id', 'desc')
+    .limit(options.limit + 1);
   if (before) q.where('id', '<', Number(before[0]));
   if (options.unread) q.whereNull('readAt');
   const [page, unread] = await Promise.all([

@@ -11,7 +11,14 @@ export async function setSpendCap(knex: Knex, actor: Actor, team: Team, capCents
   const updated = await transaction(knex, async (trx) => {
     const before = await Team.query(trx).findById(team.id).forUpdate().throwIfNotFound();
     const row = await Team.query(trx).patchAndFetchById(team.id, { spendCapCents: capCents });
-    await recordAudit(trx, { teamId: team.id, actor, action: 'billing.spend_cap_set', subjectType: 'team', subjectId: team.id, data: { from: before.spendCapCents, to: capCents } });
+    await recordAudit(trx, {
+      teamId: team.id,
+      actor,
+      action: 'billing.spend_cap_set',
+      subjectType: 'team',
+      subjectId: team.id,
+      data: { from: before.spendCapCents, to: capCents },
+    });
     return row;
   });
   // A cap set below what the overage already is alerts at once.

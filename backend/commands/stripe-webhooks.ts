@@ -48,7 +48,7 @@ interface Deps {
 
 const customerOf = (event: StripeEvent) => {
   const c = event.data.object.customer;
-  return typeof c === 'string' ? c : c?.id ?? null;
+  return typeof c === 'string' ? c : (c?.id ?? null);
 };
 
 /** The team the event is about, locked for the rest of the transaction; null if it is not Rhone's. */
@@ -86,7 +86,7 @@ async function applySubscription(deps: Deps, event: StripeEvent): Promise<Record
     if (team.stripeSubscriptionId && team.stripeSubscriptionId !== sub.id && (ended || sub.status === 'incomplete')) {
       return { ignored: `subscription ${sub.id} is not the team's current one` };
     }
-    const plan: Plan = ended ? 'free' : sub.status === 'incomplete' ? team.plan : planOfSubscription(sub) ?? team.plan;
+    const plan: Plan = ended ? 'free' : sub.status === 'incomplete' ? team.plan : (planOfSubscription(sub) ?? team.plan);
     const customer = typeof sub.customer === 'string' ? sub.customer : sub.customer.id;
     const patch = {
       plan,
@@ -116,7 +116,7 @@ async function applyInvoice(deps: Deps, event: StripeEvent): Promise<Record<stri
     if (!team) return { ignored: 'no Rhone team has this customer' };
     if (team.invoiceEventAt && created < new Date(team.invoiceEventAt)) return { ignored: 'a newer invoice event was already applied' };
     const failed = event.type === 'invoice.payment_failed';
-    const pastDueSince = failed ? team.pastDueSince ?? created : null;
+    const pastDueSince = failed ? (team.pastDueSince ?? created) : null;
     await Team.query(trx).patch({ pastDueSince, invoiceEventAt: created }).where({ id: team.id });
     if (Boolean(team.pastDueSince) === Boolean(pastDueSince)) return { pastDue: Boolean(pastDueSince), unchanged: true };
     await recordAudit(trx, {

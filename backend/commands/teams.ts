@@ -9,11 +9,7 @@ import { transaction } from '../lib/transaction.ts';
 
 export async function createTeam(knex: Knex, actor: Actor, input: { slug: string; name: string }): Promise<Team> {
   return transaction(knex, async (trx) => {
-    const inserted = (await trx('teams')
-      .insert({ slug: input.slug, name: input.name })
-      .onConflict('slug')
-      .ignore()
-      .returning('id')) as { id: string }[];
+    const inserted = (await trx('teams').insert({ slug: input.slug, name: input.name }).onConflict('slug').ignore().returning('id')) as { id: string }[];
     if (inserted.length === 0) {
       throw new ConflictError('slug_taken', `The team slug "${input.slug}" is taken; choose another.`, [{ field: 'body.slug', message: 'is taken' }]);
     }

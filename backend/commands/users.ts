@@ -41,7 +41,9 @@ async function moveAsideStaleLogin(trx: Knex.Transaction, login: string, githubI
   const holder = await User.query(trx).findOne({ login }).forUpdate();
   if (!holder || Number(holder.githubId) === githubId) return undefined;
   if (holder.githubId === null && claim) return holder;
-  await User.query(trx).patch({ login: `${holder.login}~${holder.githubId ?? holder.id.slice(0, 8)}` }).where({ id: holder.id });
+  await User.query(trx)
+    .patch({ login: `${holder.login}~${holder.githubId ?? holder.id.slice(0, 8)}` })
+    .where({ id: holder.id });
   // Their cached sessions must not keep the login they no longer hold (invitations follow logins).
   await invalidateOnCommit(trx, [tag.user(holder.id)]);
   return undefined;
@@ -68,7 +70,8 @@ export async function signIn(knex: Knex, profile: Profile): Promise<{ user: User
       ? await User.query(trx).findOne({ githubId: profile.githubId }).forUpdate()
       : await User.query(trx).findOne({ login: profile.login }).forUpdate();
     if (existing) {
-      if (profile.githubId && existing.login.toLowerCase() !== profile.login.toLowerCase()) await moveAsideStaleLogin(trx, profile.login, profile.githubId, false);
+      if (profile.githubId && existing.login.toLowerCase() !== profile.login.toLowerCase())
+        await moveAsideStaleLogin(trx, profile.login, profile.githubId, false);
       return refresh(existing);
     }
     if (profile.githubId) {
@@ -97,7 +100,14 @@ export async function signIn(knex: Knex, profile: Profile): Promise<{ user: User
     const user = await User.query(trx).findById(inserted[0].id).throwIfNotFound();
     const team = await insertPersonalTeam(trx, user);
     await TeamMember.query(trx).insert({ teamId: team.id, userId: user.id, role: 'owner' });
-    await recordAudit(trx, { teamId: team.id, actor: { user, via: 'session' }, action: 'team.created', subjectType: 'team', subjectId: team.id, data: { slug: team.slug, personal: true } });
+    await recordAudit(trx, {
+      teamId: team.id,
+      actor: { user, via: 'session' },
+      action: 'team.created',
+      subjectType: 'team',
+      subjectId: team.id,
+      data: { slug: team.slug, personal: true },
+    });
     return { user, created: true };
   });
 }

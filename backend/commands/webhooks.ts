@@ -53,7 +53,9 @@ export async function sweepDeliveries(knex: Knex, queues: QueueContext, log: Log
     .select('provider', 'deliveryId')
     .limit(500)) as { provider: WebhookProvider; deliveryId: string }[];
   for (const row of rows) {
-    await enqueueDelivery(queues, row.provider, row.deliveryId).catch((err: unknown) => log.warn({ err, deliveryId: row.deliveryId }, 'could not enqueue a webhook delivery'));
+    await enqueueDelivery(queues, row.provider, row.deliveryId).catch((err: unknown) =>
+      log.warn({ err, deliveryId: row.deliveryId }, 'could not enqueue a webhook delivery'),
+    );
   }
   return rows.length;
 }

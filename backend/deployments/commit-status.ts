@@ -33,7 +33,7 @@ const DESCRIPTION_MAX = 140; // GitHub's limit
 type Reportable = Pick<Deployment, 'id' | 'commitSha' | 'configSnapshot'>;
 
 function githubSource(d: Reportable) {
-  const source = (d.configSnapshot as unknown as ConfigSnapshot | null)?.source;
+  const source = (d.configSnapshot as ConfigSnapshot | null)?.source;
   return source?.type === 'github' && d.commitSha ? source : null;
 }
 
@@ -42,7 +42,11 @@ function githubSource(d: Reportable) {
  * `status` (or, with a list, each in the status given). Only deployments of GitHub sources are
  * reported. Never throws: a queue that cannot be reached is logged, and the deployment goes on.
  */
-export async function reportCommitStatus(queues: QueueContext, changes: { deployment: Reportable; status: DeploymentStatus }[], log: Logger = logger()): Promise<void> {
+export async function reportCommitStatus(
+  queues: QueueContext,
+  changes: { deployment: Reportable; status: DeploymentStatus }[],
+  log: Logger = logger(),
+): Promise<void> {
   for (const { deployment, status } of changes) {
     const state = STATE[status];
     if (!state || !githubSource(deployment)) continue;
@@ -54,9 +58,12 @@ export async function reportCommitStatus(queues: QueueContext, changes: { deploy
 }
 
 function describe(d: Deployment, state: CommitState): string {
-  const text = state === 'pending' ? `Rhone deployment #${d.number} is ${d.status}`
-    : state === 'success' ? `Live: deployment #${d.number}`
-    : d.reason ?? `Deployment #${d.number} ${d.status}`;
+  const text =
+    state === 'pending'
+      ? `Rhone deployment #${d.number} is ${d.status}`
+      : state === 'success'
+        ? `Live: deployment #${d.number}`
+        : (d.reason ?? `Deployment #${d.number} ${d.status}`);
   return text.length > DESCRIPTION_MAX ? `${text.slice(0, DESCRIPTION_MAX - 1)}…` : text;
 }
 
@@ -73,7 +80,7 @@ export async function postCommitStatus(knex: Knex, config: Config, deploymentId:
     const state = d && STATE[d.status];
     if (!d || !source || !state || !githubAppConfigured(config)) return posted;
     if (d.githubStatus === state && (posted === state || round === 0)) return posted;
-    const snapshot = d.configSnapshot as unknown as ConfigSnapshot;
+    const snapshot = d.configSnapshot;
     const client = await repoClient(config, source.installationId, { fullName: source.repo, id: source.repositoryId }, { statuses: 'write' });
     const [owner, repo] = source.repo.split('/');
     // The live app's address is its stored Fly app's (appUrl); a deleted app has none.

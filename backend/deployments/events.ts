@@ -49,7 +49,12 @@ interface ChannelMessage {
  * Given a transaction, the events are published only after the caller commits it (and not at all
  * if it rolls back); the returned promise does not wait for that.
  */
-export async function appendEvents(knex: Knex | Knex.Transaction, deploymentId: string, events: NewEvent[], options: PublishOptions = {}): Promise<StoredEvent[]> {
+export async function appendEvents(
+  knex: Knex | Knex.Transaction,
+  deploymentId: string,
+  events: NewEvent[],
+  options: PublishOptions = {},
+): Promise<StoredEvent[]> {
   if (events.length === 0) return [];
   const write = async (trx: Knex.Transaction): Promise<StoredEvent[]> => {
     const [row] = (await trx('deployments').where({ id: deploymentId }).increment('lastSeq', events.length).returning('lastSeq')) as { lastSeq: number }[];
@@ -259,7 +264,12 @@ function cleanLine(raw: string, redact: Redactor, maxBytes: number): string {
   if (line.length * 3 <= maxBytes || Buffer.byteLength(line) <= maxBytes) return line;
   const suffix = ` … [line cut at ${Math.round(maxBytes / 1024)} KB]`;
   // Cutting bytes may split a character; the decoder turns the half into U+FFFD, dropped here.
-  return Buffer.from(line).subarray(0, maxBytes - Buffer.byteLength(suffix)).toString('utf8').replace(/\uFFFD$/, '') + suffix;
+  return (
+    Buffer.from(line)
+      .subarray(0, maxBytes - Buffer.byteLength(suffix))
+      .toString('utf8')
+      .replace(/\uFFFD$/, '') + suffix
+  );
 }
 
 // ---- subscriber side ----

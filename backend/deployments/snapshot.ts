@@ -44,12 +44,19 @@ export interface ConfigSnapshot {
 type Db = Knex | Knex.Transaction;
 
 /** Identifies an env set by its sealed content (never its plaintext). */
-const hashOf = (vars: SealedEnvVar[]) => createHash('sha256').update(JSON.stringify(vars.map((v) => [v.name, v.keyId, v.ciphertext]))).digest('hex');
+const hashOf = (vars: SealedEnvVar[]) =>
+  createHash('sha256')
+    .update(JSON.stringify(vars.map((v) => [v.name, v.keyId, v.ciphertext])))
+    .digest('hex');
 
 /** The id of the app's env version with exactly these sealed vars, stored if it is new. */
 async function storeEnvVersion(knex: Db, appId: string, vars: SealedEnvVar[]): Promise<string> {
   const hash = hashOf(vars);
-  const inserted = (await knex('env_versions').insert({ appId, hash, vars: JSON.stringify(vars) }).onConflict(['app_id', 'hash']).ignore().returning('id')) as { id: string }[];
+  const inserted = (await knex('env_versions')
+    .insert({ appId, hash, vars: JSON.stringify(vars) })
+    .onConflict(['app_id', 'hash'])
+    .ignore()
+    .returning('id')) as { id: string }[];
   if (inserted.length > 0) return inserted[0].id;
   const existing = (await knex('env_versions').where({ appId, hash }).first('id')) as { id: string } | undefined;
   if (!existing) throw new Error(`env version ${hash.slice(0, 12)} of app ${appId} vanished while being stored`);
@@ -119,18 +126,25 @@ export async function rotateSnapshotKeys(knex: Knex, keys: EncryptionKey[]): Pro
   for (const { id, appId } of versions) {
     await knex.transaction(async (trx) => {
       const [row] = (await trx('env_versions').where({ id }).forUpdate().select('vars')) as { vars: SealedEnvVar[] }[];
-      await trx('env_versions').where({ id }).update({ vars: JSON.stringify(resealed(keys, appId, row.vars)) });
+      await trx('env_versions')
+        .where({ id })
+        .update({ vars: JSON.stringify(resealed(keys, appId, row.vars)) });
     });
     rotated += 1;
   }
   const inline = (await knex('deployments')
     .select('id', 'appId')
-    .whereRaw(`jsonb_typeof(config_snapshot->'env') = 'array' and exists (select 1 from jsonb_array_elements(config_snapshot->'env') e where e->>'keyId' <> ?)`, [newest])) as { id: string; appId: string }[];
+    .whereRaw(
+      `jsonb_typeof(config_snapshot->'env') = 'array' and exists (select 1 from jsonb_array_elements(config_snapshot->'env') e where e->>'keyId' <> ?)`,
+      [newest],
+    )) as { id: string; appId: string }[];
   for (const { id, appId } of inline) {
     await knex.transaction(async (trx) => {
       const [row] = (await trx('deployments').where({ id }).forUpdate().select('configSnapshot')) as { configSnapshot: ConfigSnapshot }[];
       const env = resealed(keys, appId, row.configSnapshot.env ?? []);
-      await trx('deployments').where({ id }).update({ configSnapshot: JSON.stringify({ ...row.configSnapshot, env }) });
+      await trx('deployments')
+        .where({ id })
+        .update({ configSnapshot: JSON.stringify({ ...row.configSnapshot, env }) });
     });
     rotated += 1;
   }

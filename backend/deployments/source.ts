@@ -25,15 +25,21 @@ export async function resolveSource(config: Config, source: AppSource): Promise<
     token = await mintToken(config, source.installationId, { contents: 'read' }, { fullName: source.repo, id: source.repositoryId });
   } catch (err) {
     if (githubTransient(err)) throw new SourceError('unreachable', `GitHub could not be reached for access to ${source.repo}; trying again.`);
-    throw new SourceError('auth_failed', `GitHub refused Rhone access to ${source.repo} (HTTP ${githubStatus(err)}): the Rhone GitHub App may have been uninstalled or suspended, or the repository removed from it. Reinstall the App or pick the repository again.`);
+    throw new SourceError(
+      'auth_failed',
+      `GitHub refused Rhone access to ${source.repo} (HTTP ${githubStatus(err)}): the Rhone GitHub App may have been uninstalled or suspended, or the repository removed from it. Reinstall the App or pick the repository again.`,
+    );
   }
   return { url: `${githubWebUrl(config)}/${source.repo}.git`, credentials: { username: 'x-access-token', password: token }, publicOnly: false };
 }
 
 const PROBLEMS: Record<NonNullable<App['sourceProblem']>, (repo: string) => string> = {
-  installation_deleted: (repo) => `The Rhone GitHub App was uninstalled from the account that owns ${repo}, so Rhone can no longer reach the repository and pushes do not deploy. Install the App again and pick the repository in the app's settings.`,
-  installation_suspended: (repo) => `The Rhone GitHub App installation that gives access to ${repo} is suspended on GitHub, so pushes do not deploy. Unsuspend it in the account's GitHub settings.`,
-  repository_removed: (repo) => `${repo} was removed from the Rhone GitHub App installation (or deleted), so Rhone can no longer reach it and pushes do not deploy. Add the repository to the installation on GitHub again, or pick another one.`,
+  installation_deleted: (repo) =>
+    `The Rhone GitHub App was uninstalled from the account that owns ${repo}, so Rhone can no longer reach the repository and pushes do not deploy. Install the App again and pick the repository in the app's settings.`,
+  installation_suspended: (repo) =>
+    `The Rhone GitHub App installation that gives access to ${repo} is suspended on GitHub, so pushes do not deploy. Unsuspend it in the account's GitHub settings.`,
+  repository_removed: (repo) =>
+    `${repo} was removed from the Rhone GitHub App installation (or deleted), so Rhone can no longer reach it and pushes do not deploy. Add the repository to the installation on GitHub again, or pick another one.`,
 };
 
 /** Why the app's source cannot be reached, in words the user can act on; null when it can. */

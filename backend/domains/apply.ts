@@ -72,7 +72,13 @@ export async function applyCertificate(
         lastError: `Rhone stopped checking after 72 hours. ${whatIsWrong(domain.hostname, cert, now)} Fix the DNS records, then press "Check now" to try again.`,
       };
     } else {
-      patch = { ...base, status, activeAt: null, nextCheckAt: nextCheckAt(attempts, now, base.rateLimitedUntil ?? null), lastError: whatIsWrong(domain.hostname, cert, now) };
+      patch = {
+        ...base,
+        status,
+        activeAt: null,
+        nextCheckAt: nextCheckAt(attempts, now, base.rateLimitedUntil ?? null),
+        lastError: whatIsWrong(domain.hostname, cert, now),
+      };
     }
     const updated = await Domain.query(trx).patchAndFetchById(domain.id, patch);
     if (patch.status === 'active' && domain.status !== 'active') await announce(trx, ctx, updated, 'active');
@@ -95,7 +101,11 @@ export async function failDomain(knex: Knex, ctx: DomainContext, domainId: strin
 export async function postponeCheck(knex: Knex, domain: Domain, reason: string, now = new Date()): Promise<void> {
   const attempts = domain.checkAttempts + 1;
   await Domain.query(knex)
-    .patch({ checkAttempts: attempts, nextCheckAt: nextCheckAt(attempts, now, domain.rateLimitedUntil ? new Date(domain.rateLimitedUntil) : null), lastError: reason })
+    .patch({
+      checkAttempts: attempts,
+      nextCheckAt: nextCheckAt(attempts, now, domain.rateLimitedUntil ? new Date(domain.rateLimitedUntil) : null),
+      lastError: reason,
+    })
     .where({ id: domain.id })
     .whereNot({ status: 'active' });
 }
@@ -104,10 +114,18 @@ export async function postponeCheck(knex: Knex, domain: Domain, reason: string, 
 async function announce(trx: Knex.Transaction, ctx: DomainContext, domain: Domain, outcome: 'active' | 'failed'): Promise<void> {
   const shown = displayHostname(domain.hostname);
   const data = { slug: ctx.app.slug, hostname: domain.hostname, displayHostname: shown };
-  await recordAudit(trx, { teamId: ctx.team.id, actor: ctx.actor, action: outcome === 'active' ? 'domain.activated' : 'domain.failed', subjectType: 'app', subjectId: ctx.app.id, data });
-  const note = outcome === 'active'
-    ? { title: `${shown} is live`, body: `${ctx.app.name} now answers on ${shown} with a valid TLS certificate.` }
-    : { title: `${shown} could not be set up`, body: domain.lastError ?? '' };
+  await recordAudit(trx, {
+    teamId: ctx.team.id,
+    actor: ctx.actor,
+    action: outcome === 'active' ? 'domain.activated' : 'domain.failed',
+    subjectType: 'app',
+    subjectId: ctx.app.id,
+    data,
+  });
+  const note =
+    outcome === 'active'
+      ? { title: `${shown} is live`, body: `${ctx.app.name} now answers on ${shown} with a valid TLS certificate.` }
+      : { title: `${shown} could not be set up`, body: domain.lastError ?? '' };
   await trx('notifications')
     .insert({
       teamId: ctx.team.id,

@@ -3,17 +3,10 @@
 import type { CertificateDetail } from '../providers/fly/types.ts';
 import type { DomainStatus } from '../models/index.ts';
 import { displayHostname } from './hostname.ts';
+import type { DnsRecord } from '../lib/api-types.ts';
 
-export interface DnsRecord {
-  type: 'CNAME' | 'A' | 'AAAA' | 'TXT';
-  name: string;
-  value: string;
-  /** routing: sends the hostname's traffic to the app (the CNAME, or else the A and AAAA records). */
-  purpose: 'routing' | 'acme_challenge' | 'ownership';
-  /** For routing records: "cname" and "addresses" are alternatives; create one of the two. */
-  choice?: 'cname' | 'addresses';
-  note: string;
-}
+// The record's shape is the API's (backend/lib/api-types.ts, shared with the dashboard).
+export type { DnsRecord };
 
 type Requirements = NonNullable<CertificateDetail['dns_requirements']>;
 
@@ -35,15 +28,21 @@ export function dnsRecords(hostname: string, req: Requirements | null | undefine
   for (const a of req.aaaa ?? []) records.push({ type: 'AAAA', name: hostname, value: a, purpose: 'routing', choice: 'addresses', note: addressNote });
   if (req.acme_challenge) {
     records.push({
-      type: 'CNAME', name: req.acme_challenge.name, value: req.acme_challenge.target, purpose: 'acme_challenge',
+      type: 'CNAME',
+      name: req.acme_challenge.name,
+      value: req.acme_challenge.target,
+      purpose: 'acme_challenge',
       note: hostname.startsWith('*.')
-        ? 'Required for a wildcard: lets Let\'s Encrypt validate the certificate through DNS.'
-        : 'Lets Let\'s Encrypt validate the certificate through DNS, even before traffic reaches the app.',
+        ? "Required for a wildcard: lets Let's Encrypt validate the certificate through DNS."
+        : "Lets Let's Encrypt validate the certificate through DNS, even before traffic reaches the app.",
     });
   }
   if (req.ownership?.app_value) {
     records.push({
-      type: 'TXT', name: req.ownership.name, value: req.ownership.app_value, purpose: 'ownership',
+      type: 'TXT',
+      name: req.ownership.name,
+      value: req.ownership.app_value,
+      purpose: 'ownership',
       note: 'Proves the domain is yours; needed when the hostname does not point straight at the app (behind a proxy or CDN).',
     });
   }
@@ -70,7 +69,8 @@ export function whatIsWrong(hostname: string, cert: CertificateDetail | null, no
   if (parts.length === 0) {
     const v = cert.validation ?? {};
     if (cert.status === 'pending_ownership' && !v.ownership_txt_configured) parts.push(`Fly needs the _fly-ownership TXT record to prove ${shown} is yours.`);
-    else if (!v.dns_configured && !v.ownership_txt_configured) parts.push(`${shown} does not point at the app yet: create the CNAME record (or the A and AAAA records) shown, and the _acme-challenge CNAME.`);
+    else if (!v.dns_configured && !v.ownership_txt_configured)
+      parts.push(`${shown} does not point at the app yet: create the CNAME record (or the A and AAAA records) shown, and the _acme-challenge CNAME.`);
     else parts.push(`DNS for ${shown} is in place; the certificate authority has not issued the certificate yet.`);
   }
   const limited = cert.rate_limited_until ? new Date(cert.rate_limited_until) : null;

@@ -29,7 +29,8 @@ export function parseHostname(raw: string): ParsedHostname {
   for (const label of labels) {
     if (label === '') return refuse('has an empty label (two dots in a row, or a leading dot)');
     if (label.length > 63) return refuse(`has a label longer than 63 characters ("${label.slice(0, 20)}…")`);
-    if (!LABEL.test(label)) return refuse(`has an invalid label "${domainToUnicode(label) || label}": labels are letters, digits and hyphens, and do not start or end with a hyphen`);
+    if (!LABEL.test(label))
+      return refuse(`has an invalid label "${domainToUnicode(label) || label}": labels are letters, digits and hyphens, and do not start or end with a hyphen`);
   }
   if (/^\d+$/.test(labels[labels.length - 1])) return refuse('ends in a number, which no top-level domain is');
   return { ok: true, hostname: wildcard ? `*.${ascii}` : ascii, wildcard };

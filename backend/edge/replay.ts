@@ -62,7 +62,12 @@ export function appsDomainEdge(config: Config, knex: Knex): AppsDomainEdge | und
   const answer = async (slug: string): Promise<{ status: number; headers: Record<string, string>; body: string }> => {
     const flyApp = await flyAppOf(slug);
     const base = { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' };
-    if (!flyApp) return { status: 404, headers: base, body: `There is no app at ${slug}${suffix}. Check the address, or deploy an app with the slug "${slug}" in Rhone.\n` };
+    if (!flyApp)
+      return {
+        status: 404,
+        headers: base,
+        body: `There is no app at ${slug}${suffix}. Check the address, or deploy an app with the slug "${slug}" in Rhone.\n`,
+      };
     // The body is seen only if Fly's proxy did not replay (replays across networks not enabled).
     return {
       status: 503,
@@ -85,7 +90,12 @@ export function appsDomainEdge(config: Config, knex: Knex): AppsDomainEdge | und
       const slug = slugOf(req.headers.host);
       if (!slug) return false;
       const { status, headers, body } = await answer(slug);
-      const lines = [`HTTP/1.1 ${status} ${status === 404 ? 'Not Found' : 'Service Unavailable'}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`), `content-length: ${Buffer.byteLength(body)}`, 'connection: close'];
+      const lines = [
+        `HTTP/1.1 ${status} ${status === 404 ? 'Not Found' : 'Service Unavailable'}`,
+        ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+        `content-length: ${Buffer.byteLength(body)}`,
+        'connection: close',
+      ];
       socket.end(`${lines.join('\r\n')}\r\n\r\n${body}`);
       return true;
     },

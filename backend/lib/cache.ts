@@ -88,8 +88,17 @@ export class CacheNode {
   private waiters: Array<() => void> = [];
   private readonly listeners = new Set<(tags: readonly string[]) => void>();
 
-  /** `redis` is an ordinary connection, used for confirmations; the subscriber is a duplicate. */
-  constructor(private readonly redis: Redis) {
+  private readonly serve: boolean;
+
+  /**
+   * `redis` is an ordinary connection, used for confirmations; the subscriber is a duplicate.
+   * `serve: false` keeps every cache bypassed (it still confirms invalidations, so writers do not wait).
+   */
+  constructor(
+    private readonly redis: Redis,
+    options: { serve?: boolean } = {},
+  ) {
+    this.serve = options.serve ?? true;
     this.channel = invalidationChannel(redis);
     // Its own connection (a subscribed connection can do nothing else). autoResubscribe is off
     // because ioredis says 'ready' before its resubscription is confirmed; we subscribe ourselves.
@@ -110,7 +119,7 @@ export class CacheNode {
     let c = this.caches.get(name);
     if (!c) {
       c = new TaggedCache<unknown>(name, options);
-      c.reset(this.live);
+      c.reset(this.live && this.serve);
       this.caches.set(name, c);
     }
     return c as TaggedCache<V>;
@@ -185,7 +194,7 @@ export class CacheNode {
     // Cleared on both edges: going down, messages may be missed from now on; coming up, they may
     // have been missed until now.
     this.live = live;
-    for (const c of this.caches.values()) c.reset(live);
+    for (const c of this.caches.values()) c.reset(live && this.serve);
     if (live) {
       for (const wake of this.waiters.splice(0)) wake();
     }
@@ -209,9 +218,14 @@ export class CacheNode {
     // can count confirmations against the number of subscribers Redis delivered to.
     if (typeof parsed.id === 'string') {
       const key = ackKey(parsed.id);
-      this.redis.pipeline().incr(key).pexpire(key, ACK_TTL_MS).exec().catch((err: unknown) => {
-        logger().warn({ err }, 'could not confirm a cache invalidation');
-      });
+      this.redis
+        .pipeline()
+        .incr(key)
+        .pexpire(key, ACK_TTL_MS)
+        .exec()
+        .catch((err: unknown) => {
+          logger().warn({ err }, 'could not confirm a cache invalidation');
+        });
     }
   }
 }

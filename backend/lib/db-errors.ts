@@ -51,7 +51,10 @@ export function isDatabaseUnavailable(err: unknown, db?: { host: string; port: n
  * `maxMs`; any other failure, or the last one, is thrown. For steps whose repetition is harmless
  * and whose failure would cost more than waiting: a pipeline stage settling after its work is done.
  */
-export async function retryWhileDatabaseDown<T>(fn: () => Promise<T>, options: { maxMs?: number; onRetry?: (err: unknown, inMs: number) => void } = {}): Promise<T> {
+export async function retryWhileDatabaseDown<T>(
+  fn: () => Promise<T>,
+  options: { maxMs?: number; onRetry?: (err: unknown, inMs: number) => void } = {},
+): Promise<T> {
   const giveUpAt = Date.now() + (options.maxMs ?? 120_000);
   let delay = 250;
   for (;;) {

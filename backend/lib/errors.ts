@@ -10,6 +10,45 @@ export class AppError extends Error {
     super(message);
     this.name = new.target.name;
   }
+
+  /** A client error is the request's fault: the same request fails the same way (see isPermanent). */
+  get permanent(): boolean {
+    return this.status < 500;
+  }
+}
+
+/**
+ * Whether retrying can help is a property of the error, never a match on its class name or message
+ * (argos's UnretryableError): an error whose `permanent` is true says the input has to change, so a
+ * job that meets it fails at once, in its words. Any other error is worth another attempt.
+ */
+export interface MaybePermanent {
+  readonly permanent?: boolean;
+}
+
+export function isPermanent(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as MaybePermanent).permanent === true;
+}
+
+/** A failure retrying cannot fix: the user has to change something. Its message is shown to them. */
+export class PermanentError extends Error {
+  readonly permanent = true;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/**
+ * Work stopped through its AbortSignal: a cancel the user asked for (the pipeline's abort reason),
+ * or a child process killed because its signal fired (the builder's; the signal's reason says why).
+ */
+export class CanceledError extends Error {
+  readonly code = 'canceled';
+  constructor(message = 'canceled', options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'CanceledError';
+  }
 }
 
 export class ValidationError extends AppError {
@@ -57,6 +96,10 @@ export class RateLimitedError extends AppError {
 /** A user already holds as many live event streams as one user may (routes/deployments/stream-guard.ts). */
 export class TooManyStreamsError extends AppError {
   constructor(max: number) {
-    super(429, 'too_many_streams', `You have ${max} live deployment streams open, the most one user may; close some deployment pages or scripts that follow deployments, then try again.`);
+    super(
+      429,
+      'too_many_streams',
+      `You have ${max} live deployment streams open, the most one user may; close some deployment pages or scripts that follow deployments, then try again.`,
+    );
   }
 }

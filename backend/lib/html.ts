@@ -5,7 +5,13 @@ export function escapeHtml(s: string): string {
 }
 
 /** A small page for the browser flows that end outside the dashboard (sign-in, installing the App). */
-export function htmlPage(ctx: { status: number; type: string; body: unknown }, status: number, title: string, message: string, links: [href: string, text: string][] = [['/', 'Back to Rhone']]): void {
+export function htmlPage(
+  ctx: { status: number; type: string; body: unknown },
+  status: number,
+  title: string,
+  message: string,
+  links: [href: string, text: string][] = [['/', 'Back to Rhone']],
+): void {
   ctx.status = status;
   ctx.type = 'html';
   ctx.body = `<!doctype html><meta charset="utf-8"><title>${escapeHtml(title)} · Rhone</title>

@@ -49,7 +49,10 @@ export class SessionSealer {
   private readonly opened = new Map<string, SessionData>();
 
   /** The cookies' names: readonly, chosen once by whether the public URL is https. */
-  constructor(secret: string, readonly cookies: SessionCookieNames = sessionCookieNames(false)) {
+  constructor(
+    secret: string,
+    readonly cookies: SessionCookieNames = sessionCookieNames(false),
+  ) {
     this.keys = [{ id: 's1', key: deriveKey(secret, 'session-cookie') }];
   }
 
@@ -77,7 +80,9 @@ export class SessionSealer {
 
 export async function startSession(ctx: Context, knex: Knex, config: Config, sealer: SessionSealer, userId: string): Promise<SessionData> {
   const expiresAt = Date.now() + SESSION_TTL_MS;
-  const [row] = (await knex('sessions').insert({ userId, expiresAt: new Date(expiresAt) }).returning('id')) as { id: string }[];
+  const [row] = (await knex('sessions')
+    .insert({ userId, expiresAt: new Date(expiresAt) })
+    .returning('id')) as { id: string }[];
   const data = { sessionId: row.id, csrf: randomToken(24), expiresAt };
   const common = { sameSite: 'lax' as const, secure: config.secureCookies, path: '/', maxAge: SESSION_TTL_MS, overwrite: true };
   const names = sessionCookieNames(config.secureCookies);

@@ -34,7 +34,10 @@ export function stateCookie<T>(config: Config, { name, path, purpose, ttlMs }: S
       ctx.cookies.set(name, '', { ...attributes, maxAge: 0, expires: new Date(0) });
       if (!cookie) return null;
       try {
-        const { value, expiresAt } = JSON.parse(decrypt({ keyId: 'o1', data: Buffer.from(cookie, 'base64url') }, keys, name).toString('utf8')) as { value: T; expiresAt: number };
+        const { value, expiresAt } = JSON.parse(decrypt({ keyId: 'o1', data: Buffer.from(cookie, 'base64url') }, keys, name).toString('utf8')) as {
+          value: T;
+          expiresAt: number;
+        };
         return { value, expired: expiresAt < Date.now() };
       } catch {
         return null;

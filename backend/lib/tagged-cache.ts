@@ -11,6 +11,8 @@ export interface CacheOptions {
   /** When a new key would exceed this, everything is dropped: simple, and bounds memory. */
   maxEntries?: number;
   ttlMs?: number;
+  /** The clock entries expire by (Date.now); tests pass their own so time passes when they say. */
+  now?: () => number;
 }
 
 /** A ticket from begin(): the cache's eviction sequence number when a read from the database began. */
@@ -31,17 +33,22 @@ export class TaggedCache<V> {
   private serving = false;
   readonly maxEntries: number;
   readonly ttlMs: number;
+  private readonly now: () => number;
 
-  constructor(readonly name: string, options: CacheOptions = {}) {
+  constructor(
+    readonly name: string,
+    options: CacheOptions = {},
+  ) {
     this.maxEntries = options.maxEntries ?? 20_000;
     this.ttlMs = options.ttlMs ?? 30_000;
+    this.now = options.now ?? Date.now;
   }
 
   get size(): number {
     return this.entries.size;
   }
 
-  get(key: string, now = Date.now()): V | undefined {
+  get(key: string, now = this.now()): V | undefined {
     if (!this.serving) return undefined;
     const entry = this.entries.get(key);
     if (!entry) return undefined;
@@ -63,8 +70,9 @@ export class TaggedCache<V> {
     for (const t of tags) {
       if ((this.evictedAt.get(t) ?? -1) > ticket) return false;
     }
-    const until = Math.min(Date.now() + this.ttlMs, expiresAt);
-    if (!(until > Date.now())) return false;
+    const now = this.now();
+    const until = Math.min(now + this.ttlMs, expiresAt);
+    if (!(until > now)) return false;
     const old = this.entries.get(key);
     if (old) this.remove(key, old);
     else if (this.entries.size >= this.maxEntries) this.dropAll();

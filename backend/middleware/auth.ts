@@ -93,7 +93,10 @@ export function authenticate(sealer: SessionSealer, caches?: CacheNode) {
           const sent = ctx.get('X-CSRF-Token');
           const cookie = ctx.cookies.get(sealer.cookies.csrf) ?? '';
           if (!sent || !safeEqual(sent, cookie) || !safeEqual(sent, session.csrf)) {
-            throw new ForbiddenError(`This write needs the X-CSRF-Token header set to the ${sealer.cookies.csrf} cookie. Reload the page and try again.`, 'csrf_failed');
+            throw new ForbiddenError(
+              `This write needs the X-CSRF-Token header set to the ${sealer.cookies.csrf} cookie. Reload the page and try again.`,
+              'csrf_failed',
+            );
           }
         }
         ctx.state.actor = { user, via: 'session', sessionId: session.sessionId, caches } satisfies Actor;

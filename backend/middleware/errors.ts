@@ -18,7 +18,11 @@ export const DATABASE_RETRY_AFTER_SECONDS = 5;
 
 function errorBody(err: unknown, database: { host: string; port: number }): { status: number; error: string; message: string; details?: unknown } {
   if (isDatabaseUnavailable(err, database)) {
-    return { status: 503, error: 'database_unavailable', message: `Rhone cannot reach its database right now, so nothing was changed. Try again in ${DATABASE_RETRY_AFTER_SECONDS} seconds; if it lasts, the operator should check that Postgres is running and DATABASE_URL points at it.` };
+    return {
+      status: 503,
+      error: 'database_unavailable',
+      message: `Rhone cannot reach its database right now, so nothing was changed. Try again in ${DATABASE_RETRY_AFTER_SECONDS} seconds; if it lasts, the operator should check that Postgres is running and DATABASE_URL points at it.`,
+    };
   }
   if (err instanceof AppError) return { status: err.status, error: err.code, message: err.message, details: err.details };
   if (err instanceof ModelNotFound) return { status: 404, error: 'not_found', message: 'That resource was not found.' };

@@ -13,7 +13,10 @@ class RequestState {
   #root: Logger;
   #log: Logger | undefined;
 
-  constructor(root: Logger, readonly requestId: string) {
+  constructor(
+    root: Logger,
+    readonly requestId: string,
+  ) {
     this.#root = root;
   }
 
@@ -38,8 +41,9 @@ export function requestLog(log: Logger) {
       await next();
     } finally {
       const ms = Math.round((performance.now() - started) * 10) / 10;
-      if (log.isLevelEnabled('info')) {
-        ctx.state.log.info({ method: ctx.method, path: ctx.path, status: ctx.status, ms }, 'request');
+      // At debug: one line per request drowns what npm start's terminal should show (LOG_LEVEL=debug shows them).
+      if (log.isLevelEnabled('debug')) {
+        ctx.state.log.debug({ method: ctx.method, path: ctx.path, status: ctx.status, ms }, 'request');
       }
     }
   };

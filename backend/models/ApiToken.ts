@@ -1,8 +1,8 @@
 import { BaseModel } from './BaseModel.ts';
+import type { TokenScope } from '../lib/api-types.ts';
 
-/** What a token may do, each including the ones before it (backend/policies/token-scopes.ts). */
-export const TOKEN_SCOPES = ['read', 'deploy', 'admin'] as const;
-export type TokenScope = (typeof TOKEN_SCOPES)[number];
+/** What a token may do, each including the ones before it (backend/policies/token-scopes.ts); part of the API's words. */
+export { TOKEN_SCOPES, type TokenScope } from '../lib/api-types.ts';
 
 export class ApiToken extends BaseModel {
   static tableName = 'api_tokens';

@@ -1,12 +1,11 @@
 import type { RelationMappings } from 'objection';
 import { TimestampedModel } from './BaseModel.ts';
 import { Team } from './Team.ts';
+import type { AppSource } from '../lib/api-types.ts';
 
-export type AppSource =
-  // repositoryId is filled in by Rhone from the installation's repositories (a repository keeps its id
-  // when renamed); clients send repo, branch and installationId.
-  | { type: 'github'; repo: string; branch: string; installationId: number; repositoryId?: number }
-  | { type: 'git'; url: string; branch: string };
+// A github source's repositoryId is filled in by Rhone from the installation's repositories (a
+// repository keeps its id when renamed); clients send repo, branch and installationId.
+export type { AppSource } from '../lib/api-types.ts';
 
 export const SOURCE_PROBLEMS = ['installation_deleted', 'installation_suspended', 'repository_removed'] as const;
 export type SourceProblem = (typeof SOURCE_PROBLEMS)[number];

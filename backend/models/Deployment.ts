@@ -1,29 +1,35 @@
 import { TimestampedModel, BaseModel } from './BaseModel.ts';
+import type { DrainFigures } from '../lib/drain-summary.ts';
+import type { DeploymentStatus, Stage, StageTiming } from '../deployments/pipeline.ts';
+import type { ConfigSnapshot } from '../deployments/snapshot.ts';
 
-export const ACTIVE_STATUSES = ['queued', 'cloning', 'analyzing', 'building', 'deploying'] as const;
-export const TERMINAL_STATUSES = ['live', 'failed', 'canceled', 'superseded', 'replaced', 'skipped'] as const;
-export type DeploymentStatus = (typeof ACTIVE_STATUSES)[number] | (typeof TERMINAL_STATUSES)[number];
+// The pipeline's words live in backend/deployments/pipeline.ts; re-exported for the models' importers.
+export { ACTIVE_STATUSES, TERMINAL_STATUSES, type DeploymentStatus } from '../deployments/pipeline.ts';
 
 export class Deployment extends TimestampedModel {
   static tableName = 'deployments';
-  static jsonAttributes = ['configSnapshot', 'plan', 'stageTimings'];
+  static jsonAttributes = ['configSnapshot', 'plan', 'stageTimings', 'drain', 'resolvedPackages'];
 
   id!: string;
   appId!: string;
   number!: number;
   status!: DeploymentStatus;
-  stage!: string | null;
+  stage!: Stage | null;
   ref!: string | null;
   commitSha!: string | null;
   commitMessage!: string | null;
   trigger!: string;
   triggeredBy!: string | null;
   rollbackOf!: string | null;
-  configSnapshot!: Record<string, unknown>;
+  configSnapshot!: ConfigSnapshot;
   plan!: Record<string, unknown> | null;
+  /** Package versions Railpack resolved for this deployment (name → version); the next analyze passes them as --previous. */
+  resolvedPackages!: Record<string, string> | null;
   image!: string | null;
   reason!: string | null;
-  stageTimings!: Record<string, { startedAt?: string; finishedAt?: string }>;
+  stageTimings!: Record<string, StageTiming>;
+  /** What the release's drain did to the old machines' WebSocket clients; null when it replaced none. */
+  drain!: DrainFigures | null;
   lastSeq!: number;
   heartbeatAt!: Date | null;
   cancelRequestedAt!: Date | null;

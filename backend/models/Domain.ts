@@ -1,12 +1,12 @@
 import { TimestampedModel } from './BaseModel.ts';
 import type { CertificateDetail } from '../providers/fly/types.ts';
+import type { DomainStatus } from '../lib/api-types.ts';
 
 /**
  * pending_dns: the records to create are not (all) there yet; pending_validation: DNS is right and
  * the certificate is being issued; active: served over TLS; failed: Rhone stopped checking.
  */
-export const DOMAIN_STATUSES = ['pending_dns', 'pending_validation', 'active', 'failed'] as const;
-export type DomainStatus = (typeof DOMAIN_STATUSES)[number];
+export { DOMAIN_STATUSES, type DomainStatus } from '../lib/api-types.ts';
 
 export class Domain extends TimestampedModel {
   static tableName = 'domains';

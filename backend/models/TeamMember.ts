@@ -2,9 +2,10 @@ import type { RelationMappings } from 'objection';
 import { BaseModel } from './BaseModel.ts';
 import { Team } from './Team.ts';
 import { User } from './User.ts';
+import type { Role } from '../lib/api-types.ts';
 
-export const ROLES = ['owner', 'admin', 'member'] as const;
-export type Role = (typeof ROLES)[number];
+// The roles are part of the API's words (backend/lib/api-types.ts, shared with the dashboard).
+export { ROLES, type Role } from '../lib/api-types.ts';
 
 export class TeamMember extends BaseModel {
   static tableName = 'team_members';

@@ -2,6 +2,7 @@
 // action needs at least a role. Owner > admin > member.
 import { ForbiddenError } from '../lib/errors.ts';
 import type { Role } from '../models/index.ts';
+import type { Action } from './actions.ts';
 
 // API tokens are limited by a scope as well as their user's role: see token-scopes.ts.
 export { authorizeToken, DEFAULT_TOKEN_SCOPE, scopeNeeded, TOKEN_SCOPES, type TokenScope } from './token-scopes.ts';
@@ -37,9 +38,10 @@ export const MIN_ROLE = {
   'audit:read': 'admin',
   'github:read': 'member',
   'github:install': 'admin',
-} as const satisfies Record<string, Role>;
+} as const satisfies Record<Action, Role>;
 
-export type Action = keyof typeof MIN_ROLE;
+// The names alone live in actions.ts (dependency-free, for the dashboard); this table gives each its role.
+export { ACTIONS, type Action } from './actions.ts';
 
 const WORDS: Partial<Record<Action, string>> = {
   'team:update': 'change this team',

@@ -47,5 +47,7 @@ export function authorizeToken(scope: TokenScope, method: string, route: string 
     throw new ForbiddenError('API tokens cannot create, list or revoke API tokens; sign in to the dashboard and manage them under API tokens.');
   }
   const what = route && revealsEnv(route, query) ? 'revealing env var values' : `${method} ${route ?? 'this route'}`;
-  throw new ForbiddenError(`This API token's scope (${scope}) does not allow ${what}; it needs the ${needed} scope. Create a token with that scope under API tokens in the dashboard.`);
+  throw new ForbiddenError(
+    `This API token's scope (${scope}) does not allow ${what}; it needs the ${needed} scope. Create a token with that scope under API tokens in the dashboard.`,
+  );
 }

@@ -9,18 +9,24 @@ import { displayHostname } from '../domains/hostname.ts';
 import { PLAN_DEFINITIONS, SELF_SERVE_PLANS } from '../billing/plans.ts';
 import { pastDueState } from '../billing/past-due.ts';
 import { subscribed } from '../commands/billing.ts';
+import type * as Api from '../lib/api-types.ts';
 
-const iso = (d: Date | string | null | undefined) => (d ? new Date(d).toISOString() : null);
+// A timestamp the model always has is a string in the API's types; one it may lack, string | null.
+function iso(d: Date | string): string;
+function iso(d: Date | string | null | undefined): string | null;
+function iso(d: Date | string | null | undefined): string | null {
+  return d ? new Date(d).toISOString() : null;
+}
 
-export function presentUser(u: User) {
+export function presentUser(u: User): Api.User {
   return { id: u.id, login: u.login, name: u.name, email: u.email, avatarUrl: u.avatarUrl, createdAt: iso(u.createdAt) };
 }
 
-export function presentTeam(t: Team, role?: Role) {
+export function presentTeam(t: Team, role?: Role): Api.Team {
   return { slug: t.slug, name: t.name, plan: t.plan, personal: t.personal, ...(role ? { role } : {}), createdAt: iso(t.createdAt) };
 }
 
-export function presentMember(m: TeamMember) {
+export function presentMember(m: TeamMember): Api.Member {
   return {
     login: m.user?.login,
     name: m.user?.name ?? null,
@@ -30,7 +36,7 @@ export function presentMember(m: TeamMember) {
   };
 }
 
-export function presentInvitation(i: Invitation) {
+export function presentInvitation(i: Invitation): Api.Invitation {
   return {
     id: i.id,
     team: i.team ? { slug: i.team.slug, name: i.team.name } : null,
@@ -53,7 +59,7 @@ export function appUrl(config: Config, app: Pick<App, 'slug' | 'flyAppName'>): s
   return config.appsDomainRouted ? `https://${app.slug}.${config.appsDomain}` : `https://${app.flyAppName}.fly.dev`;
 }
 
-export function presentApp(config: Config, a: App, team: Pick<Team, 'slug'>) {
+export function presentApp(config: Config, a: App, team: Pick<Team, 'slug'>): Api.App {
   return {
     id: a.id,
     team: team.slug,
@@ -78,15 +84,15 @@ export function presentApp(config: Config, a: App, team: Pick<Team, 'slug'>) {
 }
 
 /** A value is present only when the caller asked to reveal and may. */
-export function presentEnvVar(v: EnvVar, value: string | null) {
+export function presentEnvVar(v: EnvVar, value: string | null): Api.EnvVar {
   return { name: v.name, value, revealed: value !== null, updatedAt: iso(v.updatedAt) };
 }
 
-export function presentToken(t: ApiToken) {
+export function presentToken(t: ApiToken): Api.ApiToken {
   return { id: t.id, name: t.name, prefix: t.prefix, scope: t.scope, lastUsedAt: iso(t.lastUsedAt), expiresAt: iso(t.expiresAt), createdAt: iso(t.createdAt) };
 }
 
-export function presentAudit(e: AuditEvent) {
+export function presentAudit(e: AuditEvent): Api.AuditEvent {
   return {
     id: String(e.id),
     actor: e.actorLogin,
@@ -98,7 +104,7 @@ export function presentAudit(e: AuditEvent) {
   };
 }
 
-export function presentDeployment(d: Deployment, app: Pick<App, 'slug'>, triggeredBy?: string | null) {
+export function presentDeployment(d: Deployment, app: Pick<App, 'slug'>, triggeredBy?: string | null): Api.Deployment {
   const plan = d.plan as { provider?: string } | null;
   return {
     id: d.id,
@@ -125,7 +131,7 @@ export function presentDeployment(d: Deployment, app: Pick<App, 'slug'>, trigger
   };
 }
 
-export function presentInstallation(i: GithubInstallation, repositoryCount: number) {
+export function presentInstallation(i: GithubInstallation, repositoryCount: number): Api.GithubInstallation {
   return {
     id: i.id,
     account: i.accountLogin,
@@ -137,7 +143,7 @@ export function presentInstallation(i: GithubInstallation, repositoryCount: numb
   };
 }
 
-export function presentGithubRepo(r: GithubInstallationRepository & { suspended?: boolean }) {
+export function presentGithubRepo(r: GithubInstallationRepository & { suspended?: boolean }): Api.GithubRepo {
   const [owner, name] = r.fullName.split('/');
   return {
     installationId: r.installationId,
@@ -151,7 +157,7 @@ export function presentGithubRepo(r: GithubInstallationRepository & { suspended?
   };
 }
 
-export function presentBranch(b: { name: string; commit: { sha: string }; protected?: boolean }, defaultBranch: string | null) {
+export function presentBranch(b: { name: string; commit: { sha: string }; protected?: boolean }, defaultBranch: string | null): Api.Branch {
   return { name: b.name, commitSha: b.commit.sha, protected: Boolean(b.protected), default: b.name === defaultBranch };
 }
 
@@ -159,7 +165,7 @@ export function presentBranch(b: { name: string; commit: { sha: string }; protec
  * GET /api/teams/:team/billing. `changePlanVia` says how an owner changes plan: `local` (at once,
  * no Stripe), `checkout` (no subscription yet), `subscription` (PUT .../billing/plan swaps it).
  */
-export function presentBilling(t: Team, stripeConfigured: boolean) {
+export function presentBilling(t: Team, stripeConfigured: boolean): Api.Billing {
   const def = PLAN_DEFINITIONS[t.plan];
   const pastDue = pastDueState(t);
   return {
@@ -172,12 +178,17 @@ export function presentBilling(t: Team, stripeConfigured: boolean) {
     pastDue: pastDue ? { since: iso(pastDue.since), deploysRefusedFrom: iso(pastDue.deploysRefusedFrom), refusingDeploys: pastDue.refusingDeploys } : null,
     stripeConfigured,
     changePlanVia: !stripeConfigured ? 'local' : subscribed(t) ? 'subscription' : 'checkout',
-    plans: SELF_SERVE_PLANS.map((p) => ({ plan: p, name: PLAN_DEFINITIONS[p].name, priceCents: PLAN_DEFINITIONS[p].priceCents, included: PLAN_DEFINITIONS[p].included })),
+    plans: SELF_SERVE_PLANS.map((p) => ({
+      plan: p,
+      name: PLAN_DEFINITIONS[p].name,
+      priceCents: PLAN_DEFINITIONS[p].priceCents,
+      included: PLAN_DEFINITIONS[p].included,
+    })),
   };
 }
 
 /** A custom domain: `hostname` as stored (punycode), `displayHostname` in Unicode, and the DNS records to create. */
-export function presentDomain(config: Config, d: Domain) {
+export function presentDomain(config: Config, d: Domain): Api.Domain {
   const cert = d.certificate;
   const issued = cert?.certificates?.find((c) => c.status === 'active');
   return {
@@ -188,7 +199,9 @@ export function presentDomain(config: Config, d: Domain) {
     status: d.status,
     url: d.hostname.startsWith('*.') ? null : config.isLocal ? `http://${d.hostname}:${config.routerPort}` : `https://${d.hostname}`,
     dnsRecords: dnsRecords(d.hostname, d.dnsRequirements),
-    certificate: cert ? { flyStatus: cert.status ?? null, issuer: issued?.issuer ?? null, expiresAt: issued?.expires_at ?? null, validation: cert.validation ?? null } : null,
+    certificate: cert
+      ? { flyStatus: cert.status ?? null, issuer: issued?.issuer ?? null, expiresAt: issued?.expires_at ?? null, validation: cert.validation ?? null }
+      : null,
     problem: d.status === 'active' ? null : d.lastError,
     rateLimitedUntil: iso(d.rateLimitedUntil),
     lastCheckedAt: iso(d.lastCheckedAt),
@@ -199,8 +212,17 @@ export function presentDomain(config: Config, d: Domain) {
 }
 
 /** An in-app notification (quota and spend-cap alerts carry meter, threshold and period in data). */
-export function presentNotification(n: Notification) {
-  return { id: String(n.id), kind: n.kind, title: n.title, body: n.body, data: n.data, read: n.readAt !== null, readAt: iso(n.readAt), createdAt: iso(n.createdAt) };
+export function presentNotification(n: Notification): Api.Notification {
+  return {
+    id: String(n.id),
+    kind: n.kind,
+    title: n.title,
+    body: n.body,
+    data: n.data,
+    read: n.readAt !== null,
+    readAt: iso(n.readAt),
+    createdAt: iso(n.createdAt),
+  };
 }
 
 /**

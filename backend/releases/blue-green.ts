@@ -3,13 +3,21 @@
 // then take traffic; only then are the old ("blue") ones cordoned, drained with SIGTERM, stopped
 // and destroyed. Every step finds its machines by metadata, so running it again after a crash
 // picks up where it stopped and never makes twins.
+//
+// The steps, one function each: prepareApp, inventory, leaseMachines (leases.ts: every machine we
+// change is leased, its nonce sent on each change), createGreens, sweepTwins, awaitStarted,
+// awaitHealthy, then past the point of no return switchTraffic and retireOldMachines (teardown.ts).
+// A failure before the switch runs removeThisRelease; the leases are released either way.
 import { setTimeout as delay } from 'node:timers/promises';
 import type { FlyClient } from '../providers/fly/client.ts';
 import { realChecks } from '../providers/fly/client.ts';
 import { FlyApiError } from '../providers/fly/errors.ts';
 import { ensureFlyApp, ensurePublicIps } from '../providers/fly/app-setup.ts';
 import { META, type Machine } from '../providers/fly/types.ts';
-import { durationMs, healthCheck, machineConfig, STOP_TIMEOUT, VANGO_CHECK, type CheckTiming, type RuntimeSettings } from './machine-config.ts';
+import { durationMs, healthCheck, machineConfig, VANGO_CHECK, type CheckTiming, type RuntimeSettings } from './machine-config.ts';
+import { LeaseHeldError, LeaseSet, type LeaseTiming } from './leases.ts';
+import { describeExits, readExits } from './machine-failure.ts';
+import { hostIsOk, retireOldMachines, retried, type TeardownTiming } from './teardown.ts';
 
 export interface ReleaseInput {
   /** The Fly app's name, as stored on the app (apps.fly_app_name). */
@@ -28,7 +36,7 @@ export interface ReleaseInput {
   env?: Record<string, string>;
 }
 
-export interface ReleaseTiming {
+export interface ReleaseTiming extends LeaseTiming, TeardownTiming {
   /** How long a new machine may take to reach "started". */
   startTimeoutMs: number;
   /** How long checks may take to pass, on top of the check's grace period. */
@@ -48,6 +56,13 @@ export const FLY_TIMING: ReleaseTiming = {
   proxyLearnMs: 10_000,
   proxyForgetMs: 10_000,
   checks: VANGO_CHECK,
+  // flyctl: DefaultLeaseTtl 13 s (internal/command/deploy/machines.go); teardown and launch
+  // retries as strategy_bluegreen.go initialize(): 5 attempts from 500 ms.
+  leaseTtlS: 13,
+  // Longer than the TTL: a lease left by a worker that died runs out within the wait.
+  leaseWaitMs: 30_000,
+  teardownRetryAttempts: 5,
+  teardownRetryMs: 500,
 };
 
 /**
@@ -62,6 +77,11 @@ export const LOCAL_TIMING: ReleaseTiming = {
   proxyLearnMs: 0,
   proxyForgetMs: 0,
   checks: { interval: '2s', timeout: '5s', gracePeriod: '500ms' },
+  leaseTtlS: 13,
+  // Longer than the TTL: a lease left by a worker that died runs out within the wait.
+  leaseWaitMs: 20_000,
+  teardownRetryAttempts: 5,
+  teardownRetryMs: 200,
 };
 
 export interface ReleaseOptions {
@@ -71,18 +91,28 @@ export interface ReleaseOptions {
   /** A line for the deployment's log: words a user reads. */
   log?: (line: string) => void;
   signal?: AbortSignal;
-  /** Called with a new machine that did not become healthy, before it is removed (e.g. to log its output). */
-  onUnhealthy?: (flyApp: string, machineId: string) => Promise<void>;
+  /**
+   * Called with a new machine that did not become healthy, before it is removed (e.g. to log its
+   * output); answers true when it showed output, so the failure reason can point at it.
+   */
+  onUnhealthy?: (flyApp: string, machineId: string) => Promise<boolean | void>;
 }
 
 export interface ReleaseResult {
   machines: string[];
   replaced: string[];
+  /** When the old machines were sent SIGTERM (ms since the epoch); unset when there were none. */
+  drainStartedAt?: number;
 }
 
 /** A release that failed before traffic moved: the old machines still serve. `message` is for the user. */
 export class ReleaseError extends Error {
-  constructor(message: string, readonly phase: 'create' | 'start' | 'health' | 'canceled') {
+  /** Read by the pipeline (backend/lib/errors.ts isPermanent): not retried; deploy again once the app is fixed. */
+  readonly permanent = true;
+  constructor(
+    message: string,
+    readonly phase: 'lease' | 'create' | 'start' | 'health' | 'canceled',
+  ) {
     super(message);
     this.name = 'ReleaseError';
   }
@@ -94,6 +124,7 @@ const CRASH_LOOP_EXITS = 3;
 
 const isGone = (m: Machine) => m.state === 'destroyed' || m.state === 'destroying';
 const short = (id: string) => id.slice(0, 8);
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 function checkFailure(machine: Machine | null): string {
   if (!machine) return 'the machine disappeared';
@@ -106,187 +137,266 @@ function checkFailure(machine: Machine | null): string {
     .join('; ');
 }
 
+/** What every step needs: one release of one app. */
+interface Run {
+  input: ReleaseInput;
+  options: ReleaseOptions;
+  client: FlyClient;
+  app: string;
+  timing: ReleaseTiming;
+  log: (line: string) => void;
+  leases: LeaseSet;
+  /** Throws when the deployment was canceled. */
+  aborted: () => void;
+}
+
 export async function release(input: ReleaseInput, options: ReleaseOptions): Promise<ReleaseResult> {
   const timing = { ...FLY_TIMING, ...options.timing };
-  const { client } = options;
   const log = options.log ?? (() => undefined);
-  const app = input.flyApp;
-  const aborted = () => {
-    if (options.signal?.aborted) throw new ReleaseError('The deployment was canceled before traffic moved; the previous release keeps serving.', 'canceled');
+  const run: Run = {
+    input,
+    options,
+    timing,
+    log,
+    client: options.client,
+    app: input.flyApp,
+    leases: new LeaseSet(options.client, input.flyApp, `rhone deploy ${input.deploymentId}`, timing, log),
+    aborted: () => {
+      if (options.signal?.aborted) throw new ReleaseError('The deployment was canceled before traffic moved; the previous release keeps serving.', 'canceled');
+    },
   };
+  const minSecretsVersion = await prepareApp(run);
+  const { found, blue } = await inventory(run);
+  // A retry that finds greens already taking traffic has passed the point of no return.
+  const alreadySwitched = [...found.values()].some((m) => m.cordoned === false);
+  let greens: Machine[];
+  try {
+    await leaseMachines(run, [...blue.filter(hostIsOk), ...found.values()]);
+    greens = await createGreens(run, found, minSecretsVersion);
+    await sweepTwins(run, greens);
+    await awaitStarted(run, greens);
+    await awaitHealthy(run, greens);
+  } catch (err) {
+    if (!alreadySwitched) await removeThisRelease(run, blue.length > 0);
+    await run.leases.releaseAll();
+    throw err;
+  }
+  try {
+    await switchTraffic(run, greens, blue);
+    const drainStartedAt = await retireOldMachines(run.client, run.app, blue, run.leases, timing, log);
+    log(`Release complete: ${plural(greens.length, 'machine')} serving`);
+    return { machines: greens.map((m) => m.id), replaced: blue.map((m) => m.id), drainStartedAt };
+  } finally {
+    await run.leases.releaseAll();
+  }
+}
 
-  // 1. The Fly app (the build stage made it before the push; a rollback or the local runtime may
-  // not have), and its public addresses, which flyctl's first deploy allocates.
+/**
+ * The Fly app (the build stage made it before the push; a rollback or the local runtime may not
+ * have), its public addresses (flyctl's first deploy allocates them), and the env vars as app
+ * secrets: machines created with the returned min_secrets_version see exactly these.
+ */
+async function prepareApp({ client, app, input, options, log }: Run): Promise<number | undefined> {
   await ensureFlyApp(client, app, options.org, input.appId, log);
   await ensurePublicIps(client, app, log);
-
-  // 2. Env vars as app secrets: machines created with min_secrets_version see exactly these.
   const existing = await client.listSecrets(app);
   const values: Record<string, string | null> = { ...input.secrets };
   for (const s of existing) if (!(s.name in values)) values[s.name] = null;
-  let minSecretsVersion: number | undefined;
-  if (Object.keys(values).length > 0) {
-    minSecretsVersion = (await client.setSecrets(app, values)).version;
-    log(`Set ${Object.keys(input.secrets).length} env var${Object.keys(input.secrets).length === 1 ? '' : 's'} as app secrets`);
-  }
+  if (Object.keys(values).length === 0) return undefined;
+  const { version } = await client.setSecrets(app, values);
+  log(`Set ${plural(Object.keys(input.secrets).length, 'env var')} as app secrets`);
+  return version;
+}
 
-  // 3. What is there: machines of this deployment (a retry) and the ones serving now.
+/** What is there: machines of this deployment (a retry), by launch id, and the ones serving now. */
+async function inventory({ client, app, input }: Run): Promise<{ found: Map<string | undefined, Machine>; blue: Machine[] }> {
   const all = (await client.listMachines(app, { metadata: { [META.app]: input.appId } })).filter((m) => !isGone(m));
-  const green = new Map(all.filter((m) => m.config.metadata?.[META.deployment] === input.deploymentId).map((m) => [m.config.metadata?.[META.launchId], m]));
-  const blue = all.filter((m) => m.config.metadata?.[META.deployment] !== input.deploymentId);
+  const ours = (m: Machine) => m.config.metadata?.[META.deployment] === input.deploymentId;
+  return { found: new Map(all.filter(ours).map((m) => [m.config.metadata?.[META.launchId], m])), blue: all.filter((m) => !ours(m)) };
+}
 
-  // A retry that finds greens already taking traffic has passed the point of no return.
-  const alreadySwitched = [...green.values()].some((m) => m.cordoned === false);
-  const greens: Machine[] = [];
+/**
+ * Leases every machine the release will change, before it creates anything: a machine someone else
+ * holds (another worker, the reaper, `fly machine ...`) stops the release with nothing touched.
+ * Machines on a host that is not ok are skipped, as flyctl's AcquireLeases skips them.
+ */
+async function leaseMachines(run: Run, machines: Machine[]): Promise<void> {
   try {
-    // 4. Create the missing green machines, born cordoned.
-    const { internalPort, healthCheckPath, region, machineSize, instanceCount } = input.settings;
-    const missing = instanceCount - green.size;
-    if (missing > 0) log(`Creating ${missing} new machine${missing === 1 ? '' : 's'} in ${region} (${machineSize})`);
-    for (let i = 0; i < instanceCount; i++) {
-      aborted();
-      const launchId = `${input.deploymentId}:${i}`;
-      const found = green.get(launchId);
-      if (found) {
-        greens.push(found);
-        continue;
-      }
-      const config = machineConfig({ ...input, launchId, checkTiming: timing.checks });
-      const machine = await client.createMachine(app, {
-        region,
-        config,
-        skip_service_registration: true,
-        min_secrets_version: minSecretsVersion,
-      });
-      log(`Machine ${short(machine.id)} created`);
-      greens.push(machine);
-    }
-    // Greens past the wanted count (instance count lowered between attempts) are not needed.
-    for (const [launchId, m] of green) {
-      if (!greens.includes(m)) {
-        await client.destroyMachine(app, m.id, { force: true });
-        green.delete(launchId);
-      }
-    }
-
-    // 5. Every green machine started.
-    for (const m of greens) {
-      aborted();
-      try {
-        const reached = await client.waitForState(app, m.id, 'started,failed', { version: m.version, timeoutMs: timing.startTimeoutMs });
-        if (reached.state === 'failed') {
-          throw new ReleaseError(`The new machine ${short(m.id)} failed to start${await exitSummary(client, app, m.id)}. Check the start command and the machine's log lines above.`, 'start');
-        }
-      } catch (err) {
-        if (err instanceof FlyApiError && err.status === 408) {
-          const now = await client.getMachine(app, m.id);
-          throw new ReleaseError(
-            `The new machine ${short(m.id)} did not start within ${Math.round(timing.startTimeoutMs / 1000)} s (it is ${now?.state ?? 'gone'}). Check that the start command runs the app in the foreground.`,
-            'start',
-          );
-        }
-        throw err;
-      }
-    }
-    log(`${greens.length} machine${greens.length === 1 ? '' : 's'} started; waiting for GET ${healthCheckPath} on port ${internalPort} to pass`);
-
-    // 6. Every green machine healthy: all checks passing, at least one check.
-    const graceMs = durationMs(timing.checks.gracePeriod);
-    const deadline = Date.now() + graceMs + timing.healthDeadlineMs;
-    const pending = new Set(greens.map((m) => m.id));
-    const last = new Map<string, Machine | null>();
-    let exitsCheckedAt = Date.now();
-    while (pending.size > 0) {
-      aborted();
-      // An app that keeps exiting will not become healthy: say so now rather than at the deadline.
-      if (Date.now() - exitsCheckedAt >= CRASH_LOOP_CHECK_MS) {
-        exitsCheckedAt = Date.now();
-        for (const id of pending) {
-          const exits = (await client.listEvents(app, id).catch(() => [])).filter((e) => e.type === 'exit').length;
-          if (exits >= CRASH_LOOP_EXITS) {
-            await options.onUnhealthy?.(app, id);
-            throw new ReleaseError(`The new machine ${short(id)} keeps crashing at start${await exitSummary(client, app, id)}. Its last output is above; fix the error and deploy again.`, 'health');
-          }
-        }
-      }
-      for (const id of [...pending]) {
-        const m = await client.getMachine(app, id);
-        last.set(id, m);
-        if (m?.state === 'failed' || m?.state === 'stopped' || !m) {
-          await options.onUnhealthy?.(app, id);
-          throw new ReleaseError(
-            `The new machine ${short(id)} stopped before it became healthy (${m ? m.state : 'destroyed'})${await exitSummary(client, app, id)}. The app probably crashed at start: look at its output above.`,
-            'health',
-          );
-        }
-        const checks = realChecks(m);
-        if (m.state === 'started' && checks.length > 0 && checks.every((c) => c.status === 'passing')) {
-          pending.delete(id);
-          log(`Machine ${short(id)} is healthy`);
-        }
-      }
-      if (pending.size === 0) break;
-      if (Date.now() > deadline) {
-        const id = [...pending][0];
-        const check = healthCheck(input.settings, timing.checks);
-        await options.onUnhealthy?.(app, id);
-        throw new ReleaseError(
-          `The new machine ${short(id)} did not pass its health check (GET ${check.path} on port ${check.port}) within ${Math.round((graceMs + timing.healthDeadlineMs) / 1000)} s: ${checkFailure(last.get(id) ?? null)}${await exitSummary(client, app, id)}. Make sure the app listens on the port in $PORT and answers ${check.path} with a 2xx status.`,
-          'health',
-        );
-      }
-      await delay(timing.pollMs);
-    }
+    for (const m of machines) await run.leases.acquire(m.id, run.options.signal);
   } catch (err) {
-    // Before traffic moves, a failure removes only what this release made; the blues keep serving.
-    if (!alreadySwitched) {
-      const made = [...new Set([...greens, ...green.values()])];
-      const still = blue.length > 0 ? 'the previous release keeps serving' : 'nothing was serving before, so the app stays down';
-      if (made.length > 0) log(`Removing the ${made.length} new machine${made.length === 1 ? '' : 's'}; ${still}`);
-      await Promise.allSettled(made.map((m) => client.destroyMachine(app, m.id, { force: true })));
-    }
-    throw err;
-  }
-
-  // 7. Traffic moves: greens take requests. From here on we never remove them.
-  for (const m of greens) await client.uncordon(app, m.id);
-  log('Traffic is moving to the new release');
-  // Mark blues so that a crashed run knows they are only waiting to be removed.
-  for (const m of blue) await client.patchMetadata(app, m.id, { [META.role]: 'safe_to_destroy' }).catch(() => undefined);
-
-  // 8. Drain the blues: cordon, let the proxy forget them, SIGTERM with time to drain, destroy.
-  if (blue.length > 0) {
-    await delay(timing.proxyLearnMs);
-    for (const m of blue) await client.cordon(app, m.id).catch(ignoreGone);
-    await delay(timing.proxyForgetMs);
-    log(`Stopping ${blue.length} old machine${blue.length === 1 ? '' : 's'} (SIGTERM, ${STOP_TIMEOUT} to drain connections)`);
-    await Promise.all(
-      blue.map(async (m) => {
-        if (m.state === 'started' || m.state === 'starting') {
-          await client.stopMachine(app, m.id, { signal: 'SIGTERM', timeout: STOP_TIMEOUT }).catch(ignoreGone);
-          await client.waitForState(app, m.id, 'stopped', { version: m.version, timeoutMs: durationMs(STOP_TIMEOUT) + 15_000 }).catch(ignoreGone);
-          log(`Old machine ${short(m.id)} stopped`);
-        }
-        await client.destroyMachine(app, m.id, { force: true });
-      }),
+    if (!(err instanceof LeaseHeldError)) throw err;
+    throw new ReleaseError(
+      `Machine ${short(err.machineId)} of the current release is locked by someone else (${err.detail}), so nothing was changed. ` +
+        'Another deploy, a cleanup or a `fly` command is working on it: wait for it to finish and deploy again.',
+      'lease',
     );
   }
-  log(`Release complete: ${greens.length} machine${greens.length === 1 ? '' : 's'} serving`);
-  return { machines: greens.map((m) => m.id), replaced: blue.map((m) => m.id) };
 }
 
-/** ", and its process exited 3 times (last with exit code 1)", from the machine's events; or "". */
-async function exitSummary(client: FlyClient, app: string, id: string): Promise<string> {
-  const events = await client.listEvents(app, id).catch(() => []);
-  const exits = events.filter((e) => e.type === 'exit');
-  if (exits.length === 0) return '';
-  const last = exits[0].request as { exit_event?: { exit_code?: number; signal?: number } } | undefined;
-  const code = last?.exit_event?.exit_code;
-  const how = code !== undefined ? ` (last with exit code ${code})` : '';
-  return `, and its process exited ${exits.length} time${exits.length === 1 ? '' : 's'}${how}`;
+/**
+ * The missing green machines, born cordoned (skip_service_registration) and leased right after.
+ * Not created with lease_ttl as flyctl does: a create whose answer is lost (and that the launch-id
+ * lookup then finds) would hold a lease whose nonce we never saw, and lock us out for its TTL.
+ */
+async function createGreens(run: Run, found: Map<string | undefined, Machine>, minSecretsVersion: number | undefined): Promise<Machine[]> {
+  const { client, app, input, timing, log } = run;
+  const { region, machineSize, instanceCount } = input.settings;
+  const missing = instanceCount - found.size;
+  if (missing > 0) log(`Creating ${plural(missing, 'new machine')} in ${region} (${machineSize})`);
+  const greens: Machine[] = [];
+  for (let i = 0; i < instanceCount; i++) {
+    run.aborted();
+    const launchId = `${input.deploymentId}:${i}`;
+    const existing = found.get(launchId);
+    if (existing) {
+      greens.push(existing);
+      continue;
+    }
+    const config = machineConfig({ ...input, launchId, checkTiming: timing.checks });
+    const machine = await client
+      .createMachine(app, { region, config, skip_service_registration: true, min_secrets_version: minSecretsVersion })
+      .catch((err: unknown) => {
+        throw noCapacity(err, input.settings) ?? err;
+      });
+    log(`Machine ${short(machine.id)} created`);
+    greens.push(machine);
+    await run.leases.acquire(machine.id, run.options.signal);
+  }
+  return greens;
 }
 
-function ignoreGone(err: unknown): void {
-  if (err instanceof FlyApiError && (err.status === 404 || err.status === 408)) return;
-  throw err;
+/**
+ * Fly refuses a create it has no room for with status "insufficient_capacity" (ErrorResponse in the
+ * spec). We do not ask first: flyctl's blue/green checks only org limits (GraphQL
+ * CanPerformBluegreenDeployment), and `POST /v1/platform/placements` (main.getPlacementsRequest,
+ * used by `fly machine place` and `fly launch` to pick a region) simulates a placement without
+ * reserving it, so a yes there can still be a no at the create a second later. The create's own
+ * answer is the check that counts; it comes before traffic moves, so the old machines keep serving.
+ */
+function noCapacity(err: unknown, settings: RuntimeSettings): ReleaseError | null {
+  if (!(err instanceof FlyApiError) || err.code !== 'insufficient_capacity') return null;
+  return new ReleaseError(
+    `Fly has no room for another ${settings.machineSize} machine in ${settings.region} right now, so the new release was not started; the previous release keeps serving. ` +
+      'Deploy again in a few minutes, or choose another region or a smaller machine size.',
+    'create',
+  );
+}
+
+/**
+ * Machines of this deployment we did not keep: twins of a create that took effect but that the
+ * launch-id lookup did not see (Fly's listing lags), or greens past a lowered instance count.
+ */
+async function sweepTwins({ client, app, input, leases, log }: Run, greens: Machine[]): Promise<void> {
+  const keep = new Set(greens.map((m) => m.id));
+  const extra = (await client.listMachines(app, { metadata: { [META.deployment]: input.deploymentId } })).filter((m) => !isGone(m) && !keep.has(m.id));
+  for (const m of extra) {
+    await client.destroyMachine(app, m.id, { force: true }, leases.nonce(m.id));
+    leases.forget(m.id);
+    log(`Removed machine ${short(m.id)}, a duplicate of this release's machines`);
+  }
+}
+
+async function awaitStarted({ client, app, input, timing, aborted }: Run, greens: Machine[]): Promise<void> {
+  for (const m of greens) {
+    aborted();
+    try {
+      const reached = await client.waitForState(app, m.id, 'started,failed', { version: m.version, timeoutMs: timing.startTimeoutMs });
+      if (reached.state === 'failed') {
+        const exits = describeExits(await readExits(client, app, m.id), input.settings.machineSize);
+        throw new ReleaseError(`The new machine ${short(m.id)} failed to start${exits}. Check the start command and the machine's log lines above.`, 'start');
+      }
+    } catch (err) {
+      if (!(err instanceof FlyApiError && err.status === 408)) throw err;
+      const now = await client.getMachine(app, m.id);
+      throw new ReleaseError(
+        `The new machine ${short(m.id)} did not start within ${Math.round(timing.startTimeoutMs / 1000)} s (it is ${now?.state ?? 'gone'}). Check that the start command runs the app in the foreground.`,
+        'start',
+      );
+    }
+  }
+}
+
+/** Every green machine healthy: all checks passing, at least one check (flyctl WaitForGreenMachinesToBeHealthy). */
+async function awaitHealthy(run: Run, greens: Machine[]): Promise<void> {
+  const { client, app, input, timing, log } = run;
+  log(`${plural(greens.length, 'machine')} started; waiting for GET ${input.settings.healthCheckPath} on port ${input.settings.internalPort} to pass`);
+  const graceMs = durationMs(timing.checks.gracePeriod);
+  const deadline = Date.now() + graceMs + timing.healthDeadlineMs;
+  const pending = new Set(greens.map((m) => m.id));
+  const last = new Map<string, Machine | null>();
+  let exitsCheckedAt = Date.now();
+  while (pending.size > 0) {
+    run.aborted();
+    if (Date.now() - exitsCheckedAt >= CRASH_LOOP_CHECK_MS) {
+      exitsCheckedAt = Date.now();
+      for (const id of pending) await failIfCrashing(run, id);
+    }
+    for (const id of [...pending]) {
+      const m = await client.getMachine(app, id);
+      last.set(id, m);
+      if (m?.state === 'failed' || m?.state === 'stopped' || !m) {
+        const { exits, hint } = await unhealthy(run, id, 'The app probably crashed at start: look at its output above.', 'The app probably crashed at start.');
+        throw new ReleaseError(`The new machine ${short(id)} stopped before it became healthy (${m ? m.state : 'destroyed'})${exits}. ${hint}`, 'health');
+      }
+      const checks = realChecks(m);
+      if (m.state === 'started' && checks.length > 0 && checks.every((c) => c.status === 'passing')) {
+        pending.delete(id);
+        log(`Machine ${short(id)} is healthy`);
+      }
+    }
+    if (pending.size === 0) return;
+    if (Date.now() > deadline) {
+      const id = [...pending][0];
+      const check = healthCheck(input.settings, timing.checks);
+      const { exits } = await unhealthy(run, id, '', '');
+      throw new ReleaseError(
+        `The new machine ${short(id)} did not pass its health check (GET ${check.path} on port ${check.port}) within ${Math.round((graceMs + timing.healthDeadlineMs) / 1000)} s: ` +
+          `${checkFailure(last.get(id) ?? null)}${exits}. Make sure the app listens on the port in $PORT and answers ${check.path} with a 2xx status.`,
+        'health',
+      );
+    }
+    await delay(timing.pollMs);
+  }
+}
+
+/** An app that keeps exiting, or was killed for memory, will not become healthy: say so now rather than at the deadline. */
+async function failIfCrashing(run: Run, id: string): Promise<void> {
+  const exits = await readExits(run.client, run.app, id);
+  if (exits.count < CRASH_LOOP_EXITS && !exits.last?.oom_killed) return;
+  const { hint } = await unhealthy(run, id, 'Its last output is above; fix the error and deploy again.', 'Fix the error and deploy again.');
+  throw new ReleaseError(`The new machine ${short(id)} keeps crashing at start${describeExits(exits, run.input.settings.machineSize)}. ${hint}`, 'health');
+}
+
+/** Shows the machine's output where one can (local mode) and words the reason by whether it did. */
+async function unhealthy(run: Run, id: string, withOutput: string, without: string): Promise<{ exits: string; hint: string }> {
+  const shown = (await run.options.onUnhealthy?.(run.app, id)) === true;
+  const exits = describeExits(await readExits(run.client, run.app, id), run.input.settings.machineSize);
+  return { exits, hint: shown ? withOutput : without };
+}
+
+/**
+ * Before traffic moves, a failure removes what this release made, found by its deployment id (so
+ * twins go too), and the blues keep serving.
+ */
+async function removeThisRelease({ client, app, input, leases, log }: Run, wasServing: boolean): Promise<void> {
+  const made = (await client.listMachines(app, { metadata: { [META.deployment]: input.deploymentId } }).catch(() => [])).filter((m) => !isGone(m));
+  if (made.length === 0) return;
+  const still = wasServing ? 'the previous release keeps serving' : 'nothing was serving before, so the app stays down';
+  log(`Removing the ${plural(made.length, 'new machine')}; ${still}`);
+  await Promise.allSettled(made.map((m) => client.destroyMachine(app, m.id, { force: true }, leases.nonce(m.id)).then(() => leases.forget(m.id))));
+}
+
+/**
+ * Traffic moves: greens take requests (uncordon, retried as flyctl's MarkGreenMachinesAsReadyForTraffic
+ * does); from here on we never remove them. Blues are tagged so that a crashed run knows they only
+ * wait to be removed (TagBlueMachinesAsSafeForDeletion).
+ */
+async function switchTraffic({ client, app, leases, timing, log }: Run, greens: Machine[], blue: Machine[]): Promise<void> {
+  for (const m of greens) await retried(timing, () => client.uncordon(app, m.id, leases.nonce(m.id)));
+  log('Traffic is moving to the new release');
+  for (const m of blue.filter(hostIsOk)) {
+    await retried(timing, () => client.patchMetadata(app, m.id, { [META.role]: 'safe_to_destroy' }, leases.nonce(m.id))).catch((err) =>
+      log(`Could not tag old machine ${short(m.id)} for removal (${(err as Error).message}); it is removed now anyway`),
+    );
+  }
 }

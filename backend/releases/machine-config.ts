@@ -66,7 +66,12 @@ export function machineConfig(input: {
     image: input.image,
     env: { ...input.env, PORT: String(input.settings.internalPort) },
     guest: { cpu_kind: size.cpuKind, cpus: size.cpus, memory_mb: size.memoryMb },
-    metadata: { ...flyStandardMetadata(input.deploymentId, input.releaseVersion), [META.app]: input.appId, [META.deployment]: input.deploymentId, [META.launchId]: input.launchId },
+    metadata: {
+      ...flyStandardMetadata(input.deploymentId, input.releaseVersion),
+      [META.app]: input.appId,
+      [META.deployment]: input.deploymentId,
+      [META.launchId]: input.launchId,
+    },
     restart: { policy: 'always' },
     stop_config: { signal: 'SIGTERM', timeout: STOP_TIMEOUT },
     services: [

@@ -1,5 +1,6 @@
 // The artifact store: how stages that run on different worker processes hand each other the
-// source checkout and the build output (DESIGN.md, "A deployment"). Never one worker's disk.
+// source checkout and the build output (docs/architecture.md, "One deployment through the code").
+// Never one worker's disk.
 //
 // The interface and the local implementation live here. LocalArtifactStore serves local mode,
 // where every worker shares one data directory; production's store on S3-compatible object
@@ -28,7 +29,10 @@ export class ArtifactNotFoundError extends Error {
 }
 
 export class InvalidArtifactKeyError extends Error {
-  constructor(readonly key: string, reason: string) {
+  constructor(
+    readonly key: string,
+    reason: string,
+  ) {
     super(`"${String(key).slice(0, 200)}" is not a valid artifact key: ${reason}.`);
     this.name = 'InvalidArtifactKeyError';
   }
@@ -70,7 +74,10 @@ export class LocalArtifactStore implements ArtifactStore {
   readonly root: string;
 
   /** limits: caps on what one artifact may hold, checked before it is copied in. */
-  constructor(root: string = path.join(getConfig().dataDir, 'artifacts'), private readonly limits?: TreeLimits) {
+  constructor(
+    root: string = path.join(getConfig().dataDir, 'artifacts'),
+    private readonly limits?: TreeLimits,
+  ) {
     this.root = path.resolve(root);
   }
 
@@ -156,14 +163,20 @@ export class LocalArtifactStore implements ArtifactStore {
     checkArtifactKey(key);
     const id = await this.readRef(key);
     if (!id) return false;
-    return stat(this.objectPath(id)).then((s) => s.isDirectory(), () => false);
+    return stat(this.objectPath(id)).then(
+      (s) => s.isDirectory(),
+      () => false,
+    );
   }
 
   async remove(prefix: string): Promise<void> {
     checkArtifactKey(prefix);
     const refs = [this.refPath(prefix), ...(await listRefs(path.join(this.root, 'keys', prefix)))];
     for (const ref of refs) {
-      const id = await readFile(ref, 'utf8').then((text) => text.trim(), () => null);
+      const id = await readFile(ref, 'utf8').then(
+        (text) => text.trim(),
+        () => null,
+      );
       // Pointer first: once it is gone no reader can start on the object.
       await rm(ref, { force: true });
       if (id && /^[0-9a-f-]{36}$/.test(id)) await rm(this.objectPath(id), { recursive: true, force: true });

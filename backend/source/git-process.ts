@@ -62,8 +62,18 @@ esac
 // (no GIT_DIR, GIT_SSH_COMMAND, GIT_CONFIG_* or credentials of the worker's own environment).
 // This is the child's process environment, not Rhone's configuration, hence read here.
 const PASS_THROUGH = [
-  'PATH', 'TMPDIR', 'SSL_CERT_FILE', 'SSL_CERT_DIR',
-  'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'ALL_PROXY', 'http_proxy', 'https_proxy', 'no_proxy', 'all_proxy',
+  'PATH',
+  'TMPDIR',
+  'SSL_CERT_FILE',
+  'SSL_CERT_DIR',
+  'HTTP_PROXY',
+  'HTTPS_PROXY',
+  'NO_PROXY',
+  'ALL_PROXY',
+  'http_proxy',
+  'https_proxy',
+  'no_proxy',
+  'all_proxy',
 ];
 
 const KILL_GRACE_MS = 2_000;
@@ -74,11 +84,9 @@ const PROGRESS_EVERY_MS = 1_000;
 export function makeRedactor(credentials?: GitCredentials): (text: string) => string {
   const secret = credentials?.password;
   if (!secret) return (text) => text;
-  const forms = [
-    secret,
-    encodeURIComponent(secret),
-    Buffer.from(`${credentials.username}:${secret}`).toString('base64'),
-  ].filter((form, i, all) => form.length > 0 && all.indexOf(form) === i);
+  const forms = [secret, encodeURIComponent(secret), Buffer.from(`${credentials.username}:${secret}`).toString('base64')].filter(
+    (form, i, all) => form.length > 0 && all.indexOf(form) === i,
+  );
   return (text) => forms.reduce((out, form) => out.split(form).join('[redacted]'), text);
 }
 

@@ -26,7 +26,10 @@ export type SourceErrorCode =
 
 /** Why the source could not be had. `message` is shown to the user and never holds a secret. */
 export class SourceError extends Error {
-  constructor(readonly code: SourceErrorCode, message: string) {
+  constructor(
+    readonly code: SourceErrorCode,
+    message: string,
+  ) {
     super(message);
     this.name = 'SourceError';
   }
@@ -34,6 +37,11 @@ export class SourceError extends Error {
   /** Worth another attempt: the network or the host failed, not the repository or the request. */
   get transient(): boolean {
     return this.code === 'unreachable' || this.code === 'timeout' || this.code === 'git_failed';
+  }
+
+  /** What the pipeline reads (backend/lib/errors.ts isPermanent): anything but a transient failure is the source's fault. */
+  get permanent(): boolean {
+    return !this.transient;
   }
 }
 
@@ -107,7 +115,10 @@ function checkUrl(url: string): void {
   // A URL with credentials would put them in argv and in .git: refuse it rather than strip it,
   // so the secret is moved to where it belongs instead of staying in the app's settings.
   if (parsed.username || parsed.password) {
-    throw new SourceError('invalid_url', `The repository URL ${shown(url)} must not contain a user name or password: remove the credentials from the URL; private GitHub repositories are reached through the GitHub App.`);
+    throw new SourceError(
+      'invalid_url',
+      `The repository URL ${shown(url)} must not contain a user name or password: remove the credentials from the URL; private GitHub repositories are reached through the GitHub App.`,
+    );
   }
 }
 
@@ -115,6 +126,7 @@ function checkUrl(url: string): void {
 function isValidRefName(ref: string): boolean {
   if (ref === '' || ref.length > 255 || ref.startsWith('-') || ref.startsWith('/') || ref.endsWith('/')) return false;
   if (ref.endsWith('.') || ref.endsWith('.lock') || ref.includes('..') || ref.includes('@{') || ref.includes('//')) return false;
+  // eslint-disable-next-line no-control-regex -- git-check-ref-format forbids control characters, so the pattern names them.
   if (ref === '@' || /[\x00-\x20\x7f~^:?*[\\]/.test(ref)) return false;
   return ref.split('/').every((part) => part !== '' && !part.startsWith('.'));
 }
@@ -140,14 +152,24 @@ function classify(result: GitResult, url: string, hasCredentials: boolean, what:
   if (/transport '.*' not allowed/i.test(err)) {
     return new SourceError('invalid_url', `${where} redirected to a transport Rhone does not use.`);
   }
-  if (/Could not resolve host|Failed to connect|Connection refused|timed out|Couldn't connect|SSL|TLS|returned error: 5\d\d|early EOF|unexpected disconnect|RPC failed|Could not read from remote/i.test(err)) {
+  if (
+    /Could not resolve host|Failed to connect|Connection refused|timed out|Couldn't connect|SSL|TLS|returned error: 5\d\d|early EOF|unexpected disconnect|RPC failed|Could not read from remote/i.test(
+      err,
+    )
+  ) {
     return new SourceError('unreachable', `The repository ${where} could not be reached; try again in a moment.`);
   }
   const last = err.trim().split('\n').filter(Boolean).pop() ?? `git exited with code ${result.code}`;
   return new SourceError('git_failed', `${what} from ${where} failed: ${last.replace(/^(fatal|error): /, '').slice(0, 300)}`);
 }
 
-type GitRun = GitCallOptions & { cwd?: string; timeoutMs: number; onLine?: (line: string) => void; onStdout?: (chunk: string) => void; config?: readonly string[] };
+type GitRun = GitCallOptions & {
+  cwd?: string;
+  timeoutMs: number;
+  onLine?: (line: string) => void;
+  onStdout?: (chunk: string) => void;
+  config?: readonly string[];
+};
 
 async function git(args: string[], options: GitRun): Promise<GitResult> {
   try {
@@ -238,7 +260,8 @@ export async function fetchCommit(input: FetchCommitInput): Promise<FetchedCommi
   return { sha, message: body.join('\0').trimEnd(), author };
 }
 
-const SIZE_HINT = 'Nothing was checked out; remove large or generated files from the repository (Git LFS keeps big files out of it), or ask the operator to raise the limit.';
+const SIZE_HINT =
+  'Nothing was checked out; remove large or generated files from the repository (Git LFS keeps big files out of it), or ask the operator to raise the limit.';
 
 /**
  * What the checkout would hold, from the fetched commit's tree: every entry (files, links and

@@ -18,10 +18,14 @@ export interface TreeLimits {
 
 /** A tree or archive over a limit. Retrying cannot help: the input has to shrink. */
 export class TooLargeError extends Error {
-  /** Read by the pipeline (jobs/stage.ts): a permanent failure, not retried. */
+  /** Read by the pipeline (backend/lib/errors.ts isPermanent): not retried. */
   readonly permanent = true;
 
-  constructor(readonly what: string, readonly limit: 'bytes' | 'entries', message: string) {
+  constructor(
+    readonly what: string,
+    readonly limit: 'bytes' | 'entries',
+    message: string,
+  ) {
     super(message);
     this.name = 'TooLargeError';
   }
@@ -55,9 +59,14 @@ export function tooLarge(what: string, limits: TreeLimits, kind: 'bytes' | 'entr
   const What = `${what.charAt(0).toUpperCase()}${what.slice(1)}`;
   const setting = kind === 'bytes' ? limits.settings.bytes : limits.settings.entries;
   const limit = kind === 'bytes' ? formatBytes(limits.maxBytes) : formatCount(limits.maxEntries);
-  const first = kind === 'bytes'
-    ? total === null ? `The files of ${what} add up to more than ${limit}, the limit (${setting}).` : `The files of ${what} add up to ${formatBytes(total)}, over the ${limit} limit (${setting}).`
-    : total === null ? `${What} holds more than ${limit} files and directories, the limit (${setting}).` : `${What} holds ${formatCount(total)} files and directories, over the ${limit} limit (${setting}).`;
+  const first =
+    kind === 'bytes'
+      ? total === null
+        ? `The files of ${what} add up to more than ${limit}, the limit (${setting}).`
+        : `The files of ${what} add up to ${formatBytes(total)}, over the ${limit} limit (${setting}).`
+      : total === null
+        ? `${What} holds more than ${limit} files and directories, the limit (${setting}).`
+        : `${What} holds ${formatCount(total)} files and directories, over the ${limit} limit (${setting}).`;
   const message = `${first} ${hint}`;
   return new TooLargeError(what, kind, message);
 }
@@ -67,7 +76,11 @@ export class Tally {
   bytes = 0;
   entries = 0;
 
-  constructor(private readonly limits: TreeLimits | undefined, private readonly what: string, private readonly hint: string) {}
+  constructor(
+    private readonly limits: TreeLimits | undefined,
+    private readonly what: string,
+    private readonly hint: string,
+  ) {}
 
   add(bytes: number): void {
     this.entries += 1;
@@ -106,5 +119,9 @@ export function sourceLimits(limits: SizeLimits): TreeLimits {
 
 /** The caps on one artifact (the stored source, a local image), from the settings. */
 export function artifactLimits(limits: SizeLimits): TreeLimits {
-  return { maxBytes: limits.artifactBytes, maxEntries: limits.artifactFiles, settings: { bytes: 'RHONE_MAX_ARTIFACT_BYTES', entries: 'RHONE_MAX_ARTIFACT_FILES' } };
+  return {
+    maxBytes: limits.artifactBytes,
+    maxEntries: limits.artifactFiles,
+    settings: { bytes: 'RHONE_MAX_ARTIFACT_BYTES', entries: 'RHONE_MAX_ARTIFACT_FILES' },
+  };
 }

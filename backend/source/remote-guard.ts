@@ -1,4 +1,4 @@
-// Which git remotes a production Rhone may connect to on a user's behalf (issue 12, item 8).
+// Which git remotes a production Rhone may connect to on a user's behalf (docs/security.md, "Outbound requests").
 //
 // A git URL is the one outbound address a user chooses. Left unchecked, `https://169.254.169.254/`
 // or `https://10.0.0.5:6379/` makes the api and the workers reach into Rhone's own network (cloud
@@ -33,7 +33,10 @@ export type RemoteProblem = 'credentials' | 'private_address' | 'unresolvable';
 
 /** A remote Rhone will not connect to. The message names the host, never a credential. */
 export class UnsafeRemoteError extends Error {
-  constructor(readonly problem: RemoteProblem, message: string) {
+  constructor(
+    readonly problem: RemoteProblem,
+    message: string,
+  ) {
     super(message);
     this.name = 'UnsafeRemoteError';
   }
@@ -58,7 +61,10 @@ export function assertNoCredentials(url: string): void {
     return; // not a URL: the caller's own check says so
   }
   if (parsed.username || parsed.password) {
-    throw new UnsafeRemoteError('credentials', 'The repository URL contains a user name or password: remove the credentials from the URL; private GitHub repositories are reached through the GitHub App (source type "github"), never with a token in the URL.');
+    throw new UnsafeRemoteError(
+      'credentials',
+      'The repository URL contains a user name or password: remove the credentials from the URL; private GitHub repositories are reached through the GitHub App (source type "github"), never with a token in the URL.',
+    );
   }
 }
 
@@ -80,7 +86,10 @@ export function nonPublicRange(address: string): string | null {
 
 function refusedAddress(host: string, address: string, range: string): UnsafeRemoteError {
   const via = host === address ? '' : ` (it resolves to ${address})`;
-  return new UnsafeRemoteError('private_address', `The repository host ${host}${via} is a ${range} address, not a public one; Rhone connects only to repositories on the public internet.`);
+  return new UnsafeRemoteError(
+    'private_address',
+    `The repository host ${host}${via} is a ${range} address, not a public one; Rhone connects only to repositories on the public internet.`,
+  );
 }
 
 async function resolve(host: string): Promise<string[]> {

@@ -1,23 +1,16 @@
 // Production's artifact store: S3-compatible object storage (Fly's Tigris), so that the stages of
-// a deployment can run on different worker machines (DESIGN.md, "A deployment").
+// a deployment can run on different worker machines (docs/architecture.md).
 //
 // An artifact is one object, `<key>.tar.gz`, streamed from the directory as it is packed (no
 // temporary archive on disk). A reader sees the old artifact or the whole new one: a PUT replaces
 // an object atomically, and a multipart upload becomes visible only when it is completed, so a
 // writer killed mid-upload leaves at most an unfinished upload behind (a bucket lifecycle rule
-// that aborts incomplete multipart uploads cleans those; see README.md).
+// that aborts incomplete multipart uploads cleans those; see docs/production.md).
 import { randomUUID } from 'node:crypto';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import {
-  DeleteObjectsCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  NoSuchKey,
-  S3Client,
-} from '@aws-sdk/client-s3';
+import { DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, NoSuchKey, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { S3Settings } from '../config.ts';
 import { ArtifactNotFoundError, assertEmptyOrMissing, checkArtifactKey, type ArtifactStore } from './artifacts.ts';
@@ -130,13 +123,13 @@ export class S3ArtifactStore implements ArtifactStore {
   private async deleteObjects(keys: string[]): Promise<void> {
     for (let i = 0; i < keys.length; i += 1000) {
       const batch = keys.slice(i, i + 1000);
-      const result = await this.client.send(
-        new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }),
-      );
+      const result = await this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }));
       const failed = result.Errors ?? [];
       if (failed.length > 0) {
         const first = failed[0];
-        throw new Error(`Could not delete ${failed.length} artifact object(s) from ${this.bucket}; the first, ${first.Key}: ${first.Code} ${first.Message ?? ''}`.trim());
+        throw new Error(
+          `Could not delete ${failed.length} artifact object(s) from ${this.bucket}; the first, ${first.Key}: ${first.Code} ${first.Message ?? ''}`.trim(),
+        );
       }
     }
   }

@@ -18,7 +18,10 @@ import { create, Parser, type ReadEntry } from 'tar';
 import { Tally, type TreeLimits } from './limits.ts';
 
 export class UnsafeArchiveError extends Error {
-  constructor(readonly entry: string, reason: string) {
+  constructor(
+    readonly entry: string,
+    reason: string,
+  ) {
     super(`The archive entry "${entry.slice(0, 200)}" was refused: ${reason}.`);
     this.name = 'UnsafeArchiveError';
   }
@@ -117,7 +120,8 @@ async function ensureDir(state: Unpacking, entry: string, dir: string): Promise<
       throw err;
     });
     if (!st) await mkdir(at, { mode: 0o700 });
-    else if (!st.isDirectory() || st.isSymbolicLink()) throw new UnsafeArchiveError(entry, `it would be written through ${path.relative(state.root, at)}, which is not a directory`);
+    else if (!st.isDirectory() || st.isSymbolicLink())
+      throw new UnsafeArchiveError(entry, `it would be written through ${path.relative(state.root, at)}, which is not a directory`);
     state.dirs.add(at);
   }
 }
@@ -125,7 +129,7 @@ async function ensureDir(state: Unpacking, entry: string, dir: string): Promise<
 async function writeEntry(state: Unpacking, entry: ReadEntry): Promise<void> {
   const rel = relativePath(entry.path);
   const abs = path.join(state.root, rel);
-  // Permission bits only: no setuid, setgid or sticky bit survives (issue 12).
+  // Permission bits only: no setuid, setgid or sticky bit survives (docs/security.md, "Limits").
   const mode = (entry.mode ?? (entry.type === 'Directory' ? 0o755 : 0o644)) & 0o777;
   if (rel === '') {
     if (entry.type !== 'Directory') throw new UnsafeArchiveError(entry.path, 'only a directory can stand for the root');
@@ -135,7 +139,7 @@ async function writeEntry(state: Unpacking, entry: ReadEntry): Promise<void> {
   }
   // The header's size, before a byte is written: what the entry unpacks to, not what it
   // compresses to. The root is not counted, as assertTreeWithin does not count it when packing.
-  state.tally.add(entry.type === 'File' || entry.type === 'OldFile' || entry.type === 'ContiguousFile' ? entry.size ?? 0 : 0);
+  state.tally.add(entry.type === 'File' || entry.type === 'OldFile' || entry.type === 'ContiguousFile' ? (entry.size ?? 0) : 0);
   await ensureDir(state, entry.path, path.dirname(abs));
   switch (entry.type) {
     case 'Directory':

@@ -1,10 +1,10 @@
 // analyze: a Railpack build plan for the pinned source. Local mode uses the built-in detector;
 // production runs `railpack prepare`. The app's own build and start commands win either way.
 import { mkdtemp, rm } from 'node:fs/promises';
-import path from 'node:path';
 import type { Logger } from 'pino';
 import { detectPlan } from '../../backend/builder/detect.ts';
-import { RAILPACK_VERSION, railpackCliVersion, railpackPrepare } from '../../backend/builder/railpack.ts';
+import { RAILPACK_VERSION, railpackCliVersion, railpackPrepare, resolvedVersions } from '../../backend/builder/railpack.ts';
+import { Deployment } from '../../backend/models/index.ts';
 import { artifactStore, sourceKey } from '../artifacts.ts';
 import type { StageDefinition } from '../stage.ts';
 import { workDirPrefix } from '../work-dirs.ts';
@@ -21,7 +21,11 @@ export function checkRailpackOnce(log: Logger, railpackBin = 'railpack'): Promis
     checked = railpackCliVersion(railpackBin).then(
       (version) => {
         if (version === RAILPACK_VERSION) log.info({ railpackVersion: version }, 'railpack CLI');
-        else log.warn({ railpackVersion: version, expected: RAILPACK_VERSION }, 'the railpack CLI is not the version Rhone pins: its plans may not build with the pinned frontend');
+        else
+          log.warn(
+            { railpackVersion: version, expected: RAILPACK_VERSION },
+            'the railpack CLI is not the version Rhone pins: its plans may not build with the pinned frontend',
+          );
       },
       (err: unknown) => {
         railpackChecked.delete(railpackBin); // ask again next time; railpack prepare reports a missing CLI itself
@@ -51,9 +55,23 @@ export const analyze: StageDefinition = {
         return { plan: { provider, ...plan } as Record<string, unknown> };
       }
       await checkRailpackOnce(deps.log);
-      const { plan } = await railpackPrepare(work, overrides, { signal });
-      log('Railpack prepared the build plan');
-      return { plan: plan as unknown as Record<string, unknown> };
+      // The versions the app's live deployment was built with, so that Railpack's defaults (the
+      // latest Go or Node when the app names none) do not move under the app between builds.
+      const live = await Deployment.query(deps.knex)
+        .where({ appId: deployment.appId, status: 'live' })
+        .whereNotNull('resolvedPackages')
+        .orderBy('finishedAt', 'desc')
+        .first();
+      const previous = live?.resolvedPackages ?? undefined;
+      const { plan, info } = await railpackPrepare(work, overrides, { signal, previous });
+      const resolvedPackages = resolvedVersions(info);
+      const pinned = Object.entries(resolvedPackages)
+        .map(([name, version]) => `${name} ${version}`)
+        .join(', ');
+      log(
+        `Railpack prepared the build plan${pinned ? ` (${pinned})` : ''}${previous ? '; versions Railpack would have picked by default were kept from the live deployment' : ''}`,
+      );
+      return { plan: plan as unknown as Record<string, unknown>, resolvedPackages };
     } finally {
       await rm(work, { recursive: true, force: true });
     }

@@ -37,7 +37,9 @@ export async function tearDown(knex: Knex, config: Config, teardownId: string): 
       await client.deleteApp(row.flyApp);
     }
   } catch (err) {
-    await knex('appTeardowns').where({ id: teardownId }).update({ lastError: (err as Error).message.slice(0, 1000) });
+    await knex('appTeardowns')
+      .where({ id: teardownId })
+      .update({ lastError: (err as Error).message.slice(0, 1000) });
     throw err;
   }
   await knex('appTeardowns').where({ id: teardownId }).update({ doneAt: new Date(), lastError: null });
@@ -46,13 +48,18 @@ export async function tearDown(knex: Knex, config: Config, teardownId: string): 
 
 /** For the reaper: teardowns whose job was lost (Redis down at delete time, or flushed). */
 export async function sweepTeardowns(knex: Knex, queues: QueueContext, log: Logger, now = Date.now()): Promise<number> {
-  const pending = await knex('appTeardowns').whereNull('doneAt').where('requestedAt', '<', new Date(now - TEARDOWN_SWEEP_AFTER_MS)).select('id', 'sweeps');
+  const pending = await knex('appTeardowns')
+    .whereNull('doneAt')
+    .where('requestedAt', '<', new Date(now - TEARDOWN_SWEEP_AFTER_MS))
+    .select('id', 'sweeps');
   let swept = 0;
   for (const row of pending) {
     const job = await queue(queues, 'appTeardown').getJob(teardownJobId(row.id, row.sweeps));
     const state = job ? await job.getState() : 'missing';
     if (['waiting', 'delayed', 'active', 'prioritized', 'waiting-children'].includes(state)) continue;
-    const claimed = await knex('appTeardowns').where({ id: row.id, sweeps: row.sweeps }).update({ sweeps: row.sweeps + 1 });
+    const claimed = await knex('appTeardowns')
+      .where({ id: row.id, sweeps: row.sweeps })
+      .update({ sweeps: row.sweeps + 1 });
     if (!claimed) continue;
     log.warn({ teardownId: row.id, state }, 're-enqueuing the teardown of a deleted app');
     await enqueueTeardown(queues, row.id, row.sweeps + 1);

@@ -14,23 +14,45 @@ import { ensureFlyApp } from '../../backend/providers/fly/app-setup.ts';
 import { openSnapshotEnv } from '../../backend/deployments/snapshot.ts';
 import type { Config } from '../../backend/config.ts';
 import { artifactStore, sourceKey } from '../artifacts.ts';
-import { CancelRequested, UserFacingError, type StageContext, type StageDefinition } from '../stage.ts';
+import { UserFacingError, type StageContext, type StageDefinition } from '../stage.ts';
+import { CanceledError } from '../../backend/lib/errors.ts';
 import { recordBuild } from '../../backend/billing/ledger.ts';
 import { checkAlerts } from '../../backend/billing/alerts.ts';
 import { supervisedStart } from '../../backend/builder/start-command.ts';
 import { workDirPrefix } from '../work-dirs.ts';
+import { QUEUES } from '../queues.ts';
+import { DEFAULT_BUILD_IMAGE_ALLOWLIST, checkPlanImages } from '../../backend/builder/image-allowlist.ts';
 
 const STEP_TIMEOUT_MS = 15 * 60_000;
 
+/**
+ * How long a build's registry login lives: the build stage's deadline and a margin, so the push at
+ * the end of the longest build still has it, and a leaked one is dead within the hour. As a Go
+ * duration ("35m0s"), the form flyctl sends (see FlyClient.createDeployToken).
+ */
+export const BUILD_TOKEN_EXPIRY = `${Math.ceil((QUEUES.build.timeoutMs + 5 * 60_000) / 60_000)}m0s`;
+
 /** Fly's registry takes the API token without its scheme ("FlyV1 …" → "…"), user "x". */
 export function registryPassword(token: string): string {
-  return token.trim().replace(/^FlyV1\s+/i, '').replace(/^Bearer\s+/i, '');
+  return token
+    .trim()
+    .replace(/^FlyV1\s+/i, '')
+    .replace(/^Bearer\s+/i, '');
 }
 
-async function buildOnBuildkit(ctx: StageContext, config: Config, sourceDir: string, plan: BuildPlan, env: Record<string, string>, work: string): Promise<string> {
+async function buildOnBuildkit(
+  ctx: StageContext,
+  config: Config,
+  sourceDir: string,
+  plan: BuildPlan,
+  env: Record<string, string>,
+  work: string,
+): Promise<string> {
   const { deployment, app, signal, log } = ctx;
   if (!config.builder.addr || !config.fly.token) {
-    throw new UserFacingError('Production builds need the BuildKit builder: set RHONE_BUILDER_ADDR (and its RHONE_BUILDER_TLS_* certificates) and FLY_API_TOKEN, then deploy again.');
+    throw new UserFacingError(
+      'Production builds need the BuildKit builder: set RHONE_BUILDER_ADDR (and its RHONE_BUILDER_TLS_* certificates) and FLY_API_TOKEN, then deploy again.',
+    );
   }
   // The plan's directory is sent to BuildKit as the "dockerfile" source: keep it to the plan alone.
   const planDir = path.join(work, '.rhone-plan');
@@ -40,6 +62,9 @@ async function buildOnBuildkit(ctx: StageContext, config: Config, sourceDir: str
   // plan does not name them as secrets yet; name them as `prepare --env NAME` would have. Their
   // values reach BuildKit as --secret files, mounted as env vars in the build's commands.
   const secrets = [...new Set([...(plan.secrets ?? []), ...Object.keys(env)])].sort();
+  // The plan is the tenant's (railpack.json can name any image): refuse images the operator does
+  // not allow, and other apps' images, before anything is built or any credential minted.
+  checkPlanImages(plan, { allowlist: config.builder.imageAllowlist ?? DEFAULT_BUILD_IMAGE_ALLOWLIST, flyApp: app.flyAppName });
   // The image's start command runs behind Rhone's signal-forwarding wrapper, so Fly's stop signal
   // (sent to the main process only) reaches the app and it can drain (backend/builder/start-command.ts).
   const deploy = plan.deploy.startCommand ? { ...plan.deploy, startCommand: supervisedStart(plan.deploy.startCommand) } : plan.deploy;
@@ -49,12 +74,20 @@ async function buildOnBuildkit(ctx: StageContext, config: Config, sourceDir: str
   const { client, org } = machinesApi(config);
   await ensureFlyApp(client, app.flyAppName, org, app.id, (line) => log(line));
   const image = `registry.fly.io/${app.flyAppName}:deploy-${deployment.id}`;
+  // The registry login is a deploy token of this one app, minted per build and short-lived, never
+  // the org-wide token: Fly's registry is per organization, so the org token would let the build
+  // pull any app's image. It goes only into the build's private DOCKER_CONFIG and the redactor.
+  const deployToken = registryPassword(await client.createDeployToken(app.flyAppName, BUILD_TOKEN_EXPIRY));
+  ctx.redact([deployToken]);
   const result = await buildWithBuildkit({
     contextDir: sourceDir,
     planPath,
     image,
     builderAddr: config.builder.addr,
-    registryAuth: { username: 'x', password: registryPassword(config.fly.token) },
+    registryAuth: { username: 'x', password: deployToken },
+    // The layer cache lives in the app's own repository (the deploy token reaches it), so it
+    // survives the builder's volume; mount caches stay on that volume (buildkit.ts says why).
+    registryCache: `registry.fly.io/${app.flyAppName}:buildcache`,
     tls: config.builder.tls,
     // By app id: a new app that reuses a deleted app's slug must not inherit its cache.
     cacheKey: app.id,
@@ -72,7 +105,7 @@ async function buildOnBuildkit(ctx: StageContext, config: Config, sourceDir: str
  */
 async function countBuild(ctx: StageContext): Promise<void> {
   const { deployment, app, signal, deps } = ctx;
-  if (signal.aborted && signal.reason instanceof CancelRequested) return;
+  if (signal.aborted && signal.reason instanceof CanceledError) return;
   try {
     const startedAt = new Date(deployment.stageTimings.build?.startedAt ?? Date.now());
     const { teamIds } = await recordBuild(deps.knex, { teamId: app.teamId, appId: app.id, deploymentId: deployment.id, startedAt, endedAt: new Date() });

@@ -42,7 +42,13 @@ async function claimDue(knex: Knex, now: Date): Promise<Domain[]> {
       .limit(BATCH)
       .forUpdate()
       .skipLocked();
-    if (due.length > 0) await Domain.query(trx).patch({ nextCheckAt: new Date(now.getTime() + CLAIM_MS) }).whereIn('id', due.map((d) => d.id));
+    if (due.length > 0)
+      await Domain.query(trx)
+        .patch({ nextCheckAt: new Date(now.getTime() + CLAIM_MS) })
+        .whereIn(
+          'id',
+          due.map((d) => d.id),
+        );
     return due;
   });
 }
@@ -61,7 +67,13 @@ export async function checkCertificates({ knex, config, log }: CheckDeps, now = 
       if (updated?.status === 'failed') result.failed.push(domain.hostname);
     } catch (err) {
       if (err instanceof FlyApiError && !err.transient) {
-        await failDomain(knex, ctx, domain.id, `Fly refused the certificate for ${displayHostname(domain.hostname)}: ${err.detail}. Remove the domain and add it again; if that fails too, contact support.`, now);
+        await failDomain(
+          knex,
+          ctx,
+          domain.id,
+          `Fly refused the certificate for ${displayHostname(domain.hostname)}: ${err.detail}. Remove the domain and add it again; if that fails too, contact support.`,
+          now,
+        );
         result.failed.push(domain.hostname);
         continue;
       }

@@ -16,7 +16,16 @@ export const clone: StageDefinition = {
     const work = await mkdtemp(path.join(deps.config.dataDir, 'work-clone-'));
     try {
       log(`Fetching commit ${deployment.commitSha?.slice(0, 12)} of ${snapshot.source.type === 'git' ? snapshot.source.url : snapshot.source.repo}`);
-      const commit = await fetchCommit({ url: source.url, sha: deployment.commitSha!, dir: work, credentials: source.credentials, publicOnly: source.publicOnly, signal, log: (line) => log(line), limits: sourceLimits(deps.config.sizeLimits) });
+      const commit = await fetchCommit({
+        url: source.url,
+        sha: deployment.commitSha!,
+        dir: work,
+        credentials: source.credentials,
+        publicOnly: source.publicOnly,
+        signal,
+        log: (line) => log(line),
+        limits: sourceLimits(deps.config.sizeLimits),
+      });
       await artifactStore(deps.config).putDir(sourceKey(deployment.id), work);
       log(`Fetched: ${commit.message.split('\n')[0]}`);
       return { commitMessage: deployment.commitMessage ?? commit.message };

@@ -5,7 +5,7 @@ import type { Job } from 'bullmq';
 import type { Knex } from 'knex';
 import type { Config } from '../../backend/config.ts';
 import type { ArtifactStore } from '../../backend/source/artifacts.ts';
-import { TERMINAL_STATUSES } from '../../backend/models/Deployment.ts';
+import { TERMINAL_STATUSES } from '../../backend/deployments/pipeline.ts';
 import { artifactStore } from '../artifacts.ts';
 import { QUEUES } from '../queues.ts';
 
@@ -58,7 +58,7 @@ export interface FilesResult {
  */
 export async function pruneDeploymentFiles(knex: Knex, store: ArtifactStore, dataDir: string, now = new Date()): Promise<FilesResult> {
   const finished = (await knex('deployments')
-    .whereIn('status', TERMINAL_STATUSES as unknown as string[])
+    .whereIn('status', [...TERMINAL_STATUSES])
     .whereBetween('finishedAt', [new Date(now.getTime() - SOURCE_SWEEP_WINDOW_DAYS * DAY_MS), new Date(now.getTime() - SOURCE_RETENTION_MS)])
     .pluck('id')) as string[];
   let prunedSources = 0;

@@ -3,9 +3,11 @@
 // again (every stage is safe to repeat) a couple of times, then failed with a reason. Queued
 // deployments whose app has nothing in flight are started (after a Redis flush, nothing else would).
 import { Deployment } from '../../backend/models/index.ts';
-import { IN_FLIGHT, stageJobId, startNextQueued, type Stage } from '../../backend/commands/deployments.ts';
+import { stageJobId, startNextQueued } from '../../backend/commands/deployments.ts';
+import { IN_FLIGHT_STATUSES, type Stage } from '../../backend/deployments/pipeline.ts';
 import { enqueue, queue } from '../queues.ts';
-import { finish, type PipelineDeps } from '../stage.ts';
+import type { PipelineDeps } from '../stage.ts';
+import { finish } from '../stage-settle.ts';
 import { sweepDeliveries } from '../../backend/commands/webhooks.ts';
 import { sweepTeardowns } from './app-teardown.ts';
 
@@ -19,7 +21,7 @@ export const MAX_RECOVERIES = 2;
 export async function reap(deps: PipelineDeps, now = Date.now()): Promise<{ recovered: string[]; failed: string[]; started: string[] }> {
   const out = { recovered: [] as string[], failed: [] as string[], started: [] as string[] };
   const stale = await Deployment.query(deps.knex)
-    .whereIn('status', IN_FLIGHT as unknown as string[])
+    .whereIn('status', [...IN_FLIGHT_STATUSES])
     .where((q) => q.whereNull('heartbeatAt').orWhere('heartbeatAt', '<', new Date(now - STALE_AFTER_MS)));
   for (const d of stale) {
     const stage = d.stage as Stage;
@@ -33,7 +35,12 @@ export async function reap(deps: PipelineDeps, now = Date.now()): Promise<{ reco
       continue;
     }
     if (d.recoveries >= MAX_RECOVERIES) {
-      await finish(deps, d.id, 'failed', `The worker running the ${stage} stage stopped responding ${d.recoveries + 1} times; Rhone gave up. Deploy again; if it keeps happening, the build may be exhausting the worker's memory.`);
+      await finish(
+        deps,
+        d.id,
+        'failed',
+        `The worker running the ${stage} stage stopped responding ${d.recoveries + 1} times; Rhone gave up. Deploy again; if it keeps happening, the build may be exhausting the worker's memory.`,
+      );
       out.failed.push(d.id);
       continue;
     }

@@ -43,7 +43,9 @@ export function processor(deps: PipelineDeps) {
       const permanent = err instanceof UnrecoverableError || isPermanent(err);
       deps.log.warn({ provider, deliveryId, event: delivery.event, attempt: job.attemptsMade + 1, err: githubErrorForLog(err) }, 'webhook delivery failed');
       if (!permanent && !lastAttempt) throw err;
-      await WebhookDelivery.query(deps.knex).patch({ processedAt: new Date(), error: githubErrorForLog(err).message.slice(0, 1000) }).where({ id: delivery.id });
+      await WebhookDelivery.query(deps.knex)
+        .patch({ processedAt: new Date(), error: githubErrorForLog(err).message.slice(0, 1000) })
+        .where({ id: delivery.id });
       throw new UnrecoverableError(githubErrorForLog(err).message);
     }
   };

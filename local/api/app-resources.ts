@@ -1,16 +1,24 @@
-// /v1/apps/{app}: secrets, certificates, IP assignments, and the router's bandwidth counter.
-import { createHash } from 'node:crypto';
+// /v1/apps/{app}: secrets, certificates, IP assignments, and the router's bandwidth and connection counters.
+import { createHash, randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import { parseDuration } from '../durations.ts';
 import { badRequest, notFound, unprocessable } from '../errors.ts';
-import {
-  normalizeHostname, presentCertificate, presentCertificateCheck, presentCertificateSummary, refreshCertificate,
-} from '../certificates.ts';
+import { normalizeHostname, presentCertificate, presentCertificateCheck, presentCertificateSummary, refreshCertificate } from '../certificates.ts';
 import { LOCAL_REGION } from '../presenters.ts';
 import type { Runtime } from '../runtime.ts';
 import type { AppRecord, CertificateRecord, IpRecord } from '../store.ts';
-import { empty, json, parseBody, queryInt, type RouteTable } from './http.ts';
+import { empty, json, parseBody, queryInt, queryList, type RouteTable } from './http.ts';
+import { RECONNECT_WINDOW_MS } from '../connections.ts';
 import { certificateBody, ipBody, metadataValueBody, secretsBody } from './schemas.ts';
 
 const A = '/v1/apps/:app';
+const deployTokenBody = z.looseObject({
+  expiry: z
+    .string('must be a Go duration string such as "30m0s"')
+    // time.ParseDuration, which reads an expiry, wants a unit: "600" is "missing unit", not 600 ns.
+    .refine((v) => !/^\s*\d+\s*$/.test(v) && (parseDuration(v) ?? 0) > 0, 'must be a positive Go duration with a unit, such as "30m0s" or "1h"')
+    .optional(),
+});
 const SECRET_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 const digest = (value: string) => createHash('sha256').update(value).digest('hex').slice(0, 16);
@@ -107,7 +115,9 @@ export function registerAppResources(routes: RouteTable, rt: Runtime): void {
     const app = rt.app(req.params.app);
     const filter = req.query.get('filter') ?? '';
     const limit = queryInt(req.query, 'limit', 1, 500) ?? 25;
-    const all = Object.values(app.certificates).filter((c) => c.hostname.includes(filter)).sort((a, b) => a.hostname.localeCompare(b.hostname));
+    const all = Object.values(app.certificates)
+      .filter((c) => c.hostname.includes(filter))
+      .sort((a, b) => a.hostname.localeCompare(b.hostname));
     const after = req.query.get('cursor');
     const rest = after ? all.filter((c) => c.hostname > after) : all;
     const page = rest.slice(0, limit);
@@ -162,6 +172,43 @@ export function registerAppResources(routes: RouteTable, rt: Runtime): void {
     return empty(204);
   });
 
+  // ---- deploy tokens ---------------------------------------------------------------------------
+  // POST /v1/apps/{app}/deploy_token (App_create_deploy_token): a token for one existing app, as
+  // Fly mints it ("deploy tokens are limited to a single application", docs reference/deploy-tokens).
+  // `expiry` is a Go duration, the form flyctl sends (`fly tokens create deploy --expiry`); a bad
+  // one is a 400 here. Nothing local takes the token (there is no registry here: images are
+  // imported into the artifact store), so it is minted and not kept; the API still wants the
+  // install's token (local/token.ts).
+  routes.add('POST', `${A}/deploy_token`, (req) => {
+    rt.app(req.params.app);
+    parseBody(deployTokenBody, req.body);
+    return json({ token: `FlyV1 fm2_local_${randomBytes(24).toString('base64url')}` });
+  });
+
   // ---- local extension: what the router sent to clients, for billing -------------------------
   routes.add('GET', `${A}/local/bandwidth`, (req) => json({ bytes_out: rt.bytesOut(rt.app(req.params.app).name) }));
+
+  // ---- local extension: the router's WebSocket connections, for a release's drain figures -----
+  // ?machine=ID (repeatable, or a comma list): the machines drained; since=<ms since the epoch>:
+  // count closes from then on; window=<s>: how long after a close a reconnect counts (default 10).
+  routes.add('GET', `${A}/local/connections`, (req) => {
+    const app = rt.app(req.params.app);
+    const machines = queryList(req.query, 'machine');
+    if (machines.length === 0) throw badRequest('machine is required: the id of a machine of the app (repeat it, or separate ids with commas, for several)');
+    for (const id of machines) rt.machine(app.name, id);
+    const since = queryInt(req.query, 'since', 0, Number.MAX_SAFE_INTEGER);
+    const windowS = queryInt(req.query, 'window', 1, 300);
+    const r = rt.connections.report(app.name, machines, { since, windowMs: windowS === undefined ? RECONNECT_WINDOW_MS : windowS * 1000 });
+    return json({
+      machines,
+      open: r.open,
+      drained: r.drained,
+      cut: r.cut,
+      closed_by_client: r.closedByClient,
+      reconnected: r.reconnected,
+      reconnect_ms: r.reconnectMs,
+      window_ms: r.windowMs,
+      settled: r.settled,
+    });
+  });
 }

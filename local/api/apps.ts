@@ -45,7 +45,9 @@ export function registerApps(routes: RouteTable, rt: Runtime): void {
     if (!org) throw badRequest('org_slug is required');
     const limit = queryInt(req.query, 'limit', 1, 5000);
     const cursor = req.query.get('cursor');
-    const all = Object.values(rt.store.state.apps).filter((a) => a.orgSlug === org).sort((a, b) => a.name.localeCompare(b.name));
+    const all = Object.values(rt.store.state.apps)
+      .filter((a) => a.orgSlug === org)
+      .sort((a, b) => a.name.localeCompare(b.name));
     const after = cursor ? decodeCursor(cursor)[0] : undefined;
     const rest = after === undefined ? all : all.filter((a) => a.name > after);
     const page = limit ? rest.slice(0, limit) : rest;
@@ -90,7 +92,11 @@ export function registerApps(routes: RouteTable, rt: Runtime): void {
       if (Number.isNaN(t)) throw badRequest('updated_after must be an RFC 3339 timestamp');
       since = new Date(t).toISOString();
     }
-    const orgApps = new Set(Object.values(rt.store.state.apps).filter((a) => a.orgSlug === req.params.org).map((a) => a.name));
+    const orgApps = new Set(
+      Object.values(rt.store.state.apps)
+        .filter((a) => a.orgSlug === req.params.org)
+        .map((a) => a.name),
+    );
     let machines = Object.values(rt.store.state.machines)
       .filter((m) => orgApps.has(m.app))
       .filter((m) => includeDeleted || m.state !== 'destroyed')

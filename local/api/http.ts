@@ -145,7 +145,13 @@ export function createApiServer(routes: RouteTable, log: LocalLogger, access: Ap
       if ('allowed' in found) throw new ApiError(405, `${method} is not allowed on ${url.pathname} (allowed: ${found.allowed.join(', ')})`);
       const body = ['POST', 'PUT', 'PATCH', 'DELETE'].includes(method) ? await readJson(req) : undefined;
       const reply = await found.handler({
-        method, path: url.pathname, params: found.params, query: url.searchParams, headers: req.headers, body, signal: abort.signal,
+        method,
+        path: url.pathname,
+        params: found.params,
+        query: url.searchParams,
+        headers: req.headers,
+        body,
+        signal: abort.signal,
       });
       if (!res.destroyed) send(res, reply);
     } catch (err) {
@@ -184,7 +190,11 @@ export function queryInt(query: URLSearchParams, name: string, min: number, max:
 
 /** A comma list that may also be repeated: state=started,stopped&state=failed. */
 export function queryList(query: URLSearchParams, name: string): string[] {
-  return query.getAll(name).flatMap((v) => v.split(',')).map((s) => s.trim()).filter(Boolean);
+  return query
+    .getAll(name)
+    .flatMap((v) => v.split(','))
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 export const json = (body: unknown, status = 200, headers?: Record<string, string>): Reply => ({ status, body, headers });

@@ -82,7 +82,9 @@ export function registerMachineExtras(routes: RouteTable, rt: Runtime): void {
     const held = rt.activeLease(m);
     const given = req.headers[LEASE_HEADER];
     if (held && given !== held.nonce) {
-      throw conflict(`machine ${m.id} is already leased by ${held.owner} until ${new Date(held.expiresAt * 1000).toISOString()}`);
+      throw conflict(
+        `machine ${m.id} is already leased by ${held.owner}${held.description ? ` (${held.description})` : ''} until ${new Date(held.expiresAt * 1000).toISOString()}`,
+      );
     }
     if (held) {
       held.expiresAt = Math.floor(Date.now() / 1000) + ttl;

@@ -130,13 +130,18 @@ export function registerMachines(routes: RouteTable, rt: Runtime): void {
     const last = page[page.length - 1];
     const headers = limit && machines.length > page.length && last ? { 'fly-next-cursor': encodeCursor([last.createdAt, last.id]) } : undefined;
     const options = { summary: queryBool(query, 'summary'), includeLease: queryBool(query, 'include_leases') };
-    return json(page.map((m) => presentMachine(rt, m, options)), 200, headers);
+    return json(
+      page.map((m) => presentMachine(rt, m, options)),
+      200,
+      headers,
+    );
   });
 
   routes.add('GET', `${M}/:id`, (req) => {
     const m = rt.machine(req.params.app, req.params.id);
     const version = req.query.get('version');
-    if (version && version !== m.version) throw notFound(`machine ${m.id} has no version ${version} (the local runtime keeps only the current one, ${m.version})`);
+    if (version && version !== m.version)
+      throw notFound(`machine ${m.id} has no version ${version} (the local runtime keeps only the current one, ${m.version})`);
     return json(presentMachine(rt, m, { includeLease: queryBool(req.query, 'include_leases') }));
   });
 
@@ -201,14 +206,17 @@ export function registerMachines(routes: RouteTable, rt: Runtime): void {
     if (signal && !(SIGNALS as readonly string[]).includes(signal)) throw badRequest(`signal must be one of ${SIGNALS.join(', ')}`);
     // Fly takes the timeout as a Go duration or a number of seconds.
     const rawTimeout = req.query.get('timeout');
-    const timeout = rawTimeout && /^\d+$/.test(rawTimeout) ? `${rawTimeout}s` : rawTimeout ?? undefined;
+    const timeout = rawTimeout && /^\d+$/.test(rawTimeout) ? `${rawTimeout}s` : (rawTimeout ?? undefined);
     if (timeout !== undefined && parseDuration(timeout) === undefined) throw badRequest('timeout must be a Go duration or a number of seconds');
     if (m.state === 'destroying') throw preconditionFailed(`machine ${m.id} is being destroyed`);
     rt.supervisor.restart(m, stopSignalOf(m, signal), stopTimeoutOf(m, timeout));
     return json({ ok: true });
   });
 
-  for (const [verb, cordoned] of [['cordon', true], ['uncordon', false]] as const) {
+  for (const [verb, cordoned] of [
+    ['cordon', true],
+    ['uncordon', false],
+  ] as const) {
     routes.add('POST', `${M}/:id/${verb}`, (req) => {
       const m = rt.liveMachine(req.params.app, req.params.id);
       rt.requireLease(m, req.headers);

@@ -44,11 +44,13 @@ export const machineConfig = z.looseObject({
   stop_config: z.looseObject({ signal: signal.optional(), timeout: duration.optional() }).optional(),
   services: z.array(service).optional(),
   checks: z.record(z.string(), check).optional(),
-  init: z.looseObject({
-    cmd: z.array(z.string()).optional(),
-    entrypoint: z.array(z.string()).optional(),
-    exec: z.array(z.string()).optional(),
-  }).optional(),
+  init: z
+    .looseObject({
+      cmd: z.array(z.string()).optional(),
+      entrypoint: z.array(z.string()).optional(),
+      exec: z.array(z.string()).optional(),
+    })
+    .optional(),
   auto_destroy: z.boolean().optional(),
 });
 

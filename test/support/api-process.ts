@@ -12,7 +12,11 @@ export interface ApiProcess {
 
 /** Starts an api process (with `env` over the test settings) and waits until it listens with its caches serving. */
 export async function apiProcess(env: Record<string, string> = {}): Promise<ApiProcess> {
-  const child = fork(fileURLToPath(new URL('./api-process-main.ts', import.meta.url)), [], { execArgv: ['--import', 'tsx'], env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const child = fork(fileURLToPath(new URL('./api-process-main.ts', import.meta.url)), [], {
+    execArgv: ['--import', 'tsx'],
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('the api process did not start within 30 s')), 30_000);
     child.once('message', (m) => {

@@ -17,6 +17,8 @@ export interface Rule {
   fault: Fault;
   /** How many matching requests it applies to. */
   times: number;
+  /** Narrows the rule to requests whose query string matches, e.g. a lookup by one metadata key. */
+  query?: (query: URLSearchParams) => boolean;
 }
 
 export interface Recorded {
@@ -70,7 +72,7 @@ export async function startChaosProxy(upstreamUrl: string): Promise<ChaosProxy> 
         body = raw.toString('utf8');
       }
     }
-    const rule = rules.find((r) => r.times > 0 && r.method === req.method && r.path.test(url.pathname));
+    const rule = rules.find((r) => r.times > 0 && r.method === req.method && r.path.test(url.pathname) && (!r.query || r.query(url.searchParams)));
     if (rule) rule.times -= 1;
     const record: Recorded = { method: req.method ?? '', path: url.pathname, query: url.searchParams, headers: req.headers, body, fault: rule?.fault.kind };
     requests.push(record);

@@ -13,7 +13,7 @@ export interface Step {
   rateLimitedUntil?: string;
 }
 
-/** As the issue describes Fly: no DNS yet, then DNS right but no ownership proof, then issued. */
+/** A certificate's way to issued, as docs/domains.md describes Fly's: no DNS yet, then DNS right but no ownership proof, then issued. */
 export const DEFAULT_STEPS: Step[] = [
   { status: 'pending_validation', validation: { dns_configured: false, alpn_configured: false, http_configured: false, ownership_txt_configured: false } },
   { status: 'pending_ownership', validation: { dns_configured: true, alpn_configured: false, http_configured: false, ownership_txt_configured: false } },
@@ -57,12 +57,28 @@ export function certificateDetail(app: string, hostname: string, step: Step): Ce
       ownership: { name: `_fly-ownership.${base}`, app_value: 'app-7xq2', org_value: 'org-rhone' },
     },
     validation: step.validation ?? {},
-    validation_errors: active ? [] : [{ code: 'dns_not_configured', message: `${hostname} does not resolve to this app`, remediation: `Add a CNAME record for ${hostname} pointing to ${app}.fly.dev` }],
+    validation_errors: active
+      ? []
+      : [
+          {
+            code: 'dns_not_configured',
+            message: `${hostname} does not resolve to this app`,
+            remediation: `Add a CNAME record for ${hostname} pointing to ${app}.fly.dev`,
+          },
+        ],
   };
 }
 
 export async function startFakeFly(): Promise<FakeFly> {
-  const fake: Omit<FakeFly, 'url' | 'close'> = { apps: new Set(), certs: new Map(), ips: new Map(), steps: DEFAULT_STEPS, tooManyRequests: 0, requests: [], specProblems: [] };
+  const fake: Omit<FakeFly, 'url' | 'close'> = {
+    apps: new Set(),
+    certs: new Map(),
+    ips: new Map(),
+    steps: DEFAULT_STEPS,
+    tooManyRequests: 0,
+    requests: [],
+    specProblems: [],
+  };
 
   function route(method: string, path: string, body: unknown): { status: number; body?: unknown; headers?: Record<string, string> } {
     const parts = path.split('/').filter(Boolean).map(decodeURIComponent); // v1 apps {app} ...
@@ -133,6 +149,10 @@ export async function startFakeFly(): Promise<FakeFly> {
   const { port } = server.address() as AddressInfo;
   return Object.assign(fake, {
     url: `http://127.0.0.1:${port}`,
-    close: () => new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections(); }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
   });
 }

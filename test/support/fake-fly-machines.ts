@@ -130,7 +130,7 @@ export async function startFakeFlyMachines(options: FakeFlyOptions = {}): Promis
       requests.bandwidth++;
       return send(res, 200, { bytes_out: bytesOut.get(m[1]) ?? 0 });
     }
-    const answer = fly.handle(req.method ?? 'GET', url, raw);
+    const answer = fly.handle(req.method ?? 'GET', url, raw, req.headers);
     if (answer) return send(res, answer.status, answer.body);
     send(res, 404, { error: `no route ${url.pathname}` });
   });
@@ -172,6 +172,10 @@ export async function startFakeFlyMachines(options: FakeFlyOptions = {}): Promis
       machine.events.push({ type, status, source: 'flyd', timestamp: at });
       follow(machine);
     },
-    close: () => new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections(); }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
   };
 }

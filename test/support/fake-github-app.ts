@@ -13,7 +13,15 @@ import type { TestRepo } from './git-repo.ts';
 type Access = 'read' | 'write';
 export type FakePermissions = Record<string, Access>;
 
-export interface FakeRepo { id: number; owner: string; name: string; fullName: string; private: boolean; defaultBranch: string; bare: string }
+export interface FakeRepo {
+  id: number;
+  owner: string;
+  name: string;
+  fullName: string;
+  private: boolean;
+  defaultBranch: string;
+  bare: string;
+}
 export interface FakeInstallation {
   id: number;
   account: { login: string; id: number; type: 'User' | 'Organization' };
@@ -25,15 +33,39 @@ export interface FakeInstallation {
   permissions: FakePermissions;
 }
 /** repoIds null: every repository the installation grants at the time of each call. */
-export interface MintedToken { token: string; installationId: number; repoIds: number[] | null; permissions: FakePermissions; expiresAt: number; body: Record<string, any> }
+export interface MintedToken {
+  token: string;
+  installationId: number;
+  repoIds: number[] | null;
+  permissions: FakePermissions;
+  expiresAt: number;
+  body: Record<string, any>;
+}
 export type OrgRole = 'admin' | 'member' | 'billing_manager';
-export interface FakeMembership { role: OrgRole; state: 'active' | 'pending' }
-export interface PostedStatus { repo: string; sha: string; state: string; context: string; description?: string; target_url?: string }
+export interface FakeMembership {
+  role: OrgRole;
+  state: 'active' | 'pending';
+}
+export interface PostedStatus {
+  repo: string;
+  sha: string;
+  state: string;
+  context: string;
+  description?: string;
+  target_url?: string;
+}
 
 const fail = (status: number, message: string): FakeResponse => ({ status, json: { message, documentation_url: DOCS, status: String(status) } });
 const RANK: Record<Access, number> = { read: 1, write: 2 };
 
-const GIT_ENV = { GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', GIT_AUTHOR_NAME: 'Test', GIT_AUTHOR_EMAIL: 't@example.com', GIT_COMMITTER_NAME: 'Test', GIT_COMMITTER_EMAIL: 't@example.com' };
+const GIT_ENV = {
+  GIT_CONFIG_NOSYSTEM: '1',
+  GIT_CONFIG_GLOBAL: '/dev/null',
+  GIT_AUTHOR_NAME: 'Test',
+  GIT_AUTHOR_EMAIL: 't@example.com',
+  GIT_COMMITTER_NAME: 'Test',
+  GIT_COMMITTER_EMAIL: 't@example.com',
+};
 const git = (args: string[], cwd?: string) => execFileSync('git', args, { cwd, env: { ...process.env, ...GIT_ENV }, encoding: 'utf8' }).trim();
 
 export class FakeGithubApp {
@@ -100,7 +132,11 @@ export class FakeGithubApp {
     this.memberships.get(key)!.set(this.fake.user(login).id, { role, state });
   }
 
-  addInstallation(account: string, repos: FakeRepo[], { users = [account], type = 'User', selection = 'selected' }: { users?: string[]; type?: 'User' | 'Organization'; selection?: 'all' | 'selected' } = {}): FakeInstallation {
+  addInstallation(
+    account: string,
+    repos: FakeRepo[],
+    { users = [account], type = 'User', selection = 'selected' }: { users?: string[]; type?: 'User' | 'Organization'; selection?: 'all' | 'selected' } = {},
+  ): FakeInstallation {
     // A user account's id is that user's id; an organization has one of its own.
     const known = type === 'User' ? [...this.fake.users.values()].find((u) => u.login.toLowerCase() === account.toLowerCase()) : undefined;
     const installation: FakeInstallation = {
@@ -121,7 +157,11 @@ export class FakeGithubApp {
    * The browser on the App's install page, as `login`: installs it on `account` with `repos`, and
    * returns where GitHub sends the browser next (the Setup URL, with the state passed through).
    */
-  install(installUrl: string, login: string, { account = login, repos = [] as FakeRepo[], type = 'User' as 'User' | 'Organization' } = {}): { back: URL; installation: FakeInstallation } {
+  install(
+    installUrl: string,
+    login: string,
+    { account = login, repos = [] as FakeRepo[], type = 'User' as 'User' | 'Organization' } = {},
+  ): { back: URL; installation: FakeInstallation } {
     const url = new URL(installUrl);
     if (url.origin !== this.fake.url || url.pathname !== `/apps/${this.slug}/installations/new`) throw new Error(`not this App's install page: ${installUrl}`);
     if (!this.setupUrl) throw new Error('the fake App has no Setup URL');
@@ -161,7 +201,9 @@ export class FakeGithubApp {
   /** Whether the token reaches the repository now: GitHub checks the installation's grants on every call. */
   private reaches(token: MintedToken, repo: FakeRepo): boolean {
     const installation = this.installations.get(token.installationId);
-    return Boolean(installation && !installation.suspendedAt && installation.repoIds.has(repo.id) && (token.repoIds === null || token.repoIds.includes(repo.id)));
+    return Boolean(
+      installation && !installation.suspendedAt && installation.repoIds.has(repo.id) && (token.repoIds === null || token.repoIds.includes(repo.id)),
+    );
   }
 
   private repoOf(owner: string, name: string): FakeRepo | undefined {
@@ -209,7 +251,8 @@ export class FakeGithubApp {
       const ok = createVerify('RSA-SHA256').update(`${header}.${payload}`).verify(this.publicKey, Buffer.from(signature, 'base64url'));
       const claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { iss: string | number; exp: number; iat: number };
       const now = Math.floor(this.fake.now() / 1000);
-      if (!ok || String(claims.iss) !== String(this.appId) || claims.exp <= now || claims.exp - claims.iat > 660) return fail(401, "'Issuer' claim ('iss') must be an Integer");
+      if (!ok || String(claims.iss) !== String(this.appId) || claims.exp <= now || claims.exp - claims.iat > 660)
+        return fail(401, "'Issuer' claim ('iss') must be an Integer");
       return handler(req);
     };
   }
@@ -237,11 +280,9 @@ export class FakeGithubApp {
     const granted = [...installation.repoIds];
     let repoIds: number[] | null = null;
     if (body.repositories || body.repository_ids) {
-      const wanted = [
-        ...(body.repository_ids ?? []),
-        ...(body.repositories ?? []).map((name) => this.repoOf(installation.account.login, name)?.id ?? -1),
-      ];
-      if (wanted.some((id) => !granted.includes(id))) return fail(422, 'There is at least one repository that does not exist or is not accessible to the parent installation.');
+      const wanted = [...(body.repository_ids ?? []), ...(body.repositories ?? []).map((name) => this.repoOf(installation.account.login, name)?.id ?? -1)];
+      if (wanted.some((id) => !granted.includes(id)))
+        return fail(422, 'There is at least one repository that does not exist or is not accessible to the parent installation.');
       repoIds = wanted;
     }
     const permissions = body.permissions ?? installation.permissions;
@@ -249,7 +290,14 @@ export class FakeGithubApp {
       const has = installation.permissions[name];
       if (!has || RANK[has] < RANK[access]) return fail(422, `The permissions requested are not granted to this installation.`);
     }
-    const token: MintedToken = { token: `ghs_${randomBytes(27).toString('base64url')}`, installationId: installation.id, repoIds, permissions, expiresAt: this.fake.now() + 3600_000, body };
+    const token: MintedToken = {
+      token: `ghs_${randomBytes(27).toString('base64url')}`,
+      installationId: installation.id,
+      repoIds,
+      permissions,
+      expiresAt: this.fake.now() + 3600_000,
+      body,
+    };
     this.minted.set(token.token, token);
     return {
       status: 201,
@@ -265,16 +313,32 @@ export class FakeGithubApp {
 
   private routes(): void {
     const { fake } = this;
-    fake.route('GET', '/app', this.withJwt(() => ({ json: { id: this.appId, slug: this.slug, name: 'Rhone (test)', html_url: `${fake.url}/apps/${this.slug}` } })));
-    fake.route('GET', '/app/installations/:id', this.withJwt((req) => {
-      const installation = this.installations.get(Number(req.params.id));
-      return installation ? { json: this.installationJson(installation) } : notFound();
-    }));
-    fake.route('POST', '/app/installations/:id/access_tokens', this.withJwt((req) => this.mint(req)));
-    fake.route('GET', '/user/installations', withUser((req, user) => {
-      const mine = [...this.installations.values()].filter((i) => i.userIds.has(user.id)).map((i) => this.installationJson(i));
-      return this.paged(req, mine, (page) => ({ total_count: mine.length, installations: page }));
-    }));
+    fake.route(
+      'GET',
+      '/app',
+      this.withJwt(() => ({ json: { id: this.appId, slug: this.slug, name: 'Rhone (test)', html_url: `${fake.url}/apps/${this.slug}` } })),
+    );
+    fake.route(
+      'GET',
+      '/app/installations/:id',
+      this.withJwt((req) => {
+        const installation = this.installations.get(Number(req.params.id));
+        return installation ? { json: this.installationJson(installation) } : notFound();
+      }),
+    );
+    fake.route(
+      'POST',
+      '/app/installations/:id/access_tokens',
+      this.withJwt((req) => this.mint(req)),
+    );
+    fake.route(
+      'GET',
+      '/user/installations',
+      withUser((req, user) => {
+        const mine = [...this.installations.values()].filter((i) => i.userIds.has(user.id)).map((i) => this.installationJson(i));
+        return this.paged(req, mine, (page) => ({ total_count: mine.length, installations: page }));
+      }),
+    );
     // GET /user/memberships/orgs/{org}, with a user-to-server token of this App. GitHub's spec
     // (operation orgs/get-membership-for-authenticated-user): "If the authenticated user is an active
     // or pending member of the organization, this endpoint will return the user's membership. If the
@@ -284,24 +348,28 @@ export class FakeGithubApp {
     // the organization is not visible (404), and where its installation lacks the Members
     // organization permission the read is refused (403, "Resource not accessible by integration").
     // That last rule is not spelled out by GitHub for this endpoint; the fake takes the stricter side.
-    fake.route('GET', '/user/memberships/orgs/:org', withUser((req, user) => {
-      const org = req.params.org.toLowerCase();
-      const installation = [...this.installations.values()].find((i) => i.account.type === 'Organization' && i.account.login.toLowerCase() === org);
-      const membership = this.memberships.get(org)?.get(user.id);
-      if (!installation || !membership) return notFound();
-      if (!installation.permissions.members) return fail(403, 'Resource not accessible by integration');
-      const login = installation.account.login;
-      return {
-        json: {
-          url: `${fake.url}/orgs/${login}/memberships/${user.login}`,
-          state: membership.state,
-          role: membership.role,
-          organization_url: `${fake.url}/orgs/${login}`,
-          organization: { login, id: installation.account.id, url: `${fake.url}/orgs/${login}` },
-          user: { login: user.login, id: user.id, type: 'User' },
-        },
-      };
-    }));
+    fake.route(
+      'GET',
+      '/user/memberships/orgs/:org',
+      withUser((req, user) => {
+        const org = req.params.org.toLowerCase();
+        const installation = [...this.installations.values()].find((i) => i.account.type === 'Organization' && i.account.login.toLowerCase() === org);
+        const membership = this.memberships.get(org)?.get(user.id);
+        if (!installation || !membership) return notFound();
+        if (!installation.permissions.members) return fail(403, 'Resource not accessible by integration');
+        const login = installation.account.login;
+        return {
+          json: {
+            url: `${fake.url}/orgs/${login}/memberships/${user.login}`,
+            state: membership.state,
+            role: membership.role,
+            organization_url: `${fake.url}/orgs/${login}`,
+            organization: { login, id: installation.account.id, url: `${fake.url}/orgs/${login}` },
+            user: { login: user.login, id: user.id, type: 'User' },
+          },
+        };
+      }),
+    );
     fake.route('GET', '/installation/repositories', (req) => {
       const m = /^(?:token|bearer)\s+(\S+)$/i.exec(req.headers.authorization ?? '');
       const token = m ? this.minted.get(m[1]) : undefined;
@@ -309,21 +377,36 @@ export class FakeGithubApp {
       const repos = [...this.repos.values()].filter((r) => this.reaches(token, r)).map((r) => this.repoJson(r));
       return this.paged(req, repos, (page) => ({ total_count: repos.length, repositories: page }));
     });
-    fake.route('GET', '/repos/:owner/:repo/branches', this.withToken({ metadata: 'read' }, (req, repo) => {
-      const refs = git(['for-each-ref', '--format=%(refname:short) %(objectname)', 'refs/heads'], repo.bare).split('\n').filter(Boolean);
-      const branches = refs.map((line) => {
-        const [name, sha] = line.split(' ');
-        return { name, commit: { sha, url: `${fake.url}/repos/${repo.fullName}/commits/${sha}` }, protected: false };
-      });
-      return this.paged(req, branches);
-    }));
-    fake.route('POST', '/repos/:owner/:repo/statuses/:sha', this.withToken({ statuses: 'write' }, (req, repo) => {
-      const body = req.body as PostedStatus;
-      if (!/^[0-9a-f]{40}$/.test(req.params.sha) || !['pending', 'success', 'failure', 'error'].includes(body.state)) return fail(422, 'Validation Failed');
-      if (body.description && body.description.length > 140) return fail(422, 'description is too long (maximum is 140 characters)');
-      this.statuses.push({ repo: repo.fullName, sha: req.params.sha, state: body.state, context: body.context, description: body.description, target_url: body.target_url });
-      return { status: 201, json: { id: this.statuses.length, state: body.state, context: body.context } };
-    }));
+    fake.route(
+      'GET',
+      '/repos/:owner/:repo/branches',
+      this.withToken({ metadata: 'read' }, (req, repo) => {
+        const refs = git(['for-each-ref', '--format=%(refname:short) %(objectname)', 'refs/heads'], repo.bare).split('\n').filter(Boolean);
+        const branches = refs.map((line) => {
+          const [name, sha] = line.split(' ');
+          return { name, commit: { sha, url: `${fake.url}/repos/${repo.fullName}/commits/${sha}` }, protected: false };
+        });
+        return this.paged(req, branches);
+      }),
+    );
+    fake.route(
+      'POST',
+      '/repos/:owner/:repo/statuses/:sha',
+      this.withToken({ statuses: 'write' }, (req, repo) => {
+        const body = req.body as PostedStatus;
+        if (!/^[0-9a-f]{40}$/.test(req.params.sha) || !['pending', 'success', 'failure', 'error'].includes(body.state)) return fail(422, 'Validation Failed');
+        if (body.description && body.description.length > 140) return fail(422, 'description is too long (maximum is 140 characters)');
+        this.statuses.push({
+          repo: repo.fullName,
+          sha: req.params.sha,
+          state: body.state,
+          context: body.context,
+          description: body.description,
+          target_url: body.target_url,
+        });
+        return { status: 201, json: { id: this.statuses.length, state: body.state, context: body.context } };
+      }),
+    );
     const gitRoute = (req: FakeRequest) => this.gitHttp(req);
     fake.route('GET', '/:owner/:repo/info/refs', gitRoute);
     fake.route('POST', '/:owner/:repo/git-upload-pack', gitRoute);
@@ -369,7 +452,9 @@ function runHttpBackend(root: string, pathInfo: string, req: FakeRequest): Promi
     const out: Buffer[] = [];
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => out.push(c));
-    child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
+    child.stderr.on('data', (c: Buffer) => {
+      stderr += c.toString();
+    });
     child.on('error', reject);
     child.on('close', (code) => {
       const all = Buffer.concat(out);

@@ -9,8 +9,19 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
-export interface FakeEmail { email: string; primary: boolean; verified: boolean; visibility?: 'public' | 'private' | null }
-export interface FakeUser { id: number; login: string; name: string | null; avatar_url: string | null; emails: FakeEmail[] }
+export interface FakeEmail {
+  email: string;
+  primary: boolean;
+  verified: boolean;
+  visibility?: 'public' | 'private' | null;
+}
+export interface FakeUser {
+  id: number;
+  login: string;
+  name: string | null;
+  avatar_url: string | null;
+  emails: FakeEmail[];
+}
 
 export interface FakeRequest {
   method: string;
@@ -24,10 +35,22 @@ export interface FakeRequest {
   bytes: Buffer;
   params: Record<string, string>;
 }
-export interface FakeResponse { status?: number; json?: unknown; text?: string; bytes?: Buffer; headers?: Record<string, string> }
+export interface FakeResponse {
+  status?: number;
+  json?: unknown;
+  text?: string;
+  bytes?: Buffer;
+  headers?: Record<string, string>;
+}
 export type Handler = (req: FakeRequest, fake: FakeGitHub) => FakeResponse | Promise<FakeResponse>;
 
-interface Code { code: string; userId: number; clientId: string; redirectUri: string | null; expiresAt: number }
+interface Code {
+  code: string;
+  userId: number;
+  clientId: string;
+  redirectUri: string | null;
+  expiresAt: number;
+}
 
 export const DOCS = 'https://docs.github.com/rest';
 export const notFound = (): FakeResponse => ({ status: 404, json: { message: 'Not Found', documentation_url: DOCS, status: '404' } });
@@ -87,7 +110,9 @@ export class FakeGitHub {
   route(method: string, pattern: string, handler: Handler): () => void {
     const entry = { method, parts: pattern.split('/'), handler };
     this.routes.unshift(entry);
-    return () => { this.routes.splice(this.routes.indexOf(entry), 1); };
+    return () => {
+      this.routes.splice(this.routes.indexOf(entry), 1);
+    };
   }
 
   addUser(user: Partial<FakeUser> & { login: string }): FakeUser {
@@ -97,7 +122,8 @@ export class FakeGitHub {
   }
 
   user(loginOrId: string | number): FakeUser {
-    const u = typeof loginOrId === 'number' ? this.users.get(loginOrId) : [...this.users.values()].find((x) => x.login.toLowerCase() === loginOrId.toLowerCase());
+    const u =
+      typeof loginOrId === 'number' ? this.users.get(loginOrId) : [...this.users.values()].find((x) => x.login.toLowerCase() === loginOrId.toLowerCase());
     if (!u) throw new Error(`fake GitHub has no user ${loginOrId}`);
     return u;
   }
@@ -166,7 +192,10 @@ export class FakeGitHub {
 
   async close(): Promise<void> {
     if (!this.server) return;
-    await new Promise<void>((resolve) => { this.server!.close(() => resolve()); this.server!.closeAllConnections(); });
+    await new Promise<void>((resolve) => {
+      this.server!.close(() => resolve());
+      this.server!.closeAllConnections();
+    });
   }
 
   private async handle(incoming: IncomingMessage): Promise<FakeResponse> {
@@ -179,7 +208,16 @@ export class FakeGitHub {
     let body: Record<string, any> = {};
     if (raw && type.includes('json')) body = JSON.parse(raw);
     else if (raw && !type.startsWith('application/x-git-')) body = Object.fromEntries(new URLSearchParams(raw));
-    const req: FakeRequest = { method: incoming.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: incoming.headers, body, raw, bytes, params: {} };
+    const req: FakeRequest = {
+      method: incoming.method ?? 'GET',
+      path: url.pathname,
+      query: url.searchParams,
+      headers: incoming.headers,
+      body,
+      raw,
+      bytes,
+      params: {},
+    };
     this.requests.push(req);
     const parts = req.path.split('/');
     for (const r of this.routes) {
@@ -208,9 +246,16 @@ function oauthModule(fake: FakeGitHub): void {
     const reply = (data: Record<string, unknown>): FakeResponse =>
       /application\/json/.test(req.headers.accept ?? '')
         ? { json: data }
-        : { text: new URLSearchParams(data as Record<string, string>).toString(), headers: { 'content-type': 'application/x-www-form-urlencoded; charset=utf-8' } };
+        : {
+            text: new URLSearchParams(data as Record<string, string>).toString(),
+            headers: { 'content-type': 'application/x-www-form-urlencoded; charset=utf-8' },
+          };
     const error = (code: string, description: string, anchor: string) =>
-      reply({ error: code, error_description: description, error_uri: `https://docs.github.com/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors/#${anchor}` });
+      reply({
+        error: code,
+        error_description: description,
+        error_uri: `https://docs.github.com/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors/#${anchor}`,
+      });
     if (p.client_id !== fake.clientId || p.client_secret !== fake.clientSecret) {
       return error('incorrect_client_credentials', 'The client_id and/or client_secret passed are incorrect.', 'incorrect-client-credentials');
     }
@@ -225,20 +270,39 @@ function oauthModule(fake: FakeGitHub): void {
     const token = `ghu_${randomBytes(18).toString('base64url')}`;
     fake.tokens.set(token, { userId: code.userId, clientId: code.clientId });
     return reply({
-      access_token: token, expires_in: 28800, refresh_token: `ghr_${randomBytes(30).toString('base64url')}`,
-      refresh_token_expires_in: 15897600, token_type: 'bearer', scope: '',
+      access_token: token,
+      expires_in: 28800,
+      refresh_token: `ghr_${randomBytes(30).toString('base64url')}`,
+      refresh_token_expires_in: 15897600,
+      token_type: 'bearer',
+      scope: '',
     });
   });
 }
 
 function userModule(fake: FakeGitHub): void {
-  fake.route('GET', '/user', withUser((_req, u) => ({
-    json: {
-      login: u.login, id: u.id, node_id: `U_${u.id}`, avatar_url: u.avatar_url, html_url: `https://github.com/${u.login}`,
-      type: 'User', site_admin: false, name: u.name, email: u.emails.find((e) => e.primary && e.visibility === 'public')?.email ?? null,
-    },
-  })));
-  fake.route('GET', '/user/emails', withUser((_req, u) => ({
-    json: u.emails.map((e) => ({ email: e.email, primary: e.primary, verified: e.verified, visibility: e.visibility ?? (e.primary ? 'private' : null) })),
-  })));
+  fake.route(
+    'GET',
+    '/user',
+    withUser((_req, u) => ({
+      json: {
+        login: u.login,
+        id: u.id,
+        node_id: `U_${u.id}`,
+        avatar_url: u.avatar_url,
+        html_url: `https://github.com/${u.login}`,
+        type: 'User',
+        site_admin: false,
+        name: u.name,
+        email: u.emails.find((e) => e.primary && e.visibility === 'public')?.email ?? null,
+      },
+    })),
+  );
+  fake.route(
+    'GET',
+    '/user/emails',
+    withUser((_req, u) => ({
+      json: u.emails.map((e) => ({ email: e.email, primary: e.primary, verified: e.verified, visibility: e.visibility ?? (e.primary ? 'private' : null) })),
+    })),
+  );
 }

@@ -32,7 +32,11 @@ interface Upload {
 }
 
 class S3Error extends Error {
-  constructor(readonly status: number, readonly code: string, message: string) {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -40,7 +44,13 @@ class S3Error extends Error {
 const MIN_PART_SIZE = 5 * 1024 * 1024;
 const xmlEscape = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 const xmlUnescape = (s: string) =>
-  s.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&#(\d+);/g, (_, n: string) => String.fromCharCode(Number(n))).replace(/&amp;/g, '&');
+  s
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
+    .replace(/&quot;/g, '"')
+    .replace(/&apos;/g, "'")
+    .replace(/&#(\d+);/g, (_, n: string) => String.fromCharCode(Number(n)))
+    .replace(/&amp;/g, '&');
 const md5 = (b: Buffer) => `"${createHash('md5').update(b).digest('hex')}"`;
 const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 const hmac = (key: Buffer | string, data: string) => createHmac('sha256', key).update(data).digest();
@@ -142,7 +152,11 @@ export class FakeS3 {
       if (res.headersSent || res.destroyed) return;
       const e = err instanceof S3Error ? err : new S3Error(500, 'InternalError', (err as Error).message);
       res.writeHead(e.status, { 'content-type': 'application/xml' });
-      res.end(req.method === 'HEAD' ? undefined : `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${e.code}</Code><Message>${xmlEscape(e.message)}</Message><RequestId>${randomUUID()}</RequestId></Error>`);
+      res.end(
+        req.method === 'HEAD'
+          ? undefined
+          : `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${e.code}</Code><Message>${xmlEscape(e.message)}</Message><RequestId>${randomUUID()}</RequestId></Error>`,
+      );
     }
   }
 
@@ -219,7 +233,10 @@ export class FakeS3 {
       case 'CreateMultipartUpload': {
         const id = randomUUID();
         this.uploads.set(id, { bucket, key, parts: new Map() });
-        return xml(200, `<InitiateMultipartUploadResult><Bucket>${xmlEscape(bucket)}</Bucket><Key>${xmlEscape(key)}</Key><UploadId>${id}</UploadId></InitiateMultipartUploadResult>`);
+        return xml(
+          200,
+          `<InitiateMultipartUploadResult><Bucket>${xmlEscape(bucket)}</Bucket><Key>${xmlEscape(key)}</Key><UploadId>${id}</UploadId></InitiateMultipartUploadResult>`,
+        );
       }
       case 'UploadPart': {
         const n = Number(q.get('partNumber'));
@@ -244,10 +261,15 @@ export class FakeS3 {
           return part.body;
         });
         const whole = Buffer.concat(parts);
-        const etag = `"${createHash('md5').update(Buffer.concat(listed.map(({ n }) => Buffer.from(u.parts.get(n)!.etag.slice(1, -1), 'hex')))).digest('hex')}-${listed.length}"`;
+        const etag = `"${createHash('md5')
+          .update(Buffer.concat(listed.map(({ n }) => Buffer.from(u.parts.get(n)!.etag.slice(1, -1), 'hex'))))
+          .digest('hex')}-${listed.length}"`;
         objects.set(key, { body: whole, etag, lastModified: new Date() });
         this.uploads.delete(q.get('uploadId')!);
-        return xml(200, `<CompleteMultipartUploadResult><Location>${xmlEscape(`${this.url}/${bucket}/${key}`)}</Location><Bucket>${xmlEscape(bucket)}</Bucket><Key>${xmlEscape(key)}</Key><ETag>${xmlEscape(etag)}</ETag></CompleteMultipartUploadResult>`);
+        return xml(
+          200,
+          `<CompleteMultipartUploadResult><Location>${xmlEscape(`${this.url}/${bucket}/${key}`)}</Location><Bucket>${xmlEscape(bucket)}</Bucket><Key>${xmlEscape(key)}</Key><ETag>${xmlEscape(etag)}</ETag></CompleteMultipartUploadResult>`,
+        );
       }
       case 'AbortMultipartUpload':
         upload();
@@ -303,9 +325,11 @@ export class FakeS3 {
   private checkPayload(req: IncomingMessage, body: Buffer): void {
     const declared = String(req.headers['x-amz-content-sha256'] ?? '');
     if (declared.startsWith('STREAMING-')) throw new S3Error(501, 'NotImplemented', `the fake does not decode ${declared} (aws-chunked) bodies`);
-    if (declared !== 'UNSIGNED-PAYLOAD' && declared !== sha256(body)) throw new S3Error(400, 'XAmzContentSHA256Mismatch', 'The provided x-amz-content-sha256 header does not match what was computed.');
+    if (declared !== 'UNSIGNED-PAYLOAD' && declared !== sha256(body))
+      throw new S3Error(400, 'XAmzContentSHA256Mismatch', 'The provided x-amz-content-sha256 header does not match what was computed.');
     const md5Header = req.headers['content-md5'];
-    if (md5Header && md5Header !== createHash('md5').update(body).digest('base64')) throw new S3Error(400, 'BadDigest', 'The Content-MD5 you specified did not match what we received.');
+    if (md5Header && md5Header !== createHash('md5').update(body).digest('base64'))
+      throw new S3Error(400, 'BadDigest', 'The Content-MD5 you specified did not match what we received.');
     const crc = req.headers['x-amz-checksum-crc32'];
     if (crc && typeof zlib.crc32 === 'function') {
       const actual = Buffer.alloc(4);

@@ -19,7 +19,13 @@ export interface MeterEventRecord {
 }
 
 class StripeFail extends Error {
-  constructor(readonly status: number, readonly type: string, message: string, readonly code?: string, readonly shouldRetry?: boolean) {
+  constructor(
+    readonly status: number,
+    readonly type: string,
+    message: string,
+    readonly code?: string,
+    readonly shouldRetry?: boolean,
+  ) {
     super(message);
   }
 }
@@ -112,7 +118,10 @@ export class FakeStripe {
       status,
       metadata,
       cancel_at_period_end: false,
-      items: list(priceIds.map((p, i) => ({ id: `si_${id}_${i}`, object: 'subscription_item', price: this.prices.get(p) })), `/v1/subscription_items?subscription=${id}`),
+      items: list(
+        priceIds.map((p, i) => ({ id: `si_${id}_${i}`, object: 'subscription_item', price: this.prices.get(p) })),
+        `/v1/subscription_items?subscription=${id}`,
+      ),
     };
     this.subscriptions.set(id, sub);
     return sub;
@@ -126,7 +135,8 @@ export class FakeStripe {
     const changes = (body.items ?? []) as Obj[];
     for (const change of changes) {
       if (change.deleted === 'true') {
-        if (!sub.items.data.some((i) => i.id === change.id)) throw new StripeFail(400, 'invalid_request_error', `No such subscription item: '${String(change.id)}'`);
+        if (!sub.items.data.some((i) => i.id === change.id))
+          throw new StripeFail(400, 'invalid_request_error', `No such subscription item: '${String(change.id)}'`);
         sub.items.data = sub.items.data.filter((i) => i.id !== change.id);
       } else if (change.price) {
         const price = this.prices.get(String(change.price));
@@ -162,7 +172,12 @@ export class FakeStripe {
       const injected = this.injected.find((f) => f.path === url.pathname && f.times > 0);
       if (injected) {
         injected.times -= 1;
-        throw new StripeFail(injected.status, injected.status === 429 ? 'invalid_request_error' : 'api_error', `Injected ${injected.status}.`, injected.status === 429 ? 'rate_limit' : undefined);
+        throw new StripeFail(
+          injected.status,
+          injected.status === 429 ? 'invalid_request_error' : 'api_error',
+          `Injected ${injected.status}.`,
+          injected.status === 429 ? 'rate_limit' : undefined,
+        );
       }
       const key = req.method === 'POST' ? req.headers['idempotency-key'] : undefined;
       const replay = typeof key === 'string' ? this.idempotent.get(`${url.pathname}\n${key}`) : undefined;
@@ -184,30 +199,47 @@ export class FakeStripe {
   private async route(method: string, path: string, body: Obj): Promise<unknown> {
     const match = (m: string, re: RegExp) => (method === m ? re.exec(path) : null);
     let m: RegExpExecArray | null;
-    if (match('POST', /^\/v1\/customers$/)) return this.create(this.customers, 'cus', { object: 'customer', email: body.email ?? null, name: body.name ?? null, metadata: body.metadata ?? {} });
+    if (match('POST', /^\/v1\/customers$/))
+      return this.create(this.customers, 'cus', { object: 'customer', email: body.email ?? null, name: body.name ?? null, metadata: body.metadata ?? {} });
     if ((m = match('GET', /^\/v1\/customers\/([^/]+)$/))) return this.get(this.customers, m[1], 'customer');
     if (match('POST', /^\/v1\/products$/)) {
-      if (typeof body.id === 'string' && this.products.has(body.id)) throw new StripeFail(400, 'invalid_request_error', 'Product already exists.', 'resource_already_exists');
-      return this.create(this.products, 'prod', { object: 'product', name: body.name, active: true, metadata: body.metadata ?? {} }, body.id as string | undefined);
+      if (typeof body.id === 'string' && this.products.has(body.id))
+        throw new StripeFail(400, 'invalid_request_error', 'Product already exists.', 'resource_already_exists');
+      return this.create(
+        this.products,
+        'prod',
+        { object: 'product', name: body.name, active: true, metadata: body.metadata ?? {} },
+        body.id as string | undefined,
+      );
     }
     if ((m = match('GET', /^\/v1\/products\/([^/]+)$/))) return this.get(this.products, m[1], 'product');
     if (match('GET', /^\/v1\/prices$/)) {
       const keys = (body.lookup_keys as string[] | undefined) ?? null;
-      const data = [...this.prices.values()].filter((p) => (!keys || keys.includes(p.lookup_key as string)) && (body.active === undefined || String(p.active) === body.active));
+      const data = [...this.prices.values()].filter(
+        (p) => (!keys || keys.includes(p.lookup_key as string)) && (body.active === undefined || String(p.active) === body.active),
+      );
       return list(data, '/v1/prices');
     }
     if (match('POST', /^\/v1\/prices$/)) return this.createPrice(body);
     if (match('GET', /^\/v1\/billing\/meters$/)) return list([...this.meters.values()], '/v1/billing/meters');
     if (match('POST', /^\/v1\/billing\/meters$/)) {
-      if ([...this.meters.values()].some((x) => x.event_name === body.event_name)) throw new StripeFail(400, 'invalid_request_error', `A meter with event_name ${String(body.event_name)} already exists.`);
+      if ([...this.meters.values()].some((x) => x.event_name === body.event_name))
+        throw new StripeFail(400, 'invalid_request_error', `A meter with event_name ${String(body.event_name)} already exists.`);
       return this.create(this.meters, 'mtr', { object: 'billing.meter', status: 'active', ...body });
     }
-    if ((m = match('POST', /^\/v1\/billing\/meters\/([^/]+)\/reactivate$/))) return Object.assign(this.get(this.meters, m[1], 'billing.meter'), { status: 'active' });
+    if ((m = match('POST', /^\/v1\/billing\/meters\/([^/]+)\/reactivate$/)))
+      return Object.assign(this.get(this.meters, m[1], 'billing.meter'), { status: 'active' });
     if (match('POST', /^\/v1\/billing\/meter_events$/)) return this.meterEvent(body);
     if (match('POST', /^\/v1\/checkout\/sessions$/)) return this.checkout(body);
     if (match('POST', /^\/v1\/billing_portal\/sessions$/)) {
       this.get(this.customers, body.customer as string, 'customer');
-      const session = { id: this.id('bps'), object: 'billing_portal.session', customer: body.customer, return_url: body.return_url, url: `https://billing.stripe.test/p/session/${this.seq}` };
+      const session = {
+        id: this.id('bps'),
+        object: 'billing_portal.session',
+        customer: body.customer,
+        return_url: body.return_url,
+        url: `https://billing.stripe.test/p/session/${this.seq}`,
+      };
       this.portalSessions.push(session);
       return session;
     }
@@ -232,10 +264,12 @@ export class FakeStripe {
     this.get(this.products, body.product as string, 'product');
     const lookup = body.lookup_key as string | undefined;
     const holder = lookup ? [...this.prices.values()].find((p) => p.lookup_key === lookup) : undefined;
-    if (holder && body.transfer_lookup_key !== 'true') throw new StripeFail(400, 'invalid_request_error', `A price (\`${String(holder.id)}\`) already uses that lookup key.`);
+    if (holder && body.transfer_lookup_key !== 'true')
+      throw new StripeFail(400, 'invalid_request_error', `A price (\`${String(holder.id)}\`) already uses that lookup key.`);
     if (holder) holder.lookup_key = null;
     const recurring = body.recurring as Obj | undefined;
-    if (recurring?.usage_type === 'metered' && !this.meters.has(recurring.meter as string)) throw new StripeFail(400, 'invalid_request_error', 'Metered prices need a meter.');
+    if (recurring?.usage_type === 'metered' && !this.meters.has(recurring.meter as string))
+      throw new StripeFail(400, 'invalid_request_error', 'Metered prices need a meter.');
     const { transfer_lookup_key: _t, ...fields } = body;
     return this.create(this.prices, 'price', { object: 'price', active: true, lookup_key: lookup ?? null, metadata: {}, ...fields });
   }
@@ -245,7 +279,8 @@ export class FakeStripe {
     for (const item of (body.line_items as Obj[] | undefined) ?? []) {
       const price = this.get(this.prices, item.price as string, 'price');
       const metered = (price.recurring as Obj | undefined)?.usage_type === 'metered';
-      if (metered && item.quantity !== undefined) throw new StripeFail(400, 'invalid_request_error', 'Quantity should not be specified where usage_type is `metered`.');
+      if (metered && item.quantity !== undefined)
+        throw new StripeFail(400, 'invalid_request_error', 'Quantity should not be specified where usage_type is `metered`.');
     }
     const session = { id: this.id('cs'), object: 'checkout.session', url: `https://checkout.stripe.test/c/pay/${this.seq}`, ...body };
     this.checkoutSessions.push(session);
@@ -257,10 +292,12 @@ export class FakeStripe {
     const payload = (body.payload ?? {}) as Obj;
     const customer = payload.stripe_customer_id as string | undefined;
     const value = Number(payload.value);
-    if (!body.event_name || !customer || !Number.isInteger(value)) throw new StripeFail(400, 'invalid_request_error', 'event_name, payload[stripe_customer_id] and an integer payload[value] are required.');
+    if (!body.event_name || !customer || !Number.isInteger(value))
+      throw new StripeFail(400, 'invalid_request_error', 'event_name, payload[stripe_customer_id] and an integer payload[value] are required.');
     const timestamp = Number(body.timestamp ?? Math.floor(Date.now() / 1000));
     const now = Date.now() / 1000;
-    if (timestamp < now - 35 * 86400 || timestamp > now + 300) throw new StripeFail(400, 'invalid_request_error', 'timestamp must be within the past 35 days and at most 5 minutes in the future.');
+    if (timestamp < now - 35 * 86400 || timestamp > now + 300)
+      throw new StripeFail(400, 'invalid_request_error', 'timestamp must be within the past 35 days and at most 5 minutes in the future.');
     // Stripe allows one concurrent call per customer and meter.
     const lane = `${customer}\n${String(body.event_name)}`;
     if (this.inFlight.has(lane)) throw new StripeFail(429, 'invalid_request_error', 'Too many concurrent requests for this customer and meter.', 'rate_limit');

@@ -1,5 +1,5 @@
-// Checks requests and responses against Fly's own Machines API spec (a copy of
-// ../shared/specs/fly-machines-openapi.json kept in backend/providers/fly/spec/) with Ajv. Used by the local runtime's tests, and by
+// Checks requests and responses against Fly's own Machines API spec (the copy in
+// backend/providers/fly/spec/, whose README says where it comes from) with Ajv. Used by the local runtime's tests, and by
 // the Fly client's tests on what the client sends and what fakes answer.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';

@@ -1,7 +1,7 @@
 // A world for the GitHub App tests: the fake GitHub with its App module, an api configured as the
 // App (in production mode, signing in with GitHub, or in local mode with dev sign-in), its own
-// queues, and webhooks built from GitHub's recorded payloads (test/fixtures/github-webhooks, a copy
-// of ../shared/fixtures/github-webhooks so the tests run from any checkout),
+// queues, and webhooks built from GitHub's recorded payloads (test/fixtures/github-webhooks, real
+// deliveries kept in the repository so the tests run from any checkout),
 // signed with the real signing code.
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -29,7 +29,15 @@ export function githubAppConfig(fake: FakeGitHub, app: FakeGithubApp, mode: 'pro
   const base = { ...getConfig(), ...(mode === 'production' ? productionConfig(fake) : { publicUrl: PUBLIC_URL }), ...overrides };
   return {
     ...base,
-    github: { ...base.github, appId: String(app.appId), privateKey: app.privateKey, clientId: fake.clientId, clientSecret: fake.clientSecret, webhookSecret: WEBHOOK_SECRET, apiUrl: fake.url },
+    github: {
+      ...base.github,
+      appId: String(app.appId),
+      privateKey: app.privateKey,
+      clientId: fake.clientId,
+      clientSecret: fake.clientSecret,
+      webhookSecret: WEBHOOK_SECRET,
+      apiUrl: fake.url,
+    },
   };
 }
 
@@ -71,7 +79,12 @@ export interface Delivery {
 }
 
 /** POSTs a webhook as GitHub does: JSON, signed over the exact bytes, with event and delivery headers. */
-export async function deliver(serverUrl: string, event: string, payload: unknown, { deliveryId = randomUUID(), secret = WEBHOOK_SECRET, signature }: { deliveryId?: string; secret?: string; signature?: string | null } = {}): Promise<Delivery> {
+export async function deliver(
+  serverUrl: string,
+  event: string,
+  payload: unknown,
+  { deliveryId = randomUUID(), secret = WEBHOOK_SECRET, signature }: { deliveryId?: string; secret?: string; signature?: string | null } = {},
+): Promise<Delivery> {
   const body = JSON.stringify(payload);
   const headers: Record<string, string> = {
     'content-type': 'application/json',
@@ -88,12 +101,27 @@ export async function deliver(serverUrl: string, event: string, payload: unknown
 }
 
 /** A push of `after` to `ref` of the repository, through the installation: GitHub's recorded push, changed. */
-export function pushPayload(installation: FakeInstallation, repo: FakeRepo, { ref = 'refs/heads/main', after, message = 'Update', deleted = false }: { ref?: string; after: string; message?: string; deleted?: boolean }) {
+export function pushPayload(
+  installation: FakeInstallation,
+  repo: FakeRepo,
+  { ref = 'refs/heads/main', after, message = 'Update', deleted = false }: { ref?: string; after: string; message?: string; deleted?: boolean },
+) {
   const p = fixture('push_1.payload.json');
   const before = p.before as string;
   Object.assign(p, { ref, before, after: deleted ? '0'.repeat(40) : after, created: false, deleted, installation: { id: installation.id, node_id: 'x' } });
   p.repository = { ...p.repository, id: repo.id, name: repo.name, full_name: repo.fullName, private: repo.private, default_branch: repo.defaultBranch };
-  const commit = { id: after, tree_id: 'f'.repeat(40), distinct: true, message, timestamp: new Date().toISOString(), author: { name: 'Test', email: 't@example.com' }, committer: { name: 'Test', email: 't@example.com' }, added: [], removed: [], modified: [] };
+  const commit = {
+    id: after,
+    tree_id: 'f'.repeat(40),
+    distinct: true,
+    message,
+    timestamp: new Date().toISOString(),
+    author: { name: 'Test', email: 't@example.com' },
+    committer: { name: 'Test', email: 't@example.com' },
+    added: [],
+    removed: [],
+    modified: [],
+  };
   p.head_commit = deleted ? null : commit;
   p.commits = deleted ? [] : [commit];
   return p;
@@ -103,12 +131,21 @@ export function pushPayload(installation: FakeInstallation, repo: FakeRepo, { re
  * GitHub's recorded installation event for this installation, with `action`. `sender` is who acted
  * (installed it, or approved someone's request to); `requester` who asked for it, when it was requested.
  */
-export function installationPayload(action: string, installation: FakeInstallation, repos: FakeRepo[] = [], { sender, requester }: { sender?: { id: number; login: string }; requester?: { id: number; login: string } } = {}) {
+export function installationPayload(
+  action: string,
+  installation: FakeInstallation,
+  repos: FakeRepo[] = [],
+  { sender, requester }: { sender?: { id: number; login: string }; requester?: { id: number; login: string } } = {},
+) {
   const p = fixture('installation_created.payload.json');
   p.action = action;
   if (sender) p.sender = { ...p.sender, id: sender.id, login: sender.login };
   if (requester) p.requester = { ...p.sender, id: requester.id, login: requester.login };
-  p.installation = { ...p.installation, id: installation.id, account: { ...p.installation.account, login: installation.account.login, id: installation.account.id, type: installation.account.type } };
+  p.installation = {
+    ...p.installation,
+    id: installation.id,
+    account: { ...p.installation.account, login: installation.account.login, id: installation.account.id, type: installation.account.type },
+  };
   p.repositories = repos.map((r) => ({ id: r.id, name: r.name, full_name: r.fullName, private: r.private }));
   return p;
 }
@@ -118,6 +155,10 @@ export function installationRepositoriesPayload(action: 'added' | 'removed', ins
   const p = fixture('installation_repositories_added.payload.json');
   const list = repos.map((r) => ({ id: r.id, name: r.name, full_name: r.fullName, private: r.private }));
   Object.assign(p, { action, repositories_added: action === 'added' ? list : [], repositories_removed: action === 'removed' ? list : [] });
-  p.installation = { ...p.installation, id: installation.id, account: { ...p.installation.account, login: installation.account.login, id: installation.account.id } };
+  p.installation = {
+    ...p.installation,
+    id: installation.id,
+    account: { ...p.installation.account, login: installation.account.login, id: installation.account.id },
+  };
   return p;
 }

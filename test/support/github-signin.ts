@@ -28,8 +28,22 @@ export function productionConfig(fake: FakeGitHub): Partial<Config> {
 /** A logger with the api's real settings (redaction included) writing to memory. */
 export function captureLog(level = 'info'): { log: Logger; lines: string[]; text(): string; entries(): Record<string, any>[] } {
   const lines: string[] = [];
-  const log = createLogger(level, { write: (s: string) => { lines.push(s); } });
-  return { log, lines, text: () => lines.join(''), entries: () => lines.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l)) };
+  const log = createLogger(level, {
+    write: (s: string) => {
+      lines.push(s);
+    },
+  });
+  return {
+    log,
+    lines,
+    text: () => lines.join(''),
+    entries: () =>
+      lines
+        .join('')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l)),
+  };
 }
 
 /** GET /auth/github: the redirect to GitHub's authorize page, and the state it carries. */

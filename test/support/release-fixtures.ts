@@ -24,4 +24,3 @@ export function releaseInput(slug: string, deploymentId: string, tag: string, ov
     ...overrides,
   };
 }
-

@@ -7,6 +7,36 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { Redis } from 'ioredis';
+import { getConfig } from '../../backend/config.ts';
+
+// Every process a test starts talks to the Postgres server and the Redis server of the test
+// settings (TEST_DATABASE_URL / TEST_REDIS_URL, see test/env.ts), never to a hard-coded one, so
+// a developer's own Rhone or a second test run on the machine is never touched.
+
+/** The test settings' database name; a test that needs its own database derives its name from it. */
+export function testDatabaseName(): string {
+  return new URL(getConfig().databaseUrl).pathname.slice(1);
+}
+
+/** The test settings' Postgres server, database `name`. */
+export function testDatabaseUrl(name: string): string {
+  const url = new URL(getConfig().databaseUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+/**
+ * The test settings' Redis database, or with `offset` another database of the same server
+ * (number + offset, modulo Redis's default 16) for processes that outlive one test: the root
+ * hooks empty the test's own database before every test.
+ */
+export function testRedisUrl(offset = 0): string {
+  const url = new URL(getConfig().redisUrl);
+  if (offset === 0) return url.toString();
+  const db = Number(url.pathname.slice(1) || '0');
+  url.pathname = `/${(db + offset) % 16}`;
+  return url.toString();
+}
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -18,7 +48,7 @@ export async function freePort(): Promise<number> {
 }
 
 export async function dropDatabase(name: string): Promise<void> {
-  const client = new pg.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres' });
+  const client = new pg.Client({ connectionString: testDatabaseUrl('postgres') });
   await client.connect();
   await client.query(`drop database if exists "${name}" with (force)`);
   await client.end();
@@ -57,14 +87,22 @@ export interface RunningRhone {
 }
 
 /** Starts `npm start` in local mode and waits for the URL it prints. */
-export async function startRhone({ dbName, redisUrl, timeoutMs = 90_000 }: { dbName: string; redisUrl: string; timeoutMs?: number }): Promise<RunningRhone> {
+export async function startRhone({
+  dbName,
+  redisUrl = testRedisUrl(),
+  timeoutMs = 90_000,
+}: {
+  dbName: string;
+  redisUrl?: string;
+  timeoutMs?: number;
+}): Promise<RunningRhone> {
   const [port, routerPort, machinesPort] = [await freePort(), await freePort(), await freePort()];
   const { child, out, exited } = npmStart(
     {
       PORT: String(port),
       RHONE_ROUTER_PORT: String(routerPort),
       RHONE_MACHINES_PORT: String(machinesPort),
-      DATABASE_URL: `postgres://postgres@127.0.0.1:5432/${dbName}`,
+      DATABASE_URL: testDatabaseUrl(dbName),
       REDIS_URL: redisUrl,
       RHONE_DATA_DIR: mkdtempSync(path.join(os.tmpdir(), 'rhone-start-')),
       LOG_LEVEL: 'warn',

@@ -79,7 +79,14 @@ export class SseClient {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w !== waiter);
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; got ${this.messages.length} messages, last ids ${this.messages.slice(-5).map((m) => m.id).join(',')}, closed=${this.isClosed}`));
+        reject(
+          new Error(
+            `timed out after ${timeoutMs} ms waiting for ${what}; got ${this.messages.length} messages, last ids ${this.messages
+              .slice(-5)
+              .map((m) => m.id)
+              .join(',')}, closed=${this.isClosed}`,
+          ),
+        );
       }, timeoutMs);
       const waiter: Waiter = {
         check: () => predicate(this),

@@ -51,9 +51,10 @@ const signer = new Stripe('sk_test_signing_only');
 /** POSTs the event to /webhooks/stripe, signed with `secret` at `timestamp` (Unix seconds). */
 export async function deliverStripe(baseUrl: string, event: unknown, options: { secret?: string; timestamp?: number; signature?: string | null } = {}) {
   const payload = JSON.stringify(event);
-  const header = options.signature !== undefined
-    ? options.signature
-    : signer.webhooks.generateTestHeaderString({ payload, secret: options.secret ?? 'whsec_fake_secret', timestamp: options.timestamp });
+  const header =
+    options.signature !== undefined
+      ? options.signature
+      : signer.webhooks.generateTestHeaderString({ payload, secret: options.secret ?? 'whsec_fake_secret', timestamp: options.timestamp });
   const res = await fetch(`${baseUrl}/webhooks/stripe`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...(header === null ? {} : { 'stripe-signature': header }) },

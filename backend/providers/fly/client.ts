@@ -59,6 +59,9 @@ interface Response<T> {
   headers: Headers;
 }
 
+/** flyctl's launchLookupDelay: how long Fly's machine listing may lag a create. */
+const LAUNCH_LOOKUP_DELAY_MS = 500;
+
 const seg = (s: string) => encodeURIComponent(s).replace(/\*/g, '%2A');
 
 /** Fly tokens that carry their scheme ("FlyV1 fm2_...") are sent as issued; bare ones as Bearer. */
@@ -140,7 +143,7 @@ export class FlyClient {
     }
     if (res.ok || call.accept?.includes(res.status)) return { status: res.status, body: body as T, headers: res.headers };
     const err = body as { error?: string; status?: string } | string | undefined;
-    const message = typeof err === 'string' ? err.slice(0, 300) : err?.error ?? res.statusText;
+    const message = typeof err === 'string' ? err.slice(0, 300) : (err?.error ?? res.statusText);
     const apiError = new FlyApiError(res.status, call.method, call.path, message, typeof err === 'object' ? err?.status : undefined);
     (apiError as FlyApiError & { retryAfterMs?: number | null }).retryAfterMs = retryAfterMs(res.headers.get('retry-after'));
     throw apiError;
@@ -169,7 +172,12 @@ export class FlyClient {
    */
   async createApp(input: CreateAppRequest): Promise<{ id: string; created_at?: number }> {
     const res = await this.request<{ id: string; created_at?: number }>({
-      method: 'POST', path: '/v1/apps', action: 'apps.create', id: input.org_slug, body: input, query: { wait: true },
+      method: 'POST',
+      path: '/v1/apps',
+      action: 'apps.create',
+      id: input.org_slug,
+      body: input,
+      query: { wait: true },
     });
     return res.body;
   }
@@ -181,6 +189,31 @@ export class FlyClient {
 
   async deleteApp(app: string): Promise<void> {
     await this.request({ method: 'DELETE', path: `/v1/apps/${seg(app)}`, action: 'apps.delete', id: app, accept: [404] });
+  }
+
+  /**
+   * A token limited to this one app (`POST /v1/apps/{app}/deploy_token`, App_create_deploy_token
+   * in the spec): Fly's "deploy tokens are limited to a single application" (docs
+   * reference/deploy-tokens), the REST form of `fly tokens create deploy`. The spec types `expiry`
+   * as a bare string; it is sent as a Go duration ("35m0s"), the form flyctl sends for
+   * `--expiry` (internal/command/tokens/create.go: expiryDuration.String()). The answer's token
+   * carries its scheme ("FlyV1 fm2_…"), as `fly tokens create` prints it [inference from flyctl's
+   * TokenHeader]. Retried like any call: a retry after a lost answer leaves a twin token nobody
+   * holds, which dies at its expiry.
+   */
+  async createDeployToken(app: string, expiry: string): Promise<string> {
+    const res = await this.request<{ token?: string }>({
+      method: 'POST',
+      path: `/v1/apps/${seg(app)}/deploy_token`,
+      action: 'apps.deploy_token',
+      id: app,
+      body: { expiry },
+    });
+    const token = res.body?.token;
+    if (typeof token !== 'string' || token.trim() === '') {
+      throw new FlyApiError(res.status, 'POST', `/v1/apps/${seg(app)}/deploy_token`, 'the answer held no token');
+    }
+    return token;
   }
 
   // ---- machines ----------------------------------------------------------------------------
@@ -198,9 +231,13 @@ export class FlyClient {
     };
     for (const [k, v] of Object.entries(options.metadata ?? {})) query[`metadata.${k}`] = v;
     const all: Machine[] = [];
-    for (let cursor: string | undefined; ; ) {
+    for (let cursor: string | undefined; ;) {
       const res = await this.request<Machine[]>({
-        method: 'GET', path: this.machinePath(app), action: 'machines.list', id: app, query: { ...query, cursor },
+        method: 'GET',
+        path: this.machinePath(app),
+        action: 'machines.list',
+        id: app,
+        query: { ...query, cursor },
       });
       all.push(...(res.body ?? []));
       cursor = res.headers.get('fly-next-cursor') ?? undefined;
@@ -210,7 +247,12 @@ export class FlyClient {
 
   async getMachine(app: string, id: string): Promise<Machine | null> {
     const res = await this.request<Machine>({
-      method: 'GET', path: this.machinePath(app, id), action: 'machines.get', id, limit: GET_MACHINE_LIMIT, accept: [404],
+      method: 'GET',
+      path: this.machinePath(app, id),
+      action: 'machines.get',
+      id,
+      limit: GET_MACHINE_LIMIT,
+      accept: [404],
     });
     return res.status === 404 ? null : res.body;
   }
@@ -224,12 +266,22 @@ export class FlyClient {
     for (let attempt = 1; ; attempt++) {
       try {
         const res = await this.request<Machine>({
-          method: 'POST', path: this.machinePath(app), action: 'machines.create', id: app, body: input, noRetry: true, timeoutMs: 90_000,
+          method: 'POST',
+          path: this.machinePath(app),
+          action: 'machines.create',
+          id: app,
+          body: input,
+          noRetry: true,
+          timeoutMs: 90_000,
         });
         return res.body;
       } catch (err) {
         if (!isTransient(err) || attempt > this.retries) throw err;
         if (launchId) {
+          // Fly's listing lags a create that took effect: flyctl waits launchLookupDelay (500 ms)
+          // before it looks (strategy_bluegreen.go launchGreenMachineWithRetry). A twin that still
+          // slips through is swept by the release, which lists its machines again after creating.
+          await this.sleep(LAUNCH_LOOKUP_DELAY_MS);
           const [existing] = await this.listMachines(app, { metadata: { [META.launchId]: launchId } });
           if (existing) return existing;
         } else if (!(err instanceof FlyApiError && err.status === 429)) {
@@ -246,7 +298,13 @@ export class FlyClient {
 
   async updateMachine(app: string, id: string, input: UpdateMachineRequest, leaseNonce?: string): Promise<Machine> {
     const res = await this.request<Machine>({
-      method: 'POST', path: this.machinePath(app, id), action: 'machines.update', id, body: input, headers: leaseHeader(leaseNonce), timeoutMs: 90_000,
+      method: 'POST',
+      path: this.machinePath(app, id),
+      action: 'machines.update',
+      id,
+      body: input,
+      headers: leaseHeader(leaseNonce),
+      timeoutMs: 90_000,
     });
     return res.body;
   }
@@ -257,15 +315,25 @@ export class FlyClient {
 
   async stopMachine(app: string, id: string, options: { signal?: StopSignal; timeout?: string } = {}, leaseNonce?: string): Promise<void> {
     await this.request({
-      method: 'POST', path: this.machinePath(app, id, 'stop'), action: 'machines.stop', id, body: options, headers: leaseHeader(leaseNonce),
+      method: 'POST',
+      path: this.machinePath(app, id, 'stop'),
+      action: 'machines.stop',
+      id,
+      body: options,
+      headers: leaseHeader(leaseNonce),
     });
   }
 
   /** Destroys a machine; a machine that is already gone counts as destroyed. */
   async destroyMachine(app: string, id: string, options: { force?: boolean } = {}, leaseNonce?: string): Promise<void> {
     await this.request({
-      method: 'DELETE', path: this.machinePath(app, id), action: 'machines.delete', id, query: { force: options.force || undefined },
-      headers: leaseHeader(leaseNonce), accept: [404],
+      method: 'DELETE',
+      path: this.machinePath(app, id),
+      action: 'machines.delete',
+      id,
+      query: { force: options.force || undefined },
+      headers: leaseHeader(leaseNonce),
+      accept: [404],
     });
   }
 
@@ -278,13 +346,24 @@ export class FlyClient {
   }
 
   async listEvents(app: string, id: string, limit = 50): Promise<MachineEvent[]> {
-    const res = await this.request<MachineEvent[]>({ method: 'GET', path: this.machinePath(app, id, 'events'), action: 'machines.events', id, query: { limit } });
+    const res = await this.request<MachineEvent[]>({
+      method: 'GET',
+      path: this.machinePath(app, id, 'events'),
+      action: 'machines.events',
+      id,
+      query: { limit },
+    });
     return res.body ?? [];
   }
 
   async patchMetadata(app: string, id: string, metadata: Record<string, string | null>, leaseNonce?: string): Promise<void> {
     await this.request({
-      method: 'PATCH', path: this.machinePath(app, id, 'metadata'), action: 'machines.metadata', id, body: { metadata }, headers: leaseHeader(leaseNonce),
+      method: 'PATCH',
+      path: this.machinePath(app, id, 'metadata'),
+      action: 'machines.metadata',
+      id,
+      body: { metadata },
+      headers: leaseHeader(leaseNonce),
     });
   }
 
@@ -300,8 +379,14 @@ export class FlyClient {
       if (left <= 0) throw new FlyApiError(408, 'GET', this.machinePath(app, id, 'wait'), `machine did not reach "${state}" in time`);
       const seconds = Math.max(1, Math.min(60, Math.ceil(left / 1000)));
       const res = await this.request<WaitMachineResponse>({
-        method: 'GET', path: this.machinePath(app, id, 'wait'), action: 'machines.wait', id, limit: GET_MACHINE_LIMIT,
-        query: { state, version: options.version, timeout: seconds }, accept: [408], timeoutMs: seconds * 1000 + 10_000,
+        method: 'GET',
+        path: this.machinePath(app, id, 'wait'),
+        action: 'machines.wait',
+        id,
+        limit: GET_MACHINE_LIMIT,
+        query: { state, version: options.version, timeout: seconds },
+        accept: [408],
+        timeoutMs: seconds * 1000 + 10_000,
       });
       if (res.status !== 408) return res.body;
     }
@@ -311,25 +396,48 @@ export class FlyClient {
 
   async acquireLease(app: string, id: string, ttlSeconds: number, description: string, nonce?: string): Promise<Lease> {
     const res = await this.request<Lease>({
-      method: 'POST', path: this.machinePath(app, id, 'lease'), action: 'machines.lease', id, body: { ttl: ttlSeconds, description }, headers: leaseHeader(nonce),
+      method: 'POST',
+      path: this.machinePath(app, id, 'lease'),
+      action: 'machines.lease',
+      id,
+      body: { ttl: ttlSeconds, description },
+      headers: leaseHeader(nonce),
     });
     return res.body;
   }
 
   async releaseLease(app: string, id: string, nonce: string): Promise<void> {
-    await this.request({ method: 'DELETE', path: this.machinePath(app, id, 'lease'), action: 'machines.lease', id, headers: leaseHeader(nonce), accept: [404] });
+    await this.request({
+      method: 'DELETE',
+      path: this.machinePath(app, id, 'lease'),
+      action: 'machines.lease',
+      id,
+      headers: leaseHeader(nonce),
+      accept: [404],
+    });
   }
 
   // ---- secrets -----------------------------------------------------------------------------
 
   /** Sets (string) and unsets (null) app secrets; returns the new secrets version. */
   async setSecrets(app: string, values: Record<string, string | null>): Promise<SecretsUpdateResponse> {
-    const res = await this.request<SecretsUpdateResponse>({ method: 'POST', path: `/v1/apps/${seg(app)}/secrets`, action: 'secrets.update', id: app, body: { values } });
+    const res = await this.request<SecretsUpdateResponse>({
+      method: 'POST',
+      path: `/v1/apps/${seg(app)}/secrets`,
+      action: 'secrets.update',
+      id: app,
+      body: { values },
+    });
     return res.body;
   }
 
   async listSecrets(app: string): Promise<{ name: string; digest?: string }[]> {
-    const res = await this.request<{ secrets?: { name: string; digest?: string }[] }>({ method: 'GET', path: `/v1/apps/${seg(app)}/secrets`, action: 'secrets.list', id: app });
+    const res = await this.request<{ secrets?: { name: string; digest?: string }[] }>({
+      method: 'GET',
+      path: `/v1/apps/${seg(app)}/secrets`,
+      action: 'secrets.list',
+      id: app,
+    });
     return res.body?.secrets ?? [];
   }
 
@@ -337,21 +445,32 @@ export class FlyClient {
 
   async requestCertificate(app: string, hostname: string): Promise<CertificateDetail> {
     const res = await this.request<CertificateDetail>({
-      method: 'POST', path: `/v1/apps/${seg(app)}/certificates/acme`, action: 'certificates.create', id: app, body: { hostname },
+      method: 'POST',
+      path: `/v1/apps/${seg(app)}/certificates/acme`,
+      action: 'certificates.create',
+      id: app,
+      body: { hostname },
     });
     return res.body;
   }
 
   async getCertificate(app: string, hostname: string): Promise<CertificateDetail | null> {
     const res = await this.request<CertificateDetail>({
-      method: 'GET', path: `/v1/apps/${seg(app)}/certificates/${seg(hostname)}`, action: 'certificates.get', id: app, accept: [404],
+      method: 'GET',
+      path: `/v1/apps/${seg(app)}/certificates/${seg(hostname)}`,
+      action: 'certificates.get',
+      id: app,
+      accept: [404],
     });
     return res.status === 404 ? null : res.body;
   }
 
   async checkCertificate(app: string, hostname: string): Promise<CertificateDetail> {
     const res = await this.request<CertificateDetail>({
-      method: 'POST', path: `/v1/apps/${seg(app)}/certificates/${seg(hostname)}/check`, action: 'certificates.check', id: app,
+      method: 'POST',
+      path: `/v1/apps/${seg(app)}/certificates/${seg(hostname)}/check`,
+      action: 'certificates.check',
+      id: app,
     });
     return res.body;
   }
@@ -368,7 +487,13 @@ export class FlyClient {
   }
 
   async assignIp(app: string, type: 'v4' | 'v6' | 'shared_v4' | 'private_v6', region?: string): Promise<IPAssignment> {
-    const res = await this.request<IPAssignment>({ method: 'POST', path: `/v1/apps/${seg(app)}/ip_assignments`, action: 'ips.create', id: app, body: { type, region } });
+    const res = await this.request<IPAssignment>({
+      method: 'POST',
+      path: `/v1/apps/${seg(app)}/ip_assignments`,
+      action: 'ips.create',
+      id: app,
+      body: { type, region },
+    });
     return res.body;
   }
 
@@ -378,8 +503,30 @@ export class FlyClient {
 
   /** Local runtime only: the bytes its router has sent to the app's clients, ever (a counter). */
   async localBytesOut(app: string): Promise<number> {
-    const res = await this.request<{ bytes_out?: number }>({ method: 'GET', path: `/v1/apps/${seg(app)}/local/bandwidth`, action: 'local.bandwidth', id: app, accept: [404] });
+    const res = await this.request<{ bytes_out?: number }>({
+      method: 'GET',
+      path: `/v1/apps/${seg(app)}/local/bandwidth`,
+      action: 'local.bandwidth',
+      id: app,
+      accept: [404],
+    });
     return res.status === 404 ? 0 : Number(res.body?.bytes_out ?? 0);
+  }
+
+  /**
+   * Local runtime only: the router's count of the WebSocket connections the machines closed since
+   * `since` (ms since the epoch), and of their clients that came back to another machine of the
+   * app (local/connections.ts says how they are matched).
+   */
+  async localConnections(app: string, machines: string[], since: number): Promise<LocalConnections> {
+    const res = await this.request<LocalConnections>({
+      method: 'GET',
+      path: `/v1/apps/${seg(app)}/local/connections`,
+      action: 'local.connections',
+      id: app,
+      query: { machine: machines.join(','), since: Math.floor(since) },
+    });
+    return res.body;
   }
 
   // ---- org-wide ----------------------------------------------------------------------------
@@ -397,9 +544,12 @@ export class FlyClient {
    * sequential by nature, and all share the org's rate-limit bucket.
    */
   async *orgMachinePages(org: string, options: OrgMachinesOptions = {}): AsyncGenerator<OrgMachinesResponse['machines']> {
-    for (let cursor: string | undefined; ; ) {
+    for (let cursor: string | undefined; ;) {
       const res = await this.request<OrgMachinesResponse>({
-        method: 'GET', path: `/v1/orgs/${seg(org)}/machines`, action: 'orgs.machines', id: org,
+        method: 'GET',
+        path: `/v1/orgs/${seg(org)}/machines`,
+        action: 'orgs.machines',
+        id: org,
         query: { limit: options.pageSize ?? 1000, cursor, updated_after: options.updatedAfter, include_deleted: options.includeDeleted || undefined },
       });
       yield res.body?.machines ?? [];
@@ -407,6 +557,19 @@ export class FlyClient {
       if (!cursor) return;
     }
   }
+}
+
+export interface LocalConnections {
+  open: number;
+  drained: number;
+  /** Of the drained, those that ended without a WebSocket close frame (the app was killed, not drained). */
+  cut: number;
+  closed_by_client: number;
+  reconnected: number;
+  /** ms from each reconnected client's close to its new connection, ascending. */
+  reconnect_ms: number[];
+  window_ms: number;
+  settled: boolean;
 }
 
 export interface OrgMachinesOptions {

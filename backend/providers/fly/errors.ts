@@ -19,7 +19,11 @@ export class FlyApiError extends Error {
 
 /** The request may never have reached Fly, or its answer was lost on the way back. */
 export class FlyNetworkError extends Error {
-  constructor(readonly method: string, readonly path: string, readonly cause: unknown) {
+  constructor(
+    readonly method: string,
+    readonly path: string,
+    readonly cause: unknown,
+  ) {
     super(`Fly API ${method} ${path} failed: ${(cause as Error)?.message ?? String(cause)}`);
     this.name = 'FlyNetworkError';
   }

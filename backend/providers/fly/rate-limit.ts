@@ -15,7 +15,10 @@ class TokenBucket {
   private updated: number;
   private queue: Promise<void> = Promise.resolve();
 
-  constructor(private readonly spec: BucketSpec, private readonly now: () => number) {
+  constructor(
+    private readonly spec: BucketSpec,
+    private readonly now: () => number,
+  ) {
     this.tokens = spec.burst;
     this.updated = now();
   }

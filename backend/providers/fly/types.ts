@@ -1,5 +1,5 @@
-// The subset of Fly's Machines API types Rhone uses, named and shaped as in
-// ../shared/specs/fly-machines-openapi.json (snake_case on the wire). The local runtime answers
+// The subset of Fly's Machines API types Rhone uses, named and shaped as in Fly's OpenAPI spec,
+// backend/providers/fly/spec/fly-machines-openapi.json (snake_case on the wire). The local runtime answers
 // with these shapes too, so one client serves both.
 
 export type Duration = string; // Go duration: "10s", "30s", "500ms". Never a bare number.
@@ -54,17 +54,7 @@ export interface MachineConfig {
 export type StopSignal = 'SIGHUP' | 'SIGINT' | 'SIGQUIT' | 'SIGKILL' | 'SIGUSR1' | 'SIGUSR2' | 'SIGTERM';
 
 export type MachineState =
-  | 'created'
-  | 'starting'
-  | 'started'
-  | 'stopping'
-  | 'stopped'
-  | 'suspended'
-  | 'failed'
-  | 'destroying'
-  | 'destroyed'
-  | 'replacing'
-  | 'updating';
+  'created' | 'starting' | 'started' | 'stopping' | 'stopped' | 'suspended' | 'failed' | 'destroying' | 'destroyed' | 'replacing' | 'updating';
 
 export interface CheckStatus {
   name: string;

@@ -25,7 +25,11 @@ export interface RepoRef {
 
 export class GithubNotConfiguredError extends AppError {
   constructor() {
-    super(503, 'github_not_configured', 'The Rhone GitHub App is not set up on this server: set GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY (and GITHUB_WEBHOOK_SECRET for pushes), or deploy from a git URL.');
+    super(
+      503,
+      'github_not_configured',
+      'The Rhone GitHub App is not set up on this server: set GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY (and GITHUB_WEBHOOK_SECRET for pushes), or deploy from a git URL.',
+    );
   }
 }
 
@@ -47,7 +51,12 @@ const timedFetch: typeof fetch = (input, init) => {
 
 const quietLog = () => {
   const log = logger();
-  return { debug: () => undefined, info: () => undefined, warn: (msg: string) => log.warn({ github: true }, msg), error: (msg: string) => log.error({ github: true }, msg) };
+  return {
+    debug: () => undefined,
+    info: () => undefined,
+    warn: (msg: string) => log.warn({ github: true }, msg),
+    error: (msg: string) => log.error({ github: true }, msg),
+  };
 };
 
 const clients = new Map<string, typeof Octokit>();
@@ -87,7 +96,11 @@ export function githubApp(config: Config): App {
 export async function mintToken(config: Config, installationId: number, permissions: Permissions, repo?: RepoRef): Promise<string> {
   const scope = !repo ? {} : repo.id ? { repository_ids: [repo.id] } : { repositories: [repo.fullName.split('/')[1]] };
   // The App's own client signs this request with its JWT.
-  const { data } = await githubApp(config).octokit.request('POST /app/installations/{installation_id}/access_tokens', { installation_id: installationId, permissions, ...scope });
+  const { data } = await githubApp(config).octokit.request('POST /app/installations/{installation_id}/access_tokens', {
+    installation_id: installationId,
+    permissions,
+    ...scope,
+  });
   return data.token;
 }
 
@@ -140,5 +153,9 @@ export function githubErrorForLog(err: unknown): { message: string; status?: num
 
 /** A GitHub failure as the API reports it: 502 when GitHub failed or was not reached. */
 export function githubUnavailable(err: unknown, what: string): AppError {
-  return new AppError(502, 'github_unavailable', `GitHub did not answer while Rhone was ${what} (${githubErrorForLog(err).message.slice(0, 200)}); try again in a moment.`);
+  return new AppError(
+    502,
+    'github_unavailable',
+    `GitHub did not answer while Rhone was ${what} (${githubErrorForLog(err).message.slice(0, 200)}); try again in a moment.`,
+  );
 }

@@ -1,6 +1,6 @@
 import Router from '@koa/router';
 import type { Context } from 'koa';
-import { appAccess, teamAccess } from '../../commands/access.ts';
+import { appAccess, teamAccess } from '../../queries/access.ts';
 import { createApp, deleteApp, listApps, updateApp } from '../../commands/apps.ts';
 import { authorize } from '../../policies/index.ts';
 import { auth, requireActor } from '../../middleware/auth.ts';

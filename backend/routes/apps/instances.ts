@@ -4,7 +4,7 @@
 import type Router from '@koa/router';
 import type { Context } from 'koa';
 import type { Config } from '../../config.ts';
-import { appAccess } from '../../commands/access.ts';
+import { appAccess } from '../../queries/access.ts';
 import { auth, requireActor } from '../../middleware/auth.ts';
 import { validate, inputOf } from '../../middleware/validate.ts';
 import { authorize } from '../../policies/index.ts';
@@ -13,10 +13,11 @@ import { machinesApi } from '../../providers/fly/index.ts';
 import { FlyApiError, FlyNetworkError } from '../../providers/fly/errors.ts';
 import { META, type Machine } from '../../providers/fly/types.ts';
 import { appParams } from './schema.ts';
+import type { Instance } from '../../lib/api-types.ts';
 
 const iso = (s?: string) => (s ? new Date(s).toISOString() : null);
 
-export function presentInstance(m: Machine) {
+export function presentInstance(m: Machine): Instance {
   return {
     id: m.id,
     name: m.name,

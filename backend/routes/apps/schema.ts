@@ -9,6 +9,7 @@ const branch = z
   .min(1, 'is required')
   .max(255, 'must be at most 255 characters')
   .refine(
+    // eslint-disable-next-line no-control-regex -- git-check-ref-format forbids control characters, so the pattern names them.
     (b) => !/(^[-/.]|\.\.|[\s~^:?*[\\\x00-\x1f\x7f]|@\{|\/\/|\/$|\.lock$|\.$)/.test(b),
     'is not a valid git branch name',
   );
@@ -24,7 +25,10 @@ const githubSource = z.strictObject({
 
 const gitSource = z.strictObject({
   type: z.literal('git'),
-  url: z.string().max(2048).refine((u) => URL.canParse(u), 'must be a URL (https://… or file://…)'),
+  url: z
+    .string()
+    .max(2048)
+    .refine((u) => URL.canParse(u), 'must be a URL (https://… or file://…)'),
   branch,
 });
 
@@ -46,7 +50,10 @@ const settings = {
   region: z.enum(REGION_CODES, { error: `must be one of Fly's regions: ${REGION_CODES.join(', ')}` }),
   machineSize: z.enum(MACHINE_SIZE_NAMES, { error: `must be one of ${MACHINE_SIZE_NAMES.join(', ')}` }),
   internalPort: z.number().int().min(1).max(65535),
-  healthCheckPath: z.string().max(255).regex(/^\/[\x21-\x7e]*$/, 'must start with "/" and have no spaces'),
+  healthCheckPath: z
+    .string()
+    .max(255)
+    .regex(/^\/[\x21-\x7e]*$/, 'must start with "/" and have no spaces'),
   instanceCount: z.number().int().min(1, 'must be at least 1').max(10, 'must be at most 10'),
   autoDeploy: z.boolean(),
 };

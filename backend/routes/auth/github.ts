@@ -16,18 +16,32 @@ import type { Deps } from '../deps.ts';
 import { githubCallback } from './schema.ts';
 
 function page(ctx: Context, status: number, title: string, message: string): void {
-  htmlPage(ctx, status, title, message, [['/auth/github', 'Try signing in again'], ['/', 'Back to Rhone']]);
+  htmlPage(ctx, status, title, message, [
+    ['/auth/github', 'Try signing in again'],
+    ['/', 'Back to Rhone'],
+  ]);
 }
 
 export function githubOAuth(router: Router, { config, knex, sealer, limits }: Deps): void {
-  const stateCookieOf = stateCookie<{ state: string }>(config, { name: 'rhone_oauth_state', path: '/auth/github', purpose: 'oauth-state', ttlMs: 10 * 60 * 1000 });
+  const stateCookieOf = stateCookie<{ state: string }>(config, {
+    name: 'rhone_oauth_state',
+    path: '/auth/github',
+    purpose: 'oauth-state',
+    ttlMs: 10 * 60 * 1000,
+  });
   const request = octokitRequest.defaults({ baseUrl: config.github.apiUrl });
   const redirectUrl = `${config.publicUrl}/auth/github/callback`;
   const enabled = () => Boolean(config.github.clientId && config.github.clientSecret);
 
   router.get('/github', limits.signIn(), (ctx: Context) => {
     if (!enabled()) {
-      if (config.isLocal) return page(ctx, 404, 'GitHub sign-in is not set up', 'Local mode signs in with a login name instead: use the form on the sign-in page, or set GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET.');
+      if (config.isLocal)
+        return page(
+          ctx,
+          404,
+          'GitHub sign-in is not set up',
+          'Local mode signs in with a login name instead: use the form on the sign-in page, or set GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET.',
+        );
       throw new NotFoundError('Route');
     }
     const state = randomToken(24);
@@ -49,7 +63,12 @@ export function githubOAuth(router: Router, { config, knex, sealer, limits }: De
     let token: string;
     try {
       const { authentication } = await exchangeWebFlowCode({
-        clientType: 'github-app', clientId: config.github.clientId!, clientSecret: config.github.clientSecret!, code: query.code, redirectUrl, request,
+        clientType: 'github-app',
+        clientId: config.github.clientId!,
+        clientSecret: config.github.clientSecret!,
+        code: query.code,
+        redirectUrl,
+        request,
       });
       token = authentication.token;
     } catch (err) {
@@ -64,10 +83,16 @@ export function githubOAuth(router: Router, { config, knex, sealer, limits }: De
       ctx.state.log?.warn({ err: { message: (err as Error).message, status: (err as { status?: number }).status } }, 'GitHub profile request failed');
       return page(ctx, 502, 'GitHub did not answer', 'Rhone could not read your GitHub profile. Try signing in again in a moment.');
     }
-    const { data: emails } = await request('GET /user/emails', { headers }).catch(() => ({ data: [] as { email: string; primary: boolean; verified: boolean }[] }));
+    const { data: emails } = await request('GET /user/emails', { headers }).catch(() => ({
+      data: [] as { email: string; primary: boolean; verified: boolean }[],
+    }));
     const primary = emails.find((e) => e.primary && e.verified)?.email ?? null;
     const { user } = await signIn(knex, {
-      login: profile.login, githubId: Number(profile.id), name: profile.name ?? null, email: primary, avatarUrl: profile.avatar_url ?? null,
+      login: profile.login,
+      githubId: Number(profile.id),
+      name: profile.name ?? null,
+      email: primary,
+      avatarUrl: profile.avatar_url ?? null,
     });
     await startSession(ctx, knex, config, sealer, user.id);
     ctx.redirect('/');

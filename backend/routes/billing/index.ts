@@ -2,7 +2,7 @@
 // customer portal when Stripe is configured, directly (PUT .../billing/plan) when it is not.
 import Router from '@koa/router';
 import type { Context } from 'koa';
-import { teamAccess } from '../../commands/access.ts';
+import { teamAccess } from '../../queries/access.ts';
 import { changePlanLocally, changeSubscriptionPlan, openPortal, startCheckout } from '../../commands/billing.ts';
 import { stripeClient } from '../../billing/stripe.ts';
 import { authorize } from '../../policies/index.ts';

@@ -7,9 +7,9 @@ import type { Context } from 'koa';
 import type { Knex } from 'knex';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { deploymentAccess } from '../../commands/deployment-access.ts';
+import { deploymentAccess } from '../../queries/deployment-access.ts';
 import { EventHub, listEvents, type EventListener, type LogData, type StoredEvent } from '../../deployments/events.ts';
-import { TERMINAL_STATUSES } from '../../models/index.ts';
+import { isTerminal } from '../../deployments/pipeline.ts';
 import { authorize } from '../../policies/index.ts';
 import { auth, requireActor } from '../../middleware/auth.ts';
 import { inputOf, validate } from '../../middleware/validate.ts';
@@ -17,7 +17,11 @@ import { ValidationError } from '../../lib/errors.ts';
 import type { Deps } from '../deps.ts';
 import { acquireStreamSlot, watchAccess } from './stream-guard.ts';
 
-const seq = z.coerce.number().int().min(0).max(2 ** 31 - 1);
+const seq = z.coerce
+  .number()
+  .int()
+  .min(0)
+  .max(2 ** 31 - 1);
 const id = z.uuid('is not a deployment id');
 // EventSource polyfills that cannot set headers pass the resume point as ?lastEventId=.
 const eventsSchema = { params: z.object({ id }), query: z.object({ lastEventId: seq.optional() }) };
@@ -46,7 +50,6 @@ const CLIENT_GONE = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ERR_STREAM_
 const END_FRAME = 'event: end\ndata: {}\n\n';
 // The same end event (EventSource must not reconnect), saying why the viewer may watch no more.
 const REVOKED_FRAME = `event: end\ndata: ${JSON.stringify({ reason: 'access_revoked', message: 'You may no longer see this deployment: you were signed out, your API token was revoked, or you left its team.' })}\n\n`;
-const isTerminal = (status: string) => (TERMINAL_STATUSES as readonly string[]).includes(status);
 
 /** One published batch, serialised once for every client: the frames, and all of them as bytes. */
 interface Batch {
@@ -155,10 +158,11 @@ class EventStream implements EventListener<Batch> {
       // A gap the database could not fill just now cannot happen while every write goes through
       // appendEvents; should it anyway, retry calmly instead of querying in a tight loop.
       if (!this.draining) void this.sync();
-      else this.retry ??= setTimeout(() => {
-        this.retry = undefined;
-        void this.sync();
-      }, 500);
+      else
+        this.retry ??= setTimeout(() => {
+          this.retry = undefined;
+          void this.sync();
+        }, 500);
       return;
     }
     if (this.tooFarBehind()) return;
@@ -279,7 +283,9 @@ function resumePoint(header: string, query: number | undefined): number {
   if (!header) return query ?? 0;
   const parsed = seq.safeParse(header.trim());
   if (!parsed.success || !/^\d+$/.test(header.trim())) {
-    throw new ValidationError('Last-Event-ID: must be the id of an event this stream sent', [{ field: 'headers.last-event-id', message: 'must be a whole number' }]);
+    throw new ValidationError('Last-Event-ID: must be the id of an event this stream sent', [
+      { field: 'headers.last-event-id', message: 'must be a whole number' },
+    ]);
   }
   return parsed.data;
 }
@@ -305,7 +311,11 @@ export function deploymentEventRoutes({ knex, redis }: Pick<Deps, 'knex' | 'redi
   // A place outlives its last refresh (one per access check) by a margin, so a busy process keeps it.
   const slotTtlMs = Math.max(3 * settings.accessCheckMs, 5000);
   // One subscriber connection for every stream this process serves.
-  const hub = new EventHub(() => redis.duplicate(), toBatch);
+  // Its SUBSCRIBE can go out while ioredis's handshake (CLIENT SETINFO, then the INFO ready check)
+  // is still under way, and Redis then refuses the handshake's commands on a subscribed connection:
+  // ioredis 5.8.2+ rejects the first streams with "Connection in subscriber mode" (redis/ioredis#2037,
+  // fixed in 6.0). A subscriber needs neither command.
+  const hub = new EventHub(() => redis.duplicate({ enableReadyCheck: false, disableClientInfo: true, connectionName: 'rhone-deployment-events' }), toBatch);
   const streams = new Set<EventStream>();
   running.add({
     close: async () => {

@@ -1,22 +1,24 @@
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import { z } from 'zod';
-import { appAccess, teamAccess } from '../../commands/access.ts';
-import { deploymentAccess } from '../../commands/deployment-access.ts';
-import { cancelDeployment, createDeployment, listDeployments, rollbackTo } from '../../commands/deployments.ts';
+import { appAccess, teamAccess } from '../../queries/access.ts';
+import { deploymentAccess } from '../../queries/deployment-access.ts';
+import { cancelDeployment, createDeployment, rollbackTo } from '../../commands/deployments.ts';
+import { latestPerApp, listDeployments, triggerLogins } from '../../queries/deployments.ts';
 import { authorize } from '../../policies/index.ts';
 import { auth, requireActor } from '../../middleware/auth.ts';
 import { inputOf, validate } from '../../middleware/validate.ts';
 import { presentDeployment } from '../../presenters/index.ts';
 import { appSlug, teamSlug } from '../../lib/slugs.ts';
 import { pageQuery } from '../../lib/pagination.ts';
-import { App, Deployment, User } from '../../models/index.ts';
+import { App, type Deployment } from '../../models/index.ts';
 import type { Deps } from '../deps.ts';
 
 const ref = z
   .string()
   .min(1)
   .max(255)
+  // eslint-disable-next-line no-control-regex -- git-check-ref-format forbids control characters, so the pattern names them.
   .refine((r) => !/(^[-/.]|\.\.|[\s~^:?*[\\\x00-\x1f\x7f]|@\{|\/\/|\/$|\.lock$|\.$)/.test(r), 'is not a branch name or commit SHA');
 
 const deploy = { params: z.object({ app: appSlug }), body: z.strictObject({ ref: ref.optional() }) };
@@ -24,25 +26,23 @@ const list = { params: z.object({ app: appSlug }), query: pageQuery };
 const one = { params: z.object({ id: z.uuid('is not a deployment id') }) };
 const team = { params: z.object({ team: teamSlug }) };
 
-/** The newest deployment of each of the team's apps, and the one each is serving (when not the same). */
-async function latestPerApp(teamId: string) {
-  const apps = App.query().select('id').where({ teamId });
-  const newest = async (liveOnly: boolean): Promise<Deployment[]> => {
-    const q = Deployment.query().distinctOn('appId').whereIn('appId', apps).orderBy([{ column: 'appId' }, { column: 'number', order: 'desc' }]);
-    return liveOnly ? q.where({ status: 'live' }) : q;
-  };
-  const [latest, live] = await Promise.all([newest(false), newest(true)]);
-  return { latest, live };
+/**
+ * Deployments as the API shows them, each with the login of who triggered it: one query for the
+ * logins of the whole list. `slugOf` names each one's app.
+ */
+async function presentDeployments(
+  deployments: readonly Deployment[],
+  slugOf: (d: Deployment) => string,
+): Promise<Map<Deployment, ReturnType<typeof presentDeployment>>> {
+  const logins = await triggerLogins(deployments);
+  return new Map(deployments.map((d) => [d, presentDeployment(d, { slug: slugOf(d) }, d.triggeredBy ? logins.get(d.triggeredBy) : null)]));
 }
 
-async function loginsOf(ids: (string | null)[]): Promise<Map<string, string>> {
-  const wanted = [...new Set(ids.filter((i): i is string => Boolean(i)))];
-  if (wanted.length === 0) return new Map();
-  const users = await User.query().whereIn('id', wanted).select('id', 'login');
-  return new Map(users.map((u) => [u.id, u.login]));
+async function presentOne(d: Deployment, app: Pick<App, 'slug'>) {
+  return (await presentDeployments([d], () => app.slug)).get(d)!;
 }
 
-export function deploymentRoutes({ knex, config, queues }: Deps): Router {
+export function deploymentRoutes({ knex, config, queues, redis }: Deps): Router {
   const router = new Router();
 
   router.post('/apps/:app/deploy', auth(), validate(deploy), async (ctx: Context) => {
@@ -60,8 +60,8 @@ export function deploymentRoutes({ knex, config, queues }: Deps): Router {
     const { app, role } = await appAccess(requireActor(ctx), params.app);
     authorize(role, 'deployment:read');
     const page = await listDeployments(app.id, query.limit, query.cursor);
-    const logins = await loginsOf(page.items.map((d) => d.triggeredBy));
-    ctx.body = { items: page.items.map((d) => presentDeployment(d, app, d.triggeredBy ? logins.get(d.triggeredBy) : null)), next: page.next };
+    const presented = await presentDeployments(page.items, () => app.slug);
+    ctx.body = { items: page.items.map((d) => presented.get(d)!), next: page.next };
   });
 
   // The apps list's live status column: one request for the whole team instead of one per app.
@@ -71,15 +71,18 @@ export function deploymentRoutes({ knex, config, queues }: Deps): Router {
     const [{ latest, live }, apps] = await Promise.all([latestPerApp(t.id), App.query().select('id', 'slug').where({ teamId: t.id })]);
     const slugs = new Map(apps.map((a) => [a.id, a.slug]));
     const liveByApp = new Map(live.map((d) => [d.appId, d]));
-    const logins = await loginsOf(latest.map((d) => d.triggeredBy));
-    const present = (d: Deployment) => presentDeployment(d, { slug: slugs.get(d.appId)! }, d.triggeredBy ? logins.get(d.triggeredBy) : null);
+    const shown = latest.filter((d) => slugs.has(d.appId));
+    // The one it serves is often the newest itself: present that row once.
+    const serving = (d: Deployment) => {
+      const current = liveByApp.get(d.appId);
+      return current?.id === d.id ? d : current;
+    };
+    const presented = await presentDeployments([...shown, ...shown.map(serving).filter((d): d is Deployment => Boolean(d))], (d) => slugs.get(d.appId)!);
     ctx.body = {
-      items: latest
-        .filter((d) => slugs.has(d.appId))
-        .map((d) => {
-          const serving = liveByApp.get(d.appId);
-          return { app: slugs.get(d.appId)!, latest: present(d), live: serving ? (serving.id === d.id ? present(d) : present(serving)) : null };
-        }),
+      items: shown.map((d) => {
+        const s = serving(d);
+        return { app: slugs.get(d.appId)!, latest: presented.get(d)!, live: s ? presented.get(s)! : null };
+      }),
       next: null,
     };
   });
@@ -87,18 +90,16 @@ export function deploymentRoutes({ knex, config, queues }: Deps): Router {
   router.get('/deployments/:id', auth(), validate(one), async (ctx: Context) => {
     const { deployment, app, role } = await deploymentAccess(requireActor(ctx), inputOf(ctx, one).params.id);
     authorize(role, 'deployment:read');
-    const logins = await loginsOf([deployment.triggeredBy]);
-    ctx.body = presentDeployment(deployment, app, deployment.triggeredBy ? logins.get(deployment.triggeredBy) : null);
+    ctx.body = await presentOne(deployment, app);
   });
 
   router.post('/deployments/:id/cancel', auth(), validate(one), async (ctx: Context) => {
     const actor = requireActor(ctx);
     const { deployment, app, team, role } = await deploymentAccess(actor, inputOf(ctx, one).params.id);
     authorize(role, 'deployment:cancel');
-    const d = await cancelDeployment(knex, queues, actor, team, deployment);
-    const logins = await loginsOf([d.triggeredBy]);
+    const d = await cancelDeployment(knex, queues, redis, actor, team, deployment);
     ctx.status = 202;
-    ctx.body = presentDeployment(d, app, d.triggeredBy ? logins.get(d.triggeredBy) : null);
+    ctx.body = await presentOne(d, app);
   });
 
   router.post('/deployments/:id/rollback', auth(), validate(one), async (ctx: Context) => {

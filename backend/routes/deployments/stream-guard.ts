@@ -20,7 +20,11 @@ export async function stillAllowed(knex: Knex, actor: Actor, teamId: string): Pr
     knex('team_members').where({ teamId, userId: actor.user.id }).first('user_id'),
     actor.sessionId ? knex('sessions').where({ id: actor.sessionId }).whereNull('revokedAt').where('expiresAt', '>', now).first('id') : true,
     actor.tokenId
-      ? knex('api_tokens').where({ id: actor.tokenId }).whereNull('revokedAt').where((q) => q.whereNull('expiresAt').orWhere('expiresAt', '>', now)).first('id')
+      ? knex('api_tokens')
+          .where({ id: actor.tokenId })
+          .whereNull('revokedAt')
+          .where((q) => q.whereNull('expiresAt').orWhere('expiresAt', '>', now))
+          .first('id')
       : true,
   ]);
   return Boolean(member && session && token);
@@ -122,10 +126,10 @@ export async function acquireStreamSlot(redis: Redis, userId: string, max: numbe
         .zadd(key, Date.now() + ttlMs, id)
         .pexpire(key, ttlMs)
         .exec()
-        .catch((err: unknown) => log?.warn({ err, userId }, 'could not refresh an event stream\'s place; it lapses on its own'));
+        .catch((err: unknown) => log?.warn({ err, userId }, "could not refresh an event stream's place; it lapses on its own"));
     },
     async release() {
-      await redis.zrem(key, id).catch((err: unknown) => log?.warn({ err, userId }, 'could not release an event stream\'s place; it lapses on its own'));
+      await redis.zrem(key, id).catch((err: unknown) => log?.warn({ err, userId }, "could not release an event stream's place; it lapses on its own"));
     },
   };
 }

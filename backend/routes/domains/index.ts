@@ -1,7 +1,7 @@
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import { z } from 'zod';
-import { appAccess } from '../../commands/access.ts';
+import { appAccess } from '../../queries/access.ts';
 import { addDomain, checkDomainNow, findDomain, listDomains, removeDomain } from '../../commands/domains.ts';
 import { authorize } from '../../policies/index.ts';
 import { auth, requireActor } from '../../middleware/auth.ts';
@@ -13,7 +13,12 @@ import type { Deps } from '../deps.ts';
 
 const app = { params: z.object({ app: appSlug }) };
 // The hostname's own rules are checked by the command, each with its own message.
-const add = { params: app.params, body: z.strictObject({ hostname: z.string({ error: 'is required: the hostname to serve the app on, such as www.example.com' }).max(300, 'must be at most 253 characters') }) };
+const add = {
+  params: app.params,
+  body: z.strictObject({
+    hostname: z.string({ error: 'is required: the hostname to serve the app on, such as www.example.com' }).max(300, 'must be at most 253 characters'),
+  }),
+};
 const one = { params: z.object({ app: appSlug, hostname: z.string().min(1).max(300) }) };
 
 export function domainRoutes({ knex, config }: Deps): Router {

@@ -1,7 +1,7 @@
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import { z } from 'zod';
-import { appAccess } from '../../commands/access.ts';
+import { appAccess } from '../../queries/access.ts';
 import { listEnv, openValue, putEnv, recordReveal } from '../../commands/env.ts';
 import { authorize } from '../../policies/index.ts';
 import { auth, requireActor } from '../../middleware/auth.ts';
@@ -51,7 +51,14 @@ export function envRoutes({ knex, config }: Deps): Router {
     const reveal = query.reveal === '1' || query.reveal === 'true';
     if (reveal) authorize(role, 'env:reveal');
     const rows = await respond(ctx, app.id, reveal);
-    if (reveal) await recordReveal(knex, actor, team, app, rows.map((r) => r.name));
+    if (reveal)
+      await recordReveal(
+        knex,
+        actor,
+        team,
+        app,
+        rows.map((r) => r.name),
+      );
   });
 
   router.put('/', auth(), validate(put), async (ctx: Context) => {

@@ -3,7 +3,7 @@
 // branches are read from GitHub with a token for that one repository.
 import Router from '@koa/router';
 import type { Context } from 'koa';
-import { teamAccess } from '../../commands/access.ts';
+import { teamAccess } from '../../queries/access.ts';
 import { findTeamRepo, listBranches, listInstallations, listTeamRepos } from '../../commands/github-installations.ts';
 import { authorize, can } from '../../policies/index.ts';
 import { auth, requireActor } from '../../middleware/auth.ts';

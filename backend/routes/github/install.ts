@@ -8,7 +8,7 @@
 // (next to the sign-in callback), "Request user authorization during installation" off.
 import Router from '@koa/router';
 import type { Context, Next } from 'koa';
-import { teamAccess } from '../../commands/access.ts';
+import { teamAccess } from '../../queries/access.ts';
 import { connectInstallation } from '../../commands/github-installations.ts';
 import { AppError } from '../../lib/errors.ts';
 import { htmlPage } from '../../lib/html.ts';
@@ -85,21 +85,48 @@ export function githubInstallRoutes({ config, knex, sealer, caches, limits }: De
       // Nothing is installed until an owner approves, and nothing is connected from this visit: the
       // flow ends here, so its state cannot be carried on to a connection.
       flow.take(ctx);
-      return page(ctx, 200, 'Installation requested', "An owner of the GitHub organization was asked to approve the Rhone GitHub App. Once they have, connect it from your team's settings in Rhone.");
+      return page(
+        ctx,
+        200,
+        'Installation requested',
+        "An owner of the GitHub organization was asked to approve the Rhone GitHub App. Once they have, connect it from your team's settings in Rhone.",
+      );
     }
     const actor = requireActor(ctx);
     const started = flow.take(ctx);
     if (!started || started.value.userId !== actor.user.id || !query.state || !safeEqual(started.value.nonce, query.state)) {
       // Settings changed on GitHub's side send the browser here too, outside any flow of ours.
-      if (query.setup_action === 'update' && !query.code) return page(ctx, 200, 'GitHub saved your changes', 'Rhone keeps the list of repositories in sync with GitHub on its own.');
-      return page(ctx, 400, 'This installation link is not valid', "It was already used, or it came from another browser or account. Start again from your team's settings in Rhone; nothing was connected.");
+      if (query.setup_action === 'update' && !query.code)
+        return page(ctx, 200, 'GitHub saved your changes', 'Rhone keeps the list of repositories in sync with GitHub on its own.');
+      return page(
+        ctx,
+        400,
+        'This installation link is not valid',
+        "It was already used, or it came from another browser or account. Start again from your team's settings in Rhone; nothing was connected.",
+      );
     }
-    if (started.expired) return page(ctx, 400, 'This installation link has expired', "Installing the App must be finished within 30 minutes. Start again from your team's settings in Rhone.");
-    if (query.error) return page(ctx, 403, 'GitHub did not confirm your account', 'Rhone checks with GitHub that your account can access an installation before connecting it, and GitHub did not allow that check. Nothing was connected.');
+    if (started.expired)
+      return page(
+        ctx,
+        400,
+        'This installation link has expired',
+        "Installing the App must be finished within 30 minutes. Start again from your team's settings in Rhone.",
+      );
+    if (query.error)
+      return page(
+        ctx,
+        403,
+        'GitHub did not confirm your account',
+        'Rhone checks with GitHub that your account can access an installation before connecting it, and GitHub did not allow that check. Nothing was connected.',
+      );
     const { team, role } = await teamAccess(actor, started.value.team);
     authorize(role, 'github:install');
     if (!config.github.clientId || !config.github.clientSecret) {
-      throw new AppError(503, 'github_not_configured', 'Connecting an installation needs the App\'s OAuth credentials: set GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET.');
+      throw new AppError(
+        503,
+        'github_not_configured',
+        "Connecting an installation needs the App's OAuth credentials: set GITHUB_CLIENT_ID and GITHUB_CLIENT_SECRET.",
+      );
     }
     const app = githubApp(config);
 
@@ -113,7 +140,9 @@ export function githubInstallRoutes({ config, knex, sealer, caches, limits }: De
     if (!started.value.installationId) return page(ctx, 400, 'This installation link is not valid', "Start again from your team's settings in Rhone.");
     let token: string;
     try {
-      ({ authentication: { token } } = await app.oauth.createToken({ code: query.code, redirectUrl: setupUrl }));
+      ({
+        authentication: { token },
+      } = await app.oauth.createToken({ code: query.code, redirectUrl: setupUrl }));
     } catch (err) {
       ctx.state.log?.warn({ err: githubErrorForLog(err) }, 'GitHub code exchange failed (installation)');
       return page(ctx, 400, 'GitHub did not accept this confirmation', "The code was expired or already used. Start again from your team's settings in Rhone.");

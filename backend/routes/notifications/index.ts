@@ -2,7 +2,7 @@
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import { z } from 'zod';
-import { teamAccess } from '../../commands/access.ts';
+import { teamAccess } from '../../queries/access.ts';
 import { listNotifications, markAllRead, markRead } from '../../commands/notifications.ts';
 import { authorize } from '../../policies/index.ts';
 import { auth, requireActor } from '../../middleware/auth.ts';

@@ -1,6 +1,6 @@
 import Router from '@koa/router';
 import type { Context } from 'koa';
-import { teamAccess } from '../../commands/access.ts';
+import { teamAccess } from '../../queries/access.ts';
 import { createTeam, deleteTeam, renameTeam } from '../../commands/teams.ts';
 import { authorize } from '../../policies/index.ts';
 import { auth, requireActor } from '../../middleware/auth.ts';

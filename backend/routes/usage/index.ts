@@ -2,7 +2,7 @@
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import { z } from 'zod';
-import { teamAccess } from '../../commands/access.ts';
+import { teamAccess } from '../../queries/access.ts';
 import { setSpendCap } from '../../commands/spend-cap.ts';
 import { authorize } from '../../policies/index.ts';
 import { auth, requireActor } from '../../middleware/auth.ts';
@@ -16,7 +16,10 @@ const params = z.object({ team: teamSlug });
 const usage = {
   params,
   query: z.object({
-    period: z.string().refine((p) => parsePeriod(p) !== null, { message: 'must be a month as YYYY-MM, e.g. 2026-11' }).optional(),
+    period: z
+      .string()
+      .refine((p) => parsePeriod(p) !== null, { message: 'must be a month as YYYY-MM, e.g. 2026-11' })
+      .optional(),
   }),
 };
 // Up to $1,000,000 a month; null removes the cap.

@@ -34,7 +34,8 @@ const GITHUB_SIGNATURE = /^sha256=([0-9a-f]{64})$/i;
 const DELIVERY_ID = /^[A-Za-z0-9-]{1,100}$/;
 const EVENT_NAME = /^[a-z_]{1,64}$/;
 
-const BAD_GITHUB_SIGNATURE = 'X-Hub-Signature-256 is missing or does not match the body: check that the webhook secret on GitHub is the GITHUB_WEBHOOK_SECRET of this server.';
+const BAD_GITHUB_SIGNATURE =
+  'X-Hub-Signature-256 is missing or does not match the body: check that the webhook secret on GitHub is the GITHUB_WEBHOOK_SECRET of this server.';
 
 /** A slot to read one body in, or a refusal (with Retry-After) when too many are being read. */
 function admit(ctx: Context, gate: WebhookGate): () => void {
@@ -83,7 +84,7 @@ export function webhookRoutes({ config, knex, queues, redis }: Deps, gate = new 
       ctx.body = { ok: true };
       return;
     }
-    if (!ctx.is('application/json')) throw new AppError(415, 'unsupported_media_type', 'Set the webhook\'s content type to application/json on GitHub.');
+    if (!ctx.is('application/json')) throw new AppError(415, 'unsupported_media_type', "Set the webhook's content type to application/json on GitHub.");
     let payload: { action?: unknown } | null;
     try {
       payload = JSON.parse(body) as { action?: unknown } | null;
@@ -106,7 +107,12 @@ export function webhookRoutes({ config, knex, queues, redis }: Deps, gate = new 
   // 300 s: 400, nothing stored); then stored once per event id and applied by the webhooks job.
   const stripe = stripeClient(config);
   const stripeSecret = config.stripe.webhookSecret;
-  const badStripeSignature = () => new AppError(400, 'invalid_signature', 'Stripe-Signature is missing, too old, or does not match the body: check that the endpoint\'s signing secret is the STRIPE_WEBHOOK_SECRET of this server.');
+  const badStripeSignature = () =>
+    new AppError(
+      400,
+      'invalid_signature',
+      "Stripe-Signature is missing, too old, or does not match the body: check that the endpoint's signing secret is the STRIPE_WEBHOOK_SECRET of this server.",
+    );
   router.post('/stripe', async (ctx: Context) => {
     if (!stripe || !stripeSecret) throw new NotFoundError('Route');
     if (!STRIPE_SIGNATURE.test(ctx.get('Stripe-Signature')) || !ctx.get('Stripe-Signature').includes('v1=')) refuseUnread(ctx, badStripeSignature());

@@ -36,7 +36,11 @@ export class WebhookGate {
   enter(address: string): () => void {
     const mine = this.byAddress.get(address) ?? 0;
     if (mine >= this.limits.maxInFlightPerAddress) {
-      throw new TooManyInFlightError(429, 'too_many_in_flight', `This address already has ${mine} webhook bodies being sent; send one at a time (at most ${this.limits.maxInFlightPerAddress} at once).`);
+      throw new TooManyInFlightError(
+        429,
+        'too_many_in_flight',
+        `This address already has ${mine} webhook bodies being sent; send one at a time (at most ${this.limits.maxInFlightPerAddress} at once).`,
+      );
     }
     if (this.total >= this.limits.maxInFlight) {
       throw new TooManyInFlightError(503, 'webhooks_busy', 'This server is reading as many webhook bodies as it takes at once; send it again in a moment.');
@@ -113,7 +117,8 @@ export async function readChunks(ctx: Context, limit: number, sender: string, on
     }
   } catch (err) {
     if (err instanceof AppError) throw err;
-    if (err instanceof BodyTimeoutError) refuseUnread(ctx, new AppError(408, 'body_timeout', `The body did not arrive within ${BODY_DEADLINE_MS / 1000} s; send it again.`));
+    if (err instanceof BodyTimeoutError)
+      refuseUnread(ctx, new AppError(408, 'body_timeout', `The body did not arrive within ${BODY_DEADLINE_MS / 1000} s; send it again.`));
     // The sender went away mid-body: nobody is left to answer.
     throw new AppError(400, 'body_incomplete', 'The connection closed before the whole body arrived; send it again.');
   } finally {

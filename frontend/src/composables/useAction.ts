@@ -4,7 +4,10 @@ import { ref } from 'vue';
 import { ApiError } from '../lib/api.ts';
 import { useToasts } from '../stores/toasts.ts';
 
-export function useAction<A extends unknown[], R>(run: (...args: A) => Promise<R>, messages: { success?: string | ((r: R) => string); toastErrors?: boolean } = {}) {
+export function useAction<A extends unknown[], R>(
+  run: (...args: A) => Promise<R>,
+  messages: { success?: string | ((r: R) => string); toastErrors?: boolean } = {},
+) {
   const pending = ref(false);
   const error = ref<string | null>(null);
   const fields = ref<Record<string, string>>({});

@@ -82,7 +82,13 @@ export async function request<T>(method: string, path: string, body?: unknown, i
   if (method !== 'GET' && method !== 'HEAD') headers['x-csrf-token'] = csrfToken();
   let res: Response;
   try {
-    res = await fetch(base + path, { method, headers, credentials: 'same-origin', body: body === undefined ? undefined : JSON.stringify(body), signal: init.signal });
+    res = await fetch(base + path, {
+      method,
+      headers,
+      credentials: 'same-origin',
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: init.signal,
+    });
   } catch (err) {
     if ((err as Error).name === 'AbortError') throw err;
     throw new ApiError(0, 'network', 'Rhone could not be reached. Check your connection; the action was not done.');

@@ -37,7 +37,7 @@ export class DeploymentFeed {
   readonly connected = ref(false);
   lastId = 0;
   private source: EventSourceLike | null = null;
-  private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  private cancelRetry: (() => void) | null = null;
   private retries = 0;
   private flushScheduled = false;
   private closed = false;
@@ -46,6 +46,7 @@ export class DeploymentFeed {
   private readonly onStatus: (e: StatusEvent) => void;
   private readonly schedule: (fn: () => void) => void;
   private readonly history?: HistoryLoader;
+  private readonly later: (fn: () => void, ms: number) => () => void;
 
   constructor(
     private readonly deploymentId: string,
@@ -59,6 +60,8 @@ export class DeploymentFeed {
        * a long log arrives several times faster as JSON pages than as one event per line.
        */
       history?: HistoryLoader;
+      /** Runs fn after ms and returns its cancel (setTimeout); tests run it when they say. */
+      later?: (fn: () => void, ms: number) => () => void;
     } = {},
   ) {
     this.open = options.open ?? ((url) => new EventSource(url, { withCredentials: true }));
@@ -67,6 +70,12 @@ export class DeploymentFeed {
     // redraw recomputes the viewer's rows; live lines still show within 100 ms.
     this.schedule = options.schedule ?? ((fn) => setTimeout(fn, 100));
     this.history = options.history;
+    this.later =
+      options.later ??
+      ((fn, ms) => {
+        const timer = setTimeout(fn, ms);
+        return () => clearTimeout(timer);
+      });
   }
 
   url(): string {
@@ -121,7 +130,7 @@ export class DeploymentFeed {
       if (source.readyState === CLOSED && !this.closed && !this.ended.value) {
         this.source = null;
         const wait = Math.min(30_000, 500 * 2 ** this.retries++);
-        this.retryTimer = setTimeout(() => this.connect(), wait);
+        this.cancelRetry = this.later(() => this.connect(), wait);
       }
     };
   }
@@ -163,8 +172,8 @@ export class DeploymentFeed {
     this.source?.close();
     this.source = null;
     this.connected.value = false;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.retryTimer = null;
+    this.cancelRetry?.();
+    this.cancelRetry = null;
     this.version.value++;
   }
 

@@ -72,7 +72,9 @@ export function parseDotenv(text: string): ParsedEnv {
 
 export function toDotenv(vars: Record<string, string>): string {
   return Object.entries(vars)
-    .map(([k, v]) => (/^[A-Za-z0-9_./:@+-]*$/.test(v) ? `${k}=${v}` : `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n').replace(/\t/g, '\\t')}"`))
+    .map(([k, v]) =>
+      /^[A-Za-z0-9_./:@+-]*$/.test(v) ? `${k}=${v}` : `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n').replace(/\t/g, '\\t')}"`,
+    )
     .join('\n');
 }
 

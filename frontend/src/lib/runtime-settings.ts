@@ -14,7 +14,16 @@ export interface RuntimeSettings {
 }
 
 export function defaultRuntime(): RuntimeSettings {
-  return { rootDirectory: '', region: DEFAULT_REGION, machineSize: DEFAULT_MACHINE_SIZE, internalPort: 8080, healthCheckPath: '/health', buildCommand: '', startCommand: '', instanceCount: 1 };
+  return {
+    rootDirectory: '',
+    region: DEFAULT_REGION,
+    machineSize: DEFAULT_MACHINE_SIZE,
+    internalPort: 8080,
+    healthCheckPath: '/health',
+    buildCommand: '',
+    startCommand: '',
+    instanceCount: 1,
+  };
 }
 
 /** The API's fields from the form's (empty commands mean "use the detected one"). */

@@ -2,7 +2,10 @@
 export function meterValue(meter: string, value: number | null): string {
   if (value === null) return 'unlimited';
   if (meter === 'machine_seconds') return `${(value / 3600).toLocaleString(undefined, { maximumFractionDigits: value < 36_000 ? 1 : 0 })} h`;
-  if (meter === 'bandwidth') return value >= 1e9 ? `${(value / 1e9).toLocaleString(undefined, { maximumFractionDigits: 2 })} GB` : `${(value / 1e6).toLocaleString(undefined, { maximumFractionDigits: 1 })} MB`;
+  if (meter === 'bandwidth')
+    return value >= 1e9
+      ? `${(value / 1e9).toLocaleString(undefined, { maximumFractionDigits: 2 })} GB`
+      : `${(value / 1e6).toLocaleString(undefined, { maximumFractionDigits: 1 })} MB`;
   return value.toLocaleString();
 }
 

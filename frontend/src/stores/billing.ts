@@ -2,22 +2,10 @@
 import { defineStore } from 'pinia';
 import { ref } from 'vue';
 import { api, enc, type Page } from '../lib/api.ts';
+import type { Billing, MeterName, Notification } from '../lib/types.ts';
 
-export type MeterName = 'machine_seconds' | 'bandwidth' | 'builds';
+export type { Billing, MeterName, Notification } from '../lib/types.ts';
 export type Usage = Record<MeterName, number>;
-
-export interface Billing {
-  plan: string;
-  planName: string;
-  priceCents: number | null;
-  included: Record<MeterName, number | null>;
-  overageCentsPerUnit: Record<MeterName, number | null>;
-  subscriptionStatus: string | null;
-  pastDue: { since: string; deploysRefusedFrom: string; refusingDeploys: boolean } | null;
-  stripeConfigured: boolean;
-  changePlanVia: 'checkout' | 'subscription' | 'local';
-  plans: { plan: string; name: string; priceCents: number | null; included: Record<MeterName, number | null> }[];
-}
 
 export interface MeterReport {
   meter: MeterName;
@@ -43,15 +31,6 @@ export interface UsageReport {
   apps: { app: { id: string; slug: string; name: string }; usage: Usage }[];
   days: { date: string; usage: Usage }[];
   stripe: { configured: boolean };
-}
-
-export interface Notification {
-  id: string;
-  kind: string;
-  title: string;
-  body: string;
-  read: boolean;
-  createdAt: string;
 }
 
 export const useBilling = defineStore('billing', () => {

@@ -2,7 +2,7 @@
 import { defineStore } from 'pinia';
 import { computed, ref } from 'vue';
 import { api, ApiError, csrfToken } from '../lib/api.ts';
-import type { TeamSummary, User } from '../lib/types.ts';
+import type { Action, TeamSummary, User } from '../lib/types.ts';
 
 const TEAM_KEY = 'rhone.team';
 
@@ -83,7 +83,7 @@ export const useSession = defineStore('session', () => {
   }
 
   /** Whether the user's role in `slug` (default: the current team) allows `action` (backend/policies). */
-  function can(action: string, slug?: string | null): boolean {
+  function can(action: Action, slug?: string | null): boolean {
     const t = slug ? teamBySlug(slug) : team.value;
     return Boolean(t?.can.includes(action));
   }
