@@ -9,7 +9,7 @@ import { detectPlan } from '../backend/builder/detect.ts';
 import { BuildError, CanceledError, buildLocal, type LogStream } from '../backend/builder/local-build.ts';
 import type { BuildPlan } from '../backend/builder/plan.ts';
 import { readImage } from '../local/images.ts';
-import { freePort, hostEnv } from '../local/processes.ts';
+import { freePort, hostEnv, killMachine } from '../local/processes.ts';
 import { cleanupTemp, repo, root, tempDir } from './builder-support.ts';
 import { imageCommand } from '../backend/builder/start-command.ts';
 
@@ -58,11 +58,9 @@ async function runImage(dataDir: string, image: string, requestPath = '/health')
       }
     }
   } finally {
-    try {
-      process.kill(-(child.pid as number), 'SIGKILL');
-    } catch {
-      // already gone
-    }
+    // The whole session, as the local runtime does: the image's start wrapper runs the app in a
+    // process group of its own, which a kill of the wrapper's group would leave running.
+    killMachine(child.pid as number);
   }
 }
 
