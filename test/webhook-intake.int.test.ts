@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { Webhooks } from '@octokit/webhooks';
 import { appWebhookGate } from '../backend/app.ts';
+import { SLOT_WAIT_MS } from '../backend/routes/webhooks/intake.ts';
 import { db } from '../backend/db.ts';
 import { WebhookDelivery } from '../backend/models/index.ts';
 import { startTestServer, type TestServer } from './http.ts';
@@ -49,7 +50,23 @@ describe('Webhook intake limits (GitHub)', () => {
     assert.equal(await WebhookDelivery.query(db()).resultSize(), 0);
   });
 
-  it('reads at most two bodies at once from one address: a third gets 429 with Retry-After, and a slot frees when a sender goes away', async () => {
+  it('lets a third body from one address wait its turn instead of refusing it (GitHub never redelivers by itself)', async () => {
+    const first = holdRequest(url(), githubHeaders(1000), '{"ref":');
+    const second = holdRequest(url(), githubHeaders(1000), '{"ref":');
+    await until('two bodies being read', () => gate().inFlight('127.0.0.1') === 2);
+    const body = JSON.stringify({ zen: 'x' });
+    const signed = await new Webhooks({ secret: WEBHOOK_SECRET }).sign(body);
+    const third = holdRequest(url(), { ...githubHeaders(Buffer.byteLength(body), signed), 'x-github-event': 'ping' }, body);
+    third.req.end();
+    await until('the third delivery to wait for a slot', () => gate().queued === 1);
+    first.req.destroy(); // a slot frees: the waiting delivery is read and answered
+    assert.equal((await answeredWithin(third, 5000, 'the waiting delivery')).status, 200);
+    assert.equal(gate().queued, 0);
+    second.req.destroy();
+    await until('every slot to be free', () => gate().inFlight() === 0);
+  });
+
+  it('reads at most two bodies at once from one address: a third gets 429 with Retry-After after its wait, and a slot frees when a sender goes away', async () => {
     const first = holdRequest(url(), githubHeaders(1000), '{"ref":');
     const second = holdRequest(url(), githubHeaders(1000), '{"ref":');
     await until('two bodies being read', () => gate().inFlight('127.0.0.1') === 2);
@@ -57,7 +74,7 @@ describe('Webhook intake limits (GitHub)', () => {
     const body = JSON.stringify({ zen: 'x' });
     const third = holdRequest(url(), githubHeaders(Buffer.byteLength(body)), body);
     third.req.end();
-    const refused = await answeredWithin(third, 5000, 'the third body was waited for');
+    const refused = await answeredWithin(third, SLOT_WAIT_MS + 2000, 'the third body was waited for past the slot wait');
     assert.equal(refused.status, 429, JSON.stringify(refused.body));
     assert.equal(refused.body.error, 'too_many_in_flight');
     assert.equal(refused.headers['retry-after'], '1');

@@ -37,19 +37,24 @@ const EVENT_NAME = /^[a-z_]{1,64}$/;
 const BAD_GITHUB_SIGNATURE =
   'X-Hub-Signature-256 is missing or does not match the body: check that the webhook secret on GitHub is the GITHUB_WEBHOOK_SECRET of this server.';
 
-/** A slot to read one body in, or a refusal (with Retry-After) when too many are being read. */
-function admit(ctx: Context, gate: WebhookGate): () => void {
+/** A slot to read one body in (waiting a little for one), or a refusal (with Retry-After) when too many are being read. */
+async function admit(ctx: Context, gate: WebhookGate): Promise<() => void> {
+  const gone = new AbortController();
+  const onClose = () => gone.abort();
+  ctx.req.once('close', onClose);
   try {
-    return gate.enter(ctx.ip);
+    return await gate.enter(ctx.ip, gone.signal);
   } catch (err) {
     if (err instanceof TooManyInFlightError) ctx.set('Retry-After', String(err.retryAfterSeconds));
     return refuseUnread(ctx, err as AppError);
+  } finally {
+    ctx.req.off('close', onClose);
   }
 }
 
 /** The body, read within the limits, with the HMAC-SHA256 of it under `secret` computed as it came. */
 async function readSigned(ctx: Context, gate: WebhookGate, limit: number, sender: string, secret: string): Promise<{ body: Buffer; digest: Buffer }> {
-  const release = admit(ctx, gate);
+  const release = await admit(ctx, gate);
   try {
     const hmac = createHmac('sha256', secret);
     const chunks = await readChunks(ctx, limit, sender, (chunk) => hmac.update(chunk));
@@ -120,7 +125,7 @@ export function webhookRoutes({ config, knex, queues, redis }: Deps, gate = new 
     await rateLimit(ctx).catch((err: AppError) => refuseUnread(ctx, err));
     // Stripe signs "<t>.<body>"; stripe-node checks it (several v1 signatures, the tolerance) on the
     // whole body, which the 1 MB cap keeps small.
-    const release = admit(ctx, gate);
+    const release = await admit(ctx, gate);
     let body: string;
     try {
       body = Buffer.concat(await readChunks(ctx, STRIPE_BODY_LIMIT, 'Stripe', () => undefined)).toString('utf8');

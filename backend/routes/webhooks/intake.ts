@@ -25,26 +25,63 @@ export interface IntakeLimits {
   perMinutePerAddress: number;
 }
 
+/**
+ * How long a sender waits for a slot before it is refused. GitHub gives up on a delivery after 10 s
+ * and never redelivers on its own, so a burst from one of its addresses waits its turn (the body is
+ * not read meanwhile) rather than being refused at once; a held connection costs a socket, not memory.
+ */
+export const SLOT_WAIT_MS = 3_000;
+
 /** Bodies being read now, in all and per source address. */
 export class WebhookGate {
   private total = 0;
   private readonly byAddress = new Map<string, number>();
+  private readonly waiting = new Set<() => void>();
 
-  constructor(private readonly limits: Pick<IntakeLimits, 'maxInFlight' | 'maxInFlightPerAddress'>) {}
+  constructor(
+    private readonly limits: Pick<IntakeLimits, 'maxInFlight' | 'maxInFlightPerAddress'>,
+    private readonly waitMs = SLOT_WAIT_MS,
+  ) {}
 
-  /** Takes a slot for `address` (release it with the function returned, once), or throws 429/503. */
-  enter(address: string): () => void {
+  /**
+   * Takes a slot for `address` (release it with the function returned, once), waiting up to the
+   * gate's wait for one to free; then throws 429 (this address) or 503 (all). `gone` aborts the wait
+   * when the sender disconnects.
+   */
+  async enter(address: string, gone?: AbortSignal): Promise<() => void> {
+    const giveUpAt = Date.now() + this.waitMs;
+    for (;;) {
+      const taken = this.take(address);
+      if (taken) return taken;
+      const left = giveUpAt - Date.now();
+      if (left <= 0 || gone?.aborted) throw this.refusal(address);
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(timer);
+          gone?.removeEventListener('abort', wake);
+          this.waiting.delete(wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, left);
+        gone?.addEventListener('abort', wake, { once: true });
+        this.waiting.add(wake);
+      });
+    }
+  }
+
+  /** Bodies being read now: from `address`, or in all. */
+  inFlight(address?: string): number {
+    return address === undefined ? this.total : (this.byAddress.get(address) ?? 0);
+  }
+
+  /** Senders waiting for a slot. */
+  get queued(): number {
+    return this.waiting.size;
+  }
+
+  private take(address: string): (() => void) | undefined {
     const mine = this.byAddress.get(address) ?? 0;
-    if (mine >= this.limits.maxInFlightPerAddress) {
-      throw new TooManyInFlightError(
-        429,
-        'too_many_in_flight',
-        `This address already has ${mine} webhook bodies being sent; send one at a time (at most ${this.limits.maxInFlightPerAddress} at once).`,
-      );
-    }
-    if (this.total >= this.limits.maxInFlight) {
-      throw new TooManyInFlightError(503, 'webhooks_busy', 'This server is reading as many webhook bodies as it takes at once; send it again in a moment.');
-    }
+    if (mine >= this.limits.maxInFlightPerAddress || this.total >= this.limits.maxInFlight) return undefined;
     this.total++;
     this.byAddress.set(address, mine + 1);
     let released = false;
@@ -55,12 +92,21 @@ export class WebhookGate {
       const left = (this.byAddress.get(address) ?? 1) - 1;
       if (left > 0) this.byAddress.set(address, left);
       else this.byAddress.delete(address);
+      // Few waiters at most: each looks again whether its slot is free.
+      for (const wake of [...this.waiting]) wake();
     };
   }
 
-  /** Bodies being read now: from `address`, or in all. */
-  inFlight(address?: string): number {
-    return address === undefined ? this.total : (this.byAddress.get(address) ?? 0);
+  private refusal(address: string): TooManyInFlightError {
+    const mine = this.byAddress.get(address) ?? 0;
+    if (mine >= this.limits.maxInFlightPerAddress) {
+      return new TooManyInFlightError(
+        429,
+        'too_many_in_flight',
+        `This address already has ${mine} webhook bodies being sent; send one at a time (at most ${this.limits.maxInFlightPerAddress} at once).`,
+      );
+    }
+    return new TooManyInFlightError(503, 'webhooks_busy', 'This server is reading as many webhook bodies as it takes at once; send it again in a moment.');
   }
 }
 
