@@ -10,16 +10,10 @@ import type { EncryptionKey } from '../config.ts';
 import { openValue, sealValue } from '../commands/env.ts';
 import { EnvVar, type App, type AppSource } from '../models/index.ts';
 
-export interface SnapshotSettings {
-  rootDirectory: string;
-  buildCommand: string | null;
-  startCommand: string | null;
-  region: string;
-  machineSize: string;
-  internalPort: number;
-  healthCheckPath: string;
-  instanceCount: number;
-}
+import type { AppSettings } from '../lib/api-types.ts';
+
+/** The app's settings as they were when the deployment was asked for. */
+export type SnapshotSettings = AppSettings;
 
 /** One env var as a snapshot holds it: still sealed, the ciphertext base64. */
 export interface SealedEnvVar {

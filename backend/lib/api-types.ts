@@ -70,13 +70,8 @@ export interface Invitation {
 export type AppSource =
   { type: 'git'; url: string; branch: string } | { type: 'github'; repo: string; branch: string; installationId: number; repositoryId?: number };
 
-export interface App {
-  id: string;
-  team: string;
-  name: string;
-  slug: string;
-  url: string;
-  source: AppSource;
+/** An app's build and run settings: what the API shows and what a deployment's snapshot fixes. */
+export interface AppSettings {
   rootDirectory: string;
   buildCommand: string | null;
   startCommand: string | null;
@@ -85,6 +80,15 @@ export interface App {
   internalPort: number;
   healthCheckPath: string;
   instanceCount: number;
+}
+
+export interface App extends AppSettings {
+  id: string;
+  team: string;
+  name: string;
+  slug: string;
+  url: string;
+  source: AppSource;
   autoDeploy: boolean;
   /** The GitHub installation or repository is gone (suspended, removed, access taken away). */
   sourceProblem: { code: string; message: string | null } | null;
